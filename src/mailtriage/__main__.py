@@ -1,0 +1,5 @@
+import sys
+
+from mailtriage.cli import main
+
+sys.exit(main())

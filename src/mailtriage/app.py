@@ -1,0 +1,56 @@
+"""Composition root: build the stores, the inbox and the worker from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtriage.blobs import BlobStore
+from mailtriage.config import Settings
+from mailtriage.inbox import Inbox
+from mailtriage.store import db
+from mailtriage.worker import Worker
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    blobs: BlobStore
+    inbox: Inbox
+    _workers: list[Worker] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> App:
+        engine = db.make_engine(settings.database_url, echo=settings.database.echo)
+        factory = db.session_factory(engine)
+        blobs = BlobStore(settings.storage_dir / "blobs")
+        inbox = Inbox(factory, blobs, fsync=settings.storage.fsync)
+        return cls(settings, engine, factory, blobs, inbox)
+
+    def prepare_database(self) -> None:
+        """Apply pending migrations (database.auto_migrate) or insist the schema is current."""
+        if self.settings.database.auto_migrate:
+            db.upgrade(self.engine)
+        else:
+            db.check_schema(self.engine)
+
+    def worker(self) -> Worker:
+        worker = Worker(self.inbox, self.factory, self.blobs, self.settings)
+        self._workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        self._workers.clear()
+        self.engine.dispose()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

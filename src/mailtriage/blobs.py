@@ -1,0 +1,68 @@
+"""Content-addressed files: sha256 -> path, written tmp + fsync + rename."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class BlobStore:
+    """Immutable blobs under ``root/ab/cd/<sha256>``.
+
+    Writing the same bytes twice is a no-op, so writers never need to coordinate
+    (several processes or instances may share the directory).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).exists()
+
+    def put(self, data: bytes, *, durable: bool = True) -> str:
+        """Store ``data``; return its sha256. ``durable`` fsyncs file and directory.
+
+        Raw messages are durable; derived blobs (attachments, which can be cut out
+        of the raw message again) skip the fsync.
+        """
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path(sha)
+        if target.exists():
+            return sha
+        new_dirs = not target.parent.exists()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if durable:
+            _fsync_dir(target.parent)
+            if new_dirs:  # the new directory entries must survive a crash too
+                _fsync_dir(target.parent.parent)
+                _fsync_dir(self.root)
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

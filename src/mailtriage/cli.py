@@ -1,0 +1,295 @@
+"""Command line: wiring and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from mailtriage import __version__
+from mailtriage.app import App
+from mailtriage.config import ConfigError, Settings, load_settings
+from mailtriage.intake.files import SourceError
+from mailtriage.store.db import DatabaseError
+from mailtriage.store.queries import NotFound
+
+log = logging.getLogger("mailtriage")
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailtriage", description="Turn support email into classified tickets."
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML config (default: $MAILTRIAGE_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"mailtriage {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("import", help="import .eml files, directories, mbox files, Maildirs")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("run", help="run the service (worker) until SIGTERM/SIGINT")
+    p.set_defaults(func=cmd_run)
+
+    tickets = sub.add_parser("tickets", help="list and show tickets").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = tickets.add_parser("list", help="list tickets, newest first")
+    p.add_argument("--status")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tickets_list)
+    p = tickets.add_parser("show", help="one ticket with its articles and events")
+    p.add_argument("number", help="DM-000123 or 123")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tickets_show)
+
+    quarantine = sub.add_parser("quarantine", help="messages that could not be processed")
+    qsub = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = qsub.add_parser("list")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quarantine_list)
+    p = qsub.add_parser("show")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quarantine_show)
+    p = qsub.add_parser("retry", help="process a quarantined message again")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_quarantine_retry)
+    p = qsub.add_parser("export", help="write the raw bytes of a message to FILE")
+    p.add_argument("id", type=int)
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_quarantine_export)
+
+    dbp = sub.add_parser("db", help="database schema").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = dbp.add_parser("upgrade", help="apply pending migrations")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = dbp.add_parser("current", help="print the schema revision")
+    p.set_defaults(func=cmd_db_current)
+    return parser
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def _open_app(settings: Settings, *, migrate: bool = True) -> App:
+    app = App.from_settings(settings)
+    if migrate:
+        app.prepare_database()
+    return app
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.backfill import import_paths
+
+    with _open_app(settings) as app:
+        if out.is_terminal and not args.json:
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                MofNCompleteColumn(), console=Console(stderr=True),
+            ) as progress:
+                read = progress.add_task("read", total=None)
+                done = progress.add_task("processed", total=None)
+
+                def on_read(n: int) -> None:
+                    progress.advance(read, n)
+                    progress.update(done, total=progress.tasks[read].completed)
+
+                report = import_paths(
+                    app, args.paths, on_read=on_read,
+                    on_processed=lambda n: progress.advance(done, n),
+                )
+        else:
+            report = import_paths(app, args.paths)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        out.print(" ".join(f"{k}={v}" for k, v in report.to_dict().items()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.service import run_service
+
+    return run_service(settings)
+
+
+def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import list_tickets
+
+    with _open_app(settings) as app, app.factory() as session:
+        rows = list_tickets(session, settings.mail.ticket_prefix, status=args.status,
+                            limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    table = Table("number", "status", "level", "category", "priority", "lang", "requester",
+                  "subject", "articles", "files")
+    for r in rows:
+        table.add_row(r["number"], r["status"], r["level"] or "-", r["category"] or "-",
+                      r["priority"] or "-", r["language"] or "-", r["requester"] or "-",
+                      r["subject"][:60], str(r["article_count"]), str(r["attachment_count"]))
+    out.print(table)
+    return 0
+
+
+def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import show_ticket
+
+    with _open_app(settings) as app, app.factory() as session:
+        data = show_ticket(session, settings.mail.ticket_prefix, args.number)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    out.print(f"[bold]{data['number']}[/bold] {data['subject']}", markup=True, highlight=False)
+    out.print(f"status {data['status']}  level {data['level']}  category {data['category']}  "
+              f"priority {data['priority']}  language {data['language']}", highlight=False)
+    out.print(f"requester {data['requester']}  organisation {data['organisation']}",
+              highlight=False)
+    for reason in data["classification_reasons"]:
+        out.print(f"  why: {reason}", highlight=False)
+    for article in data["articles"]:
+        out.rule(f"{article['direction']} {article['sender']} {article['date'] or ''}")
+        out.print(article["text"], markup=False, highlight=False)
+        for att in article["attachments"]:
+            flags = " ".join(k for k in ("is_inline", "is_screenshot") if att[k])
+            out.print(f"  [{att['content_type']}] {att['filename']} {att['size']} B {flags}",
+                      markup=False, highlight=False)
+    out.rule("events")
+    for event in data["events"]:
+        out.print(f"{event['created_at']} {event['kind']} {json.dumps(event['detail'])}",
+                  markup=False, highlight=False)
+    return 0
+
+
+def cmd_quarantine_list(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import list_quarantine
+
+    with _open_app(settings) as app, app.factory() as session:
+        rows = list_quarantine(session, args.limit)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    table = Table("id", "received", "stage", "reason", "source")
+    for r in rows:
+        table.add_row(str(r["id"]), r["received_at"][:19], r["stage"] or "",
+                      (r["reason"] or "")[:70], r["source"])
+    out.print(table)
+    return 0
+
+
+def cmd_quarantine_show(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import show_inbound
+
+    with _open_app(settings) as app, app.factory() as session:
+        data = show_inbound(session, args.id)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        for key, value in data.items():
+            out.print(f"{key}: {value}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_quarantine_retry(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import get_inbound, show_inbound
+
+    with _open_app(settings) as app:
+        if not app.inbox.retry(args.id):
+            with app.factory() as session:
+                get_inbound(session, args.id)  # raises NotFound for an unknown id
+            raise UserError(f"inbound message {args.id} is not quarantined")
+        app.worker().drain()
+        with app.factory() as session:
+            data = show_inbound(session, args.id)
+    out.print(f"{args.id}: {data['status']} {data['outcome'] or data['reason'] or ''}",
+              markup=False, highlight=False)
+    return 0 if data["status"] == "done" else 1
+
+
+def cmd_quarantine_export(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import get_inbound
+
+    with _open_app(settings) as app, app.factory() as session:
+        row = get_inbound(session, args.id)
+        raw = app.blobs.get(row.raw_sha256)
+    try:
+        args.file.write_bytes(raw)
+    except OSError as exc:
+        raise UserError(f"{args.file}: cannot write: {exc.strerror}") from None
+    out.print(f"wrote {len(raw)} bytes to {args.file}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store import db
+
+    with _open_app(settings, migrate=False) as app:
+        db.upgrade(app.engine)
+        out.print(f"database at revision {db.current_revision(app.engine)}", highlight=False)
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store import db
+
+    with _open_app(settings, migrate=False) as app:
+        out.print(f"{db.current_revision(app.engine) or 'empty'} "
+                  f"(code expects {db.head_revision(app.engine)})", highlight=False)
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------------
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserError, ConfigError, DatabaseError, SourceError, NotFound,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from mailtriage.ops.logs import setup_logging
+
+    try:
+        settings = load_settings(args.config)
+        setup_logging("DEBUG" if args.verbose else settings.logging.level, settings.logging.json)
+        func: Callable[[argparse.Namespace, Settings, Console], int] = args.func
+        return func(args, settings, Console())
+    except USER_ERRORS as exc:
+        return _fail(str(exc))
+    except (OperationalError, DBAPIError) as exc:
+        return _fail(f"database error: {_first_line(exc)}")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _fail(message: str) -> int:
+    print(f"mailtriage: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

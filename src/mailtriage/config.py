@@ -1,0 +1,199 @@
+"""TOML config -> frozen, typed settings.
+
+Every section is a frozen dataclass; the loader walks the dataclass fields, so a key
+that is not a field is an error and a value of the wrong type names its key:
+``storage.max_message_mb: expected a number, got "big"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ENV_CONFIG = "MAILTRIAGE_CONFIG"
+ENV_DATABASE_URL = "MAILTRIAGE_DATABASE_URL"
+ENV_STORAGE_DIR = "MAILTRIAGE_STORAGE_DIR"
+
+
+class ConfigError(Exception):
+    """A config file or value is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    # Empty means SQLite in storage.dir (mailtriage.db).
+    url: str = ""
+    auto_migrate: bool = True
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    dir: str = "var"
+    max_message_mb: float = 64.0
+    max_attachment_mb: float = 32.0
+    # fsync raw blobs before acknowledging; only tests and benchmarks turn this off.
+    fsync: bool = True
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    support_address: str = "support@dataandmore.com"
+    # Domains of our own Message-IDs and addresses (mail from them is never a ticket).
+    own_domains: tuple[str, ...] = ("dataandmore.com",)
+    ticket_prefix: str = "DM"
+    # Address domains that are not an organisation (free mail providers).
+    freemail_domains: tuple[str, ...] = (
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
+        "icloud.com", "me.com", "gmx.de", "gmx.net", "web.de", "t-online.de", "aol.com",
+        "mail.de", "posteo.de", "proton.me", "protonmail.com", "freenet.de",
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    enabled: bool = True
+    # Parse in this many processes (0 = one per CPU); 1 parses in the worker itself.
+    processes: int = 0
+    batch_size: int = 32
+    lease_seconds: float = 300.0
+    max_attempts: int = 5
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 3600.0
+    poll_interval_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class TriageSettings:
+    # Empty: the packaged default rules (src/mailtriage/rules/default.toml).
+    rules_file: str = ""
+    default_language: str = "de"
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    triage: TriageSettings = field(default_factory=TriageSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: str = ""  # the file these came from ("" for defaults)
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.storage.dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.storage_dir / 'mailtriage.db').as_posix()}"
+
+
+T = TypeVar("T")
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the config file (argument, else $MAILTRIAGE_CONFIG, else defaults) + env."""
+    path = path or os.environ.get(ENV_CONFIG) or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    settings = settings_from_dict(data)
+    settings = dataclasses.replace(settings, source=str(path or ""))
+    return apply_env(settings, os.environ)
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    data = {k: v for k, v in data.items()}
+    return _build(Settings, data, prefix="", skip={"source"})
+
+
+def apply_env(settings: Settings, env: typing.Mapping[str, str]) -> Settings:
+    if env.get(ENV_DATABASE_URL):
+        settings = dataclasses.replace(
+            settings, database=dataclasses.replace(settings.database, url=env[ENV_DATABASE_URL])
+        )
+    if env.get(ENV_STORAGE_DIR):
+        settings = dataclasses.replace(
+            settings, storage=dataclasses.replace(settings.storage, dir=env[ENV_STORAGE_DIR])
+        )
+    return settings
+
+
+def _build(cls: type[T], data: Any, prefix: str, skip: frozenset[str] | set[str] = frozenset()
+           ) -> T:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - (set(fields) - set(skip)))
+    if unknown:
+        known = ", ".join(sorted(set(fields) - set(skip)))
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known here: {known})")
+    values = {}
+    for name, value in data.items():
+        values[name] = _convert(hints[name], value, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value, prefix=f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(args[0], value, key)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {_show(value)}")
+        return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {_show(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {_show(value)}")
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return json.dumps(value, default=str)

@@ -1,0 +1,222 @@
+"""The durability boundary: accept(raw, source) -> id; claim / defer / quarantine.
+
+``accept`` returns only after the raw bytes are fsynced into the blob store and the
+inbound row is committed, so a caller may acknowledge the message (SMTP 250, IMAP
+move, backfill file counted) as soon as it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtriage.blobs import BlobStore
+from mailtriage.store.models import Inbound, InboundStatus, utcnow
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: int
+    raw_sha256: str
+    created: bool  # False: these exact bytes were accepted before
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    raw_sha256: str
+    attempts: int
+    source: str
+    envelope: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    raw: bytes
+    source: str
+    envelope: dict[str, Any] | None = None
+
+
+class Inbox:
+    def __init__(
+        self, factory: sessionmaker[Session], blobs: BlobStore, *, fsync: bool = True
+    ) -> None:
+        self.factory = factory
+        self.blobs = blobs
+        self.fsync = fsync
+
+    def accept(
+        self, raw: bytes, source: str, envelope: dict[str, Any] | None = None
+    ) -> Accepted:
+        """Store one message durably; idempotent on the sha256 of the raw bytes."""
+        return self.accept_many([Incoming(raw, source, envelope)])[0]
+
+    def accept_many(self, items: Sequence[Incoming]) -> list[Accepted]:
+        """Store several messages: every blob is fsynced, then one commit for all rows."""
+        shas = [self.blobs.put(item.raw, durable=self.fsync) for item in items]
+        try:
+            with self.factory() as session, session.begin():
+                return self._insert(session, items, shas)
+        except IntegrityError:
+            # Another instance accepted one of these bytes at the same moment: go one
+            # by one so each row is either ours or theirs.
+            return [self._accept_one(item, sha) for item, sha in zip(items, shas, strict=True)]
+
+    def _insert(
+        self, session: Session, items: Sequence[Incoming], shas: Sequence[str]
+    ) -> list[Accepted]:
+        existing = dict(
+            session.execute(
+                select(Inbound.raw_sha256, Inbound.id).where(Inbound.raw_sha256.in_(set(shas)))
+            ).tuples()
+        )
+        result: list[Accepted] = []
+        fresh: dict[str, Inbound] = {}
+        for item, sha in zip(items, shas, strict=True):
+            if sha in existing:
+                result.append(Accepted(existing[sha], sha, False))
+                continue
+            if sha in fresh:  # the same bytes twice in one batch
+                result.append(Accepted(-1, sha, False))
+                continue
+            row = Inbound(
+                raw_sha256=sha,
+                size=len(item.raw),
+                source=item.source[:500],
+                envelope=item.envelope,
+                status=InboundStatus.RECEIVED,
+            )
+            session.add(row)
+            fresh[sha] = row
+            result.append(Accepted(-1, sha, True))
+        session.flush()
+        return [
+            Accepted(fresh[a.raw_sha256].id, a.raw_sha256, a.created) if a.id == -1 else a
+            for a in result
+        ]
+
+    def _accept_one(self, item: Incoming, sha: str) -> Accepted:
+        try:
+            with self.factory() as session, session.begin():
+                return self._insert(session, [item], [sha])[0]
+        except IntegrityError:
+            with self.factory() as session:
+                row_id = session.scalar(select(Inbound.id).where(Inbound.raw_sha256 == sha))
+            if row_id is None:  # pragma: no cover - constraint violated by something else
+                raise
+            return Accepted(row_id, sha, False)
+
+    # -- processing side ------------------------------------------------------------
+
+    def claim(
+        self, owner: str, limit: int, lease_seconds: float, now: datetime | None = None
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due rows; an expired lease (crashed worker) is due again."""
+        now = now or utcnow()
+        due = or_(
+            (Inbound.status.in_(InboundStatus.CLAIMABLE)) & (Inbound.next_attempt_at <= now),
+            (Inbound.status == InboundStatus.PROCESSING) & (Inbound.lease_until < now),
+        )
+        with self.factory() as session, session.begin():
+            ids = list(
+                session.scalars(
+                    select(Inbound.id)
+                    .where(due)
+                    .order_by(Inbound.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ids:
+                return []
+            session.execute(
+                update(Inbound)
+                .where(Inbound.id.in_(ids))
+                .values(
+                    status=InboundStatus.PROCESSING,
+                    lease_owner=owner,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=Inbound.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            rows = session.execute(
+                select(
+                    Inbound.id, Inbound.raw_sha256, Inbound.attempts, Inbound.source,
+                    Inbound.envelope,
+                ).where(Inbound.id.in_(ids)).order_by(Inbound.id)
+            ).tuples()
+            return [Claimed(*row) for row in rows]
+
+    def defer(
+        self, inbound_id: int, owner: str, *, stage: str, reason: str, traceback: str | None,
+        delay_seconds: float, now: datetime | None = None,
+    ) -> bool:
+        """Give a leased row back to retry later; False if the lease was lost."""
+        now = now or utcnow()
+        return self._update_leased(
+            inbound_id, owner,
+            status=InboundStatus.WAITING,
+            next_attempt_at=now + timedelta(seconds=delay_seconds),
+            stage=stage, reason=reason[:4000], traceback=traceback,
+        )
+
+    def quarantine(
+        self, inbound_id: int, owner: str | None, *, stage: str, reason: str,
+        traceback: str | None,
+    ) -> bool:
+        return self._update_leased(
+            inbound_id, owner,
+            status=InboundStatus.QUARANTINED,
+            stage=stage, reason=reason[:4000], traceback=traceback, processed_at=utcnow(),
+        )
+
+    def release(self, owner: str) -> int:
+        """Hand back every lease of ``owner`` (clean shutdown): due again at once."""
+        with self.factory() as session, session.begin():
+            result = session.execute(
+                update(Inbound)
+                .where(Inbound.lease_owner == owner, Inbound.status == InboundStatus.PROCESSING)
+                .values(status=InboundStatus.RECEIVED, lease_owner=None, lease_until=None,
+                        attempts=Inbound.attempts - 1)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def retry(self, inbound_id: int) -> bool:
+        """Send a quarantined message through the pipeline again."""
+        with self.factory() as session, session.begin():
+            result = session.execute(
+                update(Inbound)
+                .where(Inbound.id == inbound_id, Inbound.status == InboundStatus.QUARANTINED)
+                .values(status=InboundStatus.RECEIVED, attempts=0, next_attempt_at=utcnow(),
+                        lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def raw(self, raw_sha256: str) -> bytes:
+        return self.blobs.get(raw_sha256)
+
+    def _update_leased(self, inbound_id: int, owner: str | None, **values: Any) -> bool:
+        with self.factory() as session, session.begin():
+            stmt = update(Inbound).where(Inbound.id == inbound_id)
+            if owner is not None:
+                stmt = stmt.where(Inbound.lease_owner == owner,
+                                  Inbound.status == InboundStatus.PROCESSING)
+            result = session.execute(
+                stmt.values(lease_owner=None, lease_until=None, **values)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,64 @@
+"""What to do with an analysed message, given what the database already knows (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mailtriage.pipeline.parse import ParsedMessage
+
+Action = Literal["ignore", "duplicate", "append", "create"]
+
+
+@dataclass(frozen=True)
+class Known:
+    """Facts looked up in the database for one message."""
+
+    duplicate_article_id: int | None = None  # same Message-ID and same content
+    same_id_other_content: bool = False  # same Message-ID, different content
+    thread_ticket_id: int | None = None  # ticket of a message this one refers to
+    thread_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    ticket_id: int | None = None
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def message_key(parsed: ParsedMessage) -> str:
+    """The logical identity of a message: its Message-ID, or one derived from content."""
+    return parsed.message_id or f"derived:{parsed.content_key}"
+
+
+def thread_candidates(parsed: ParsedMessage) -> tuple[str, ...]:
+    """Message-IDs this message answers, most specific first: In-Reply-To, then
+    References newest first."""
+    seen: dict[str, None] = {}
+    for ident in (*parsed.in_reply_to, *reversed(parsed.references)):
+        if ident != parsed.message_id:
+            seen.setdefault(ident, None)
+    return tuple(seen)
+
+
+def decide(automated: bool, loop_reasons: tuple[str, ...], known: Known) -> Decision:
+    if automated:
+        return Decision("ignore", reasons=loop_reasons)
+    if known.duplicate_article_id is not None:
+        return Decision(
+            "duplicate", reasons=(f"same Message-ID and content as article {known.duplicate_article_id}",)
+        )
+    warnings: tuple[str, ...] = ()
+    if known.same_id_other_content:
+        warnings = ("a message with this Message-ID but different content is already stored; "
+                    "kept as a new message",)
+    if known.thread_ticket_id is not None:
+        return Decision(
+            "append",
+            ticket_id=known.thread_ticket_id,
+            reasons=(f"refers to <{known.thread_message_id}>",),
+            warnings=warnings,
+        )
+    return Decision("create", reasons=("no known message referenced",), warnings=warnings)

@@ -1,0 +1,513 @@
+"""Raw RFC 5322 bytes -> ParsedMessage, a frozen value with everything later stages need.
+
+Header decoding (RFC 2047, address lists, dates) is mail-parser's; the MIME walk for
+bodies and attachments is ours so that attachment bytes stay bytes (mail-parser
+base64-encodes them into strings, which doubles memory on large mails) and charset
+repair, nested ``message/rfc822`` and TNEF are handled in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.message
+import email.utils
+import hashlib
+import io
+import quopri
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from email.policy import compat32
+from typing import Any
+
+import charset_normalizer
+import mailparser
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
+from PIL import Image, UnidentifiedImageError
+
+_HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=False)
+_MSGID_RE = re.compile(r"<([^<>\s]+)>")
+_WS_RE = re.compile(r"[ \t]+\n")
+_OBS_COLON_RE = re.compile(rb"(?m)^([!-9;-~]+)[ \t]+:")
+
+
+class ParseError(Exception):
+    """The bytes are not a message we can work with (permanent: quarantine)."""
+
+
+class MessageTooLarge(ParseError):
+    """A message or one of its attachments is over a configured size cap."""
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_attachment_bytes: int = 32 * 1024 * 1024
+    # An image smaller than this in either dimension, or with fewer pixels than
+    # min_screenshot_pixels, is a logo, icon or tracking pixel, not a screenshot.
+    min_screenshot_side: int = 120
+    min_screenshot_pixels: int = 200 * 150
+    max_nesting: int = 20
+
+
+@dataclass(frozen=True)
+class ParsedAttachment:
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+    is_inline: bool = False
+    content_id: str | None = None
+    is_screenshot: bool = False
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    subject: str
+    sender: str  # lower-cased address, "" when there is none
+    sender_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    reply_to: tuple[str, ...]
+    date: datetime | None
+    message_id: str | None  # normalised: without angle brackets
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    text: str  # plain text body; HTML converted when there is no plain part
+    html: str | None
+    attachments: tuple[ParsedAttachment, ...]
+    defects: tuple[str, ...]
+    content_key: str  # sha256 over what a transport does not change (see content_key())
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender.rpartition("@")[2]
+
+
+def normalise_message_id(value: str | None) -> str | None:
+    """``<abc@x>`` -> ``abc@x``; junk or empty -> None."""
+    if not value:
+        return None
+    value = str(value).strip()
+    found = _MSGID_RE.search(value)
+    ident = found.group(1) if found else value.strip("<> \t\r\n")
+    if not ident or any(ch.isspace() for ch in ident):
+        return None
+    return ident[:900]
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """All Message-IDs in a References/In-Reply-To header, in order, deduplicated."""
+    if not value:
+        return ()
+    found = _MSGID_RE.findall(str(value))
+    if not found:
+        one = normalise_message_id(value)
+        found = [one] if one else []
+    seen: dict[str, None] = {}
+    for ident in found:
+        seen.setdefault(ident[:900], None)
+    return tuple(seen)
+
+
+def content_key(raw: bytes) -> str:
+    """Hash of what identifies a message's content across transports.
+
+    The same mail fetched over IMAP and received over SMTP differs in its trace
+    headers (Received, Return-Path, Delivered-To) and sometimes in line endings;
+    From, Subject, Date and the body bytes do not.
+    """
+    head, body = _split_head(raw)
+    msg = email.message_from_bytes(head + b"\n\n", policy=compat32)
+    digest = hashlib.sha256()
+    for name in ("from", "subject", "date", "content-type"):
+        digest.update(str(msg.get(name, "")).strip().encode("utf-8", "surrogateescape"))
+        digest.update(b"\0")
+    norm = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip()
+    digest.update(norm)
+    return digest.hexdigest()
+
+
+def _split_head(raw: bytes) -> tuple[bytes, bytes]:
+    match = re.search(rb"\r?\n\r?\n", raw)
+    if not match:
+        return raw, b""
+    return raw[: match.start()], raw[match.end() :]
+
+
+def load_message(raw: bytes, limits: ParseLimits | None = None) -> Message:
+    """Raw bytes -> stdlib Message (compat32, as mail-parser uses), or ParseError."""
+    limits = limits or ParseLimits()
+    if len(raw) > limits.max_message_bytes:
+        raise MessageTooLarge(
+            f"message is {len(raw)} bytes, over the cap of {limits.max_message_bytes} bytes"
+        )
+    stripped = raw.lstrip(b" \t\r\n")
+    if not stripped:
+        raise ParseError("empty message")
+    msg = email.message_from_bytes(stripped, policy=compat32)
+    if not msg.keys():
+        # RFC 5322 obsolete syntax allows white space before the colon.
+        head, body = _split_head(stripped)
+        msg = email.message_from_bytes(_OBS_COLON_RE.sub(rb"\1:", head) + b"\n\n" + body)
+    if not msg.keys():
+        raise ParseError("no headers found: not an RFC 5322 message")
+    return msg
+
+
+def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessage:
+    """Parse raw bytes. Raises ParseError (or MessageTooLarge) for permanent failures."""
+    limits = limits or ParseLimits()
+    return extract(load_message(raw, limits), raw, limits)
+
+
+def extract(msg: Message, raw: bytes, limits: ParseLimits) -> ParsedMessage:
+    """Everything later stages need from a loaded message."""
+    header_info = _parse_headers(msg)
+    walker = _Walker(limits)
+    walker.walk(msg, depth=0, inside_attachment=False)
+    text = "\n\n".join(t for t in walker.plain if t.strip())
+    html = "\n".join(walker.html) if walker.html else None
+    if not text.strip() and html:
+        text = html_to_text(html)
+    text = _WS_RE.sub("\n", text).strip()
+    defects = tuple(header_info.pop("defects")) + tuple(walker.defects)
+    return ParsedMessage(
+        text=text,
+        html=html,
+        attachments=tuple(walker.attachments),
+        defects=defects,
+        content_key=content_key(raw.lstrip(b" \t\r\n")),
+        **header_info,
+    )
+
+
+def html_to_text(html: str) -> str:
+    """Readable text from HTML (layout-aware: tables, lists, line breaks)."""
+    try:
+        return str(get_text(html, _HTML_CONFIG))
+    except Exception:  # inscriptis is robust, but lxml can reject pathological input
+        from lxml import html as lxml_html  # inscriptis depends on lxml
+
+        return str(lxml_html.fromstring(html).text_content()) if html.strip() else ""
+
+
+def _parse_headers(msg: Message) -> dict[str, Any]:
+    # mail-parser decodes the headers; it gets them without the body (and without
+    # the MIME headers that would make it walk one), since the body is ours.
+    head = email.message.Message()
+    for name, value in msg.items():
+        if not name.lower().startswith("content-"):
+            head[name] = _header_str(value)
+    head.set_payload("")
+    parser = mailparser.MailParser(message=head)  # parses in __init__
+    from_ = _addresses(parser.from_)
+    sender_name, sender = (from_[0] if from_ else ("", ""))
+    if not sender:
+        # mail-parser drops an unparsable From; fall back to what email.utils finds.
+        sender_name, sender = email.utils.parseaddr(_header_str(msg.get("from")))
+    defects = [
+        f"header: {d}"
+        for d in (*parser.address_header_defects, *parser.date_header_defects)
+    ]
+    date = parser.date
+    if isinstance(date, datetime) and date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)
+    return {
+        "subject": " ".join(str(parser.subject or "").split()),
+        "sender": sender.strip().lower(),
+        "sender_name": sender_name.strip(),
+        "to": tuple(a for _, a in _addresses(parser.to)),
+        "cc": tuple(a for _, a in _addresses(parser.cc)),
+        "reply_to": tuple(a for _, a in _addresses(parser.reply_to)),
+        "date": date if isinstance(date, datetime) else None,
+        "message_id": normalise_message_id(_header_str(msg.get("message-id"))),
+        "in_reply_to": message_ids(_header_str(msg.get("in-reply-to"))),
+        "references": message_ids(_header_str(msg.get("references"))),
+        "headers": tuple((k, _header_str(v)) for k, v in msg.items()),
+        "defects": defects,
+    }
+
+
+def _addresses(value: Any) -> list[tuple[str, str]]:
+    result = []
+    for item in value or ():
+        if isinstance(item, tuple | list) and len(item) == 2:
+            name, addr = str(item[0] or ""), str(item[1] or "")
+            if addr:
+                result.append((name, addr.strip().lower()))
+    return result
+
+
+def _header_str(value: Any) -> str:
+    """A header value as text; compat32 yields Header objects for 8-bit values."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:  # email.header.Header.__str__ fails on some broken encodings
+        chunks = getattr(value, "_chunks", [])
+        return "".join(str(c[0]) for c in chunks)
+
+
+def decode_text_part(part: Message) -> tuple[str, str | None]:
+    """Decode a text part; returns (text, defect or None).
+
+    Trusts the declared charset when the bytes decode cleanly with it; otherwise
+    (missing, unknown or wrong charset) charset-normalizer picks the encoding.
+    """
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes) or not payload:
+        return "", None
+    declared = part.get_content_charset()
+    if declared:
+        try:
+            return payload.decode(declared), None
+        except (LookupError, UnicodeDecodeError):
+            pass
+    else:
+        try:
+            return payload.decode("ascii"), None
+        except UnicodeDecodeError:
+            pass
+    best = charset_normalizer.from_bytes(payload).best()
+    if best is not None:
+        return str(best), f"charset: declared {declared!r} did not decode; used {best.encoding}"
+    return payload.decode("utf-8", "replace"), f"charset: undecodable text (declared {declared!r})"
+
+
+class _Walker:
+    """Collects body text and attachments from a MIME tree in one pass."""
+
+    def __init__(self, limits: ParseLimits) -> None:
+        self.limits = limits
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.attachments: list[ParsedAttachment] = []
+        self.defects: list[str] = []
+        self.total_attachment_bytes = 0
+
+    def walk(self, part: Message, depth: int, inside_attachment: bool) -> None:
+        for defect in getattr(part, "defects", ()) or ():
+            self.defects.append(f"mime: {type(defect).__name__}")
+        if depth > self.limits.max_nesting:
+            self.defects.append("mime: nesting too deep; inner parts kept only in the raw message")
+            return
+        ctype = part.get_content_type()
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = _filename(part)
+        if ctype in ("message/rfc822", "message/global"):
+            self._attachment(part, ctype, disposition, filename, depth)
+            return
+        if part.is_multipart():
+            payload = part.get_payload()
+            children = payload if isinstance(payload, list) else []
+            if ctype == "multipart/alternative" and not inside_attachment:
+                self._walk_alternative(children, depth)
+                return
+            for child in children:
+                if isinstance(child, Message):
+                    self.walk(child, depth + 1, inside_attachment)
+            return
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            text, defect = decode_text_part(part)
+            if defect:
+                self.defects.append(defect)
+            (self.plain if ctype == "text/plain" else self.html).append(text)
+            return
+        self._attachment(part, ctype, disposition, filename, depth)
+
+    def _walk_alternative(self, children: list[Any], depth: int) -> None:
+        """Prefer text/plain; keep HTML for display; walk nested alternatives."""
+        before_plain = len(self.plain)
+        for child in children:
+            if isinstance(child, Message):
+                self.walk(child, depth + 1, inside_attachment=False)
+        if len(self.plain) > before_plain:
+            return
+        # no plain alternative: the HTML we collected becomes the text later
+
+    def _attachment(
+        self, part: Message, ctype: str, disposition: str, filename: str, depth: int
+    ) -> None:
+        if ctype == "message/rfc822" or ctype == "message/global":
+            # A forwarded mail: keep it whole as an .eml and walk its parts.
+            inner = part.get_payload()
+            inner_msg = inner[0] if isinstance(inner, list) and inner else None
+            cte = _header_str(part.get("content-transfer-encoding")).strip().lower()
+            if cte in ("base64", "quoted-printable") and isinstance(inner_msg, Message):
+                # Encoded message/rfc822 is invalid (RFC 2046 5.2.1) but clients send it.
+                inner_msg = _decode_encoded_rfc822(inner_msg, cte)
+            if isinstance(inner_msg, Message):
+                data = inner_msg.as_bytes(policy=compat32) if _safe(inner_msg) else b""
+                name = filename or _eml_name(inner_msg)
+                self._add(ParsedAttachment(name, "message/rfc822", data, False, None))
+                self.walk(inner_msg, depth + 1, inside_attachment=True)
+            return
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            data = b""
+        content_id = normalise_message_id(_header_str(part.get("content-id")))
+        is_inline = disposition == "inline" or (disposition != "attachment" and bool(content_id))
+        name = filename or _default_name(ctype, content_id)
+        if ctype == "application/ms-tnef" or name.lower() == "winmail.dat":
+            unpacked = list(_tnef_files(data, self.limits))
+            if unpacked:
+                for att in unpacked:
+                    self._add(att)
+                return
+            self.defects.append("tnef: winmail.dat could not be unpacked; kept as is")
+        self._add(_make_attachment(name, ctype, data, is_inline, content_id, self.limits))
+
+    def _add(self, att: ParsedAttachment) -> None:
+        if att.size > self.limits.max_attachment_bytes:
+            raise MessageTooLarge(
+                f"attachment {att.filename!r} is {att.size} bytes, over the cap of "
+                f"{self.limits.max_attachment_bytes} bytes"
+            )
+        self.total_attachment_bytes += att.size
+        self.attachments.append(att)
+
+
+def _decode_encoded_rfc822(parsed_as_text: Message, cte: str) -> Message:
+    encoded = parsed_as_text.as_bytes(policy=compat32)
+    try:
+        data = (base64.b64decode(encoded) if cte == "base64"
+                else quopri.decodestring(encoded))
+    except (ValueError, binascii.Error):
+        return parsed_as_text
+    return email.message_from_bytes(data, policy=compat32)
+
+
+def _safe(msg: Message) -> bool:
+    try:
+        msg.as_bytes(policy=compat32)
+    except Exception:
+        return False
+    return True
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if not name:
+        return ""
+    decoded = mailparser.utils.decode_header_part(name) if hasattr(mailparser, "utils") else name
+    return " ".join(str(decoded).replace("/", "_").replace("\\", "_").split())[:255]
+
+
+def _eml_name(msg: Message) -> str:
+    subject = " ".join(_header_str(msg.get("subject")).split())[:80]
+    return f"{subject or 'forwarded message'}.eml"
+
+
+_EXT = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/bmp": "bmp",
+    "image/webp": "webp",
+    "application/pdf": "pdf",
+    "text/plain": "txt",
+    "text/html": "html",
+    "text/calendar": "ics",
+    "message/delivery-status": "txt",
+    "text/rfc822-headers": "txt",
+}
+
+
+def _default_name(ctype: str, content_id: str | None) -> str:
+    stem = (content_id or "part").split("@")[0][:60] or "part"
+    return f"{stem}.{_EXT.get(ctype, 'bin')}"
+
+
+def _make_attachment(
+    name: str,
+    ctype: str,
+    data: bytes,
+    is_inline: bool,
+    content_id: str | None,
+    limits: ParseLimits,
+) -> ParsedAttachment:
+    width, height, real_type = image_size(data)
+    if real_type:
+        ctype = real_type
+    is_screenshot = (
+        width is not None
+        and height is not None
+        and min(width, height) >= limits.min_screenshot_side
+        and width * height >= limits.min_screenshot_pixels
+    )
+    return ParsedAttachment(
+        filename=name,
+        content_type=ctype,
+        data=data,
+        is_inline=is_inline,
+        content_id=content_id,
+        is_screenshot=is_screenshot,
+        width=width,
+        height=height,
+    )
+
+
+_IMAGE_MIME = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+}
+
+
+def image_size(data: bytes) -> tuple[int | None, int | None, str | None]:
+    """(width, height, mime type) when the bytes are an image, by content not name.
+
+    Pillow reads only the header here (``Image.open`` is lazy), so this is cheap
+    even for a large screenshot.
+    """
+    if len(data) < 16:
+        return None, None, None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            mime = _IMAGE_MIME.get(img.format or "")
+            if mime is None:
+                return None, None, None
+            return int(img.width), int(img.height), mime
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None, None, None
+
+
+def _tnef_files(data: bytes, limits: ParseLimits) -> Iterator[ParsedAttachment]:
+    try:
+        from tnefparse import TNEF
+
+        tnef = TNEF(data)
+    except Exception:  # tnefparse raises plain ValueError/struct.error on junk
+        return
+    for item in tnef.attachments:
+        raw = item.data if isinstance(item.data, bytes) else bytes(item.data or b"")
+        name = item.long_filename() or item.name or "winmail-part.bin"
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        yield _make_attachment(str(name), "application/octet-stream", raw, False, None, limits)

@@ -1,0 +1,142 @@
+"""Engine, sessions and migrations."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+ENV_MIGRATIONS_DIR = "MAILTRIAGE_MIGRATIONS_DIR"
+
+
+class DatabaseError(Exception):
+    """The database cannot be used (unreachable, bad URL, schema out of date)."""
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"database.url: not a database URL: {url!r} ({exc})") from None
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except Exception as exc:  # missing driver and the like: a user error, one line
+        raise DatabaseError(f"database.url: cannot use {parsed.render_as_string()}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Take the write lock at BEGIN: two processes that both read and then write would
+    # otherwise deadlock-fail with "database is locked" instead of waiting.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work is committed on success and rolled back on error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic scripts live: $MAILTRIAGE_MIGRATIONS_DIR, the source tree, cwd."""
+    candidates = []
+    if os.environ.get(ENV_MIGRATIONS_DIR):
+        candidates.append(Path(os.environ[ENV_MIGRATIONS_DIR]))
+    candidates.append(Path(__file__).resolve().parents[3] / "migrations")
+    candidates.append(Path.cwd() / "migrations")
+    for candidate in candidates:
+        if (candidate / "env.py").exists():
+            return candidate
+    raise DatabaseError(
+        f"migrations directory not found (looked in {', '.join(map(str, candidates))}); "
+        f"set {ENV_MIGRATIONS_DIR}"
+    )
+
+
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply pending migrations (safe to run from several instances: DDL is transactional
+    on PostgreSQL and serialised by the write lock on SQLite)."""
+    from alembic import command
+
+    try:
+        command.upgrade(_alembic_config(engine), revision)
+    except OperationalError as exc:
+        raise DatabaseError(f"database unreachable: {_first_line(exc)}") from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise DatabaseError unless the schema is at the newest migration."""
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        raise DatabaseError(f"database unreachable: {_first_line(exc)}") from None
+    head = head_revision(engine)
+    if current != head:
+        raise DatabaseError(
+            f"database schema is at {current or 'nothing'}, code expects {head}: "
+            "run `mailtriage db upgrade`"
+        )
+
+
+def table_names(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

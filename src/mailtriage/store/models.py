@@ -1,0 +1,232 @@
+"""SQLAlchemy 2 tables. Every "only once" is a UNIQUE constraint.
+
+The schema itself is created by the Alembic migrations in ``migrations/``; these
+classes must match them (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class InboundStatus:
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    WAITING = "waiting"
+    DONE = "done"
+    QUARANTINED = "quarantined"
+    CLAIMABLE = (RECEIVED, WAITING)
+
+
+class Outcome:
+    CREATED = "created"
+    APPENDED = "appended"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+
+
+class Inbound(Base):
+    """One raw message as received: the durability boundary."""
+
+    __tablename__ = "inbound"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    raw_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(500))
+    envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default=InboundStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # What happened: created / appended / duplicate / ignored (when done).
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket.id", ondelete="SET NULL"), nullable=True
+    )
+    loop_kind: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    loop_reasons: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    warnings: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # Quarantine / last failure: the stage, a one-line reason and the traceback.
+    stage: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    processed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    __table_args__ = (Index("ix_inbound_status_next", "status", "next_attempt_at"),)
+
+
+class Organisation(Base):
+    __tablename__ = "organisation"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisation.id"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    organisation: Mapped[Organisation | None] = relationship()
+
+
+class Ticket(Base):
+    """A ticket; its human reference is ``<prefix>-<id:06d>`` (the id is unique)."""
+
+    __tablename__ = "ticket"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    requester_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), nullable=True)
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisation.id"), nullable=True
+    )
+    level: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    priority: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    classification_reasons: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    requester: Mapped[Contact | None] = relationship()
+    organisation: Mapped[Organisation | None] = relationship()
+    articles: Mapped[list[Article]] = relationship(
+        back_populates="ticket", order_by="Article.id", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[Event]] = relationship(order_by="Event.id", cascade="all, delete-orphan")
+
+    __table_args__ = (Index("ix_ticket_status", "status"),)
+
+
+class Article(Base):
+    """One email in a ticket (inbound from a customer, or outbound from us)."""
+
+    __tablename__ = "article"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id"), nullable=True, unique=True
+    )
+    direction: Mapped[str] = mapped_column(String(3), default="in")
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    sender_name: Mapped[str] = mapped_column(String(255), default="")
+    recipients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    cc: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    reply_to: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Normalised Message-ID, or "derived:<hash>" for a message without one.
+    message_key: Mapped[str] = mapped_column(String(1000))
+    message_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    in_reply_to: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    references: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    content_key: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    defects: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="articles")
+    attachments: Mapped[list[Attachment]] = relationship(
+        order_by="Attachment.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("message_key", "content_key", name="uq_article_message_content"),
+        Index("ix_article_message_key", "message_key"),
+        Index("ix_article_ticket", "ticket_id"),
+    )
+
+
+class Attachment(Base):
+    __tablename__ = "attachment"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_id: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    is_inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_screenshot: Mapped[bool] = mapped_column(Boolean, default=False)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (Index("ix_attachment_article", "article_id"),)
+
+
+class Event(Base):
+    """Audit trail: what happened to a ticket (or an inbound message) and why."""
+
+    __tablename__ = "event"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket.id", ondelete="CASCADE"), nullable=True
+    )
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(320), default="system")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_event_ticket", "ticket_id"),)

@@ -1,0 +1,234 @@
+"""The one loop that owns claiming, retries and quarantine.
+
+claim (lease) -> read raw blob -> analyse (pure; in a process pool when there is
+work for several cores) -> store.apply in one transaction -> done.
+This is the only place that catches broad exceptions: an unexpected error counts as
+one attempt, and after ``max_attempts`` the message is quarantined with its
+stage, reason and traceback. Nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+import socket
+import threading
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtriage.blobs import BlobStore
+from mailtriage.config import Settings
+from mailtriage.inbox import Claimed, Inbox
+from mailtriage.pipeline.analyse import Analysis, AnalysisOptions, analyse
+from mailtriage.pipeline.parse import ParseError, ParseLimits
+from mailtriage.store.apply import LeaseLost, apply_analysis, store_attachment_blobs
+
+log = logging.getLogger(__name__)
+
+# Below this many claimed messages, parsing in-process beats shipping bytes to a pool.
+POOL_THRESHOLD = 4
+
+
+@dataclass(frozen=True)
+class Processed:
+    inbound_id: int
+    outcome: str  # created / appended / duplicate / ignored / quarantined / deferred / lost
+    ticket_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _JobResult:
+    analysis: Analysis | None
+    stage: str = ""
+    reason: str = ""
+    traceback: str | None = None
+    permanent: bool = False
+
+
+def analysis_options(settings: Settings) -> AnalysisOptions:
+    mb = 1024 * 1024
+    return AnalysisOptions(
+        limits=ParseLimits(
+            max_message_bytes=int(settings.storage.max_message_mb * mb),
+            max_attachment_bytes=int(settings.storage.max_attachment_mb * mb),
+        ),
+        own_domains=settings.mail.own_domains,
+        rules_file=settings.triage.rules_file,
+    )
+
+
+def _analyse_job(raw: bytes, options: AnalysisOptions, envelope_sender: str | None) -> _JobResult:
+    try:
+        return _JobResult(analyse(raw, options, envelope_sender))
+    except ParseError as exc:
+        return _JobResult(None, "parse", str(exc), traceback.format_exc(), permanent=True)
+    except RecursionError as exc:
+        return _JobResult(None, "parse", f"message nested too deeply: {exc}",
+                          traceback.format_exc(), permanent=True)
+    except Exception as exc:
+        return _JobResult(None, "analyse", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+class Worker:
+    def __init__(
+        self,
+        inbox: Inbox,
+        factory: sessionmaker[Session],
+        blobs: BlobStore,
+        settings: Settings,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.inbox = inbox
+        self.factory = factory
+        self.blobs = blobs
+        self.settings = settings
+        self.options = analysis_options(settings)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pool: Executor | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.inbox.release(self.owner)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _processes(self) -> int:
+        wanted = self.settings.worker.processes
+        return wanted if wanted > 0 else (os.cpu_count() or 1)
+
+    def _executor(self) -> Executor | None:
+        if self._processes() <= 1:
+            return None
+        if self._pool is None:
+            ctx = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(max_workers=self._processes(), mp_context=ctx)
+        return self._pool
+
+    # -- work -----------------------------------------------------------------------
+
+    def run_once(self, limit: int | None = None) -> list[Processed]:
+        """Claim one batch and process it; [] when nothing is due."""
+        claimed = self.inbox.claim(
+            self.owner, limit or self.settings.worker.batch_size,
+            self.settings.worker.lease_seconds,
+        )
+        return list(self._process(claimed))
+
+    def drain(self, on_processed: Callable[[Processed], None] | None = None) -> Counter[str]:
+        """Process until nothing is due; returns counts per outcome."""
+        counts: Counter[str] = Counter()
+        while batch := self.run_once():
+            for item in batch:
+                counts[item.outcome] += 1
+                if on_processed:
+                    on_processed(item)
+        return counts
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """The daemon loop: poll, process, sleep when idle, until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                batch = self.run_once()
+            except (OperationalError, DBAPIError) as exc:
+                log.warning("worker: database unavailable, retrying: %s", exc)
+                stop.wait(min(30.0, self.settings.worker.retry_base_seconds))
+                continue
+            if not batch:
+                stop.wait(self.settings.worker.poll_interval_seconds)
+
+    def _process(self, claimed: list[Claimed]) -> Iterator[Processed]:
+        jobs: list[tuple[Claimed, bytes]] = []
+        for item in claimed:
+            if item.attempts > self.settings.worker.max_attempts:
+                yield self._quarantine(item, "worker", f"gave up after {item.attempts - 1} "
+                                       "attempts (the last ones did not finish: crash or kill?)",
+                                       None)
+                continue
+            try:
+                jobs.append((item, self.inbox.raw(item.raw_sha256)))
+            except OSError as exc:
+                yield self._fail(item, "read", f"raw blob unreadable: {exc}",
+                                 traceback.format_exc(), permanent=False)
+        for item, result in zip((j[0] for j in jobs), self._analyse_all(jobs), strict=True):
+            yield self._store(item, result)
+
+    def _analyse_all(self, jobs: list[tuple[Claimed, bytes]]) -> Iterable[_JobResult]:
+        senders = [(c.envelope or {}).get("mail_from") for c, _ in jobs]
+        raws = [raw for _, raw in jobs]
+        executor = self._executor() if len(jobs) >= POOL_THRESHOLD else None
+        opts = [self.options] * len(jobs)
+        if executor is None:
+            return map(_analyse_job, raws, opts, senders)
+        return executor.map(_analyse_job, raws, opts, senders)
+
+    def _store(self, item: Claimed, result: _JobResult) -> Processed:
+        if result.analysis is None:
+            return self._fail(item, result.stage, result.reason, result.traceback,
+                              permanent=result.permanent)
+        try:
+            store_attachment_blobs(self.blobs, result.analysis)
+            with self.factory() as session, session.begin():
+                applied = apply_analysis(
+                    session, item.id, self.owner, result.analysis,
+                    freemail_domains=self.settings.mail.freemail_domains,
+                )
+            return Processed(item.id, applied.outcome, applied.ticket_id)
+        except LeaseLost:
+            log.warning("inbound %s: lease lost; another worker owns it now", item.id)
+            return Processed(item.id, "lost")
+        except IntegrityError as exc:
+            # Someone else stored the same thing concurrently: the retry sees it.
+            return self._defer(item, "store", f"concurrent write: {exc.orig}", None, 0.2)
+        except (OperationalError, DBAPIError) as exc:
+            return self._defer(item, "store", f"database error: {exc.orig}",
+                               traceback.format_exc(), self._backoff(item.attempts))
+        except OSError as exc:
+            return self._fail(item, "store", f"blob store: {exc}", traceback.format_exc(),
+                              permanent=False)
+        except Exception as exc:
+            return self._fail(item, "store", f"{type(exc).__name__}: {exc}",
+                              traceback.format_exc(), permanent=False)
+
+    def _fail(self, item: Claimed, stage: str, reason: str, tb: str | None, *,
+              permanent: bool) -> Processed:
+        if permanent or item.attempts >= self.settings.worker.max_attempts:
+            return self._quarantine(item, stage, reason, tb)
+        return self._defer(item, stage, reason, tb, self._backoff(item.attempts))
+
+    def _quarantine(self, item: Claimed, stage: str, reason: str, tb: str | None) -> Processed:
+        log.warning("inbound %s quarantined at %s: %s", item.id, stage, reason)
+        self.inbox.quarantine(item.id, self.owner, stage=stage, reason=reason, traceback=tb)
+        return Processed(item.id, "quarantined")
+
+    def _defer(self, item: Claimed, stage: str, reason: str, tb: str | None,
+               delay: float) -> Processed:
+        log.info("inbound %s deferred %.1fs at %s: %s", item.id, delay, stage, reason)
+        try:
+            self.inbox.defer(item.id, self.owner, stage=stage, reason=reason, traceback=tb,
+                             delay_seconds=delay)
+        except (OperationalError, DBAPIError):
+            pass  # the lease expires and the row is claimed again
+        return Processed(item.id, "deferred")
+
+    def _backoff(self, attempts: int) -> float:
+        w = self.settings.worker
+        delay = min(w.retry_max_seconds, w.retry_base_seconds * 2 ** max(0, attempts - 1))
+        return delay * random.uniform(0.8, 1.2)
