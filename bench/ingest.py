@@ -1,0 +1,169 @@
+"""Import throughput against mail-parser's parse-only rate, and peak RSS on a 50 MB mail.
+
+Usage: python bench/ingest.py [--messages N] [--seed S] [--big-mb MB]
+
+Generates a seeded corpus of support mails (German and English, ~30% with 50 KB-2 MB
+screenshots, replies, HTML), then in one run measures
+  1. parse-only: mailparser.parse_from_bytes over every file, one process (the baseline),
+  2. import: `mailtriage import DIR` into a fresh SQLite database and blob store,
+and prints both rates and their ratio (machines here are noisy: compare ratios).
+Finally it imports one message of --big-mb MB in a child process and reports that
+process's peak RSS as a multiple of the message size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mailparser
+from PIL import Image
+
+SUBJECTS = {
+    "de": ["Anmeldung nicht möglich", "Export bricht ab", "Fehlermeldung beim Speichern",
+           "VPN verbindet nicht", "Frage zur Aufbewahrungsfrist", "Bericht ist leer"],
+    "en": ["Cannot log in", "Export fails with timeout", "Error when saving",
+           "SSO login broken since update", "Question about retention", "Report is empty"],
+}
+BODIES = {
+    "de": ("Hallo Support-Team,\n\nseit heute Morgen erhalten wir beim Öffnen des Moduls eine "
+           "Fehlermeldung. Betroffen sind etwa {n} Kollegen. Unser Helpdesk hat bereits einen "
+           "Neustart versucht.\n\nMit freundlichen Grüßen\n{name}\n"),
+    "en": ("Hi support,\n\nsince this morning we get an error when opening the module. About "
+           "{n} colleagues are affected. Our helpdesk already tried a restart.\n\n"
+           "Best regards\n{name}\n"),
+}
+
+
+def screenshot(rng: random.Random, size: int) -> bytes:
+    """A PNG of roughly ``size`` bytes (noise does not compress)."""
+    pixels = max(64 * 64, size // 3)
+    width = int(pixels**0.5)
+    height = max(64, pixels // width)
+    img = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    out = io.BytesIO()
+    img.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def generate(directory: Path, count: int, seed: int) -> int:
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    sent: list[str] = []
+    total = 0
+    start = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
+    for i in range(count):
+        lang = rng.choice(["de", "en"])
+        name = rng.choice(["Erika Muster", "John Smith", "Anna Schmidt", "Li Wei"])
+        msg = EmailMessage()
+        msg["From"] = f"{name} <user{rng.randrange(200)}@customer{rng.randrange(40)}.example>"
+        msg["To"] = "support@dataandmore.com"
+        subject = rng.choice(SUBJECTS[lang])
+        msg["Date"] = format_datetime(start + timedelta(minutes=7 * i))
+        mid = make_msgid(idstring=f"b{seed}.{i}", domain="customer.example")
+        msg["Message-ID"] = mid
+        if sent and rng.random() < 0.25:
+            parent = rng.choice(sent)
+            msg["In-Reply-To"] = parent
+            msg["References"] = parent
+            subject = ("AW: " if lang == "de" else "Re: ") + subject
+        msg["Subject"] = subject
+        body = BODIES[lang].format(n=rng.randrange(2, 400), name=name)
+        msg.set_content(body)
+        if rng.random() < 0.5:
+            html = "<html><body>" + "".join(f"<p>{line}</p>" for line in body.splitlines())
+            msg.add_alternative(html + "</body></html>", subtype="html")
+        if rng.random() < 0.3:
+            data = screenshot(rng, rng.randrange(50_000, 2_000_000))
+            msg.add_attachment(data, maintype="image", subtype="png", filename="screenshot.png")
+        raw = msg.as_bytes()
+        (directory / f"{i:05d}.eml").write_bytes(raw)
+        total += len(raw)
+        sent.append(mid)
+    return total
+
+
+def parse_only(files: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in files:
+        mailparser.parse_from_bytes(path.read_bytes())
+    return time.perf_counter() - start
+
+
+def run_import(directory: Path, work: Path) -> float:
+    env = os.environ | {"MAILTRIAGE_STORAGE_DIR": str(work), "MAILTRIAGE_DATABASE_URL": ""}
+    env.pop("MAILTRIAGE_CONFIG", None)
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "mailtriage", "import", str(directory), "--json"],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def big_message(path: Path, megabytes: float) -> int:
+    msg = EmailMessage()
+    msg["From"] = "big@customer.example"
+    msg["To"] = "support@dataandmore.com"
+    msg["Subject"] = "Large log archive"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("Attached is the full log archive.")
+    payload = random.Random(1).randbytes(int(megabytes * 1024 * 1024 * 3 / 4))
+    msg.add_attachment(payload, maintype="application", subtype="gzip", filename="logs.tar.gz")
+    raw = msg.as_bytes()
+    path.write_bytes(raw)
+    return len(raw)
+
+
+def peak_rss_import(path: Path, work: Path) -> int:
+    """Peak RSS (bytes) of a child `mailtriage import` of one file."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    env = os.environ | {"MAILTRIAGE_STORAGE_DIR": str(work), "MAILTRIAGE_DATABASE_URL": ""}
+    env.pop("MAILTRIAGE_CONFIG", None)
+    subprocess.run([sys.executable, "-m", "mailtriage", "import", str(path), "--json"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--big-mb", type=float, default=50.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
+        root = Path(tmp)
+        # RUSAGE_CHILDREN keeps the largest child so far: measure the big mail first.
+        big = root / "big.eml"
+        big_size = big_message(big, args.big_mb)
+        rss = peak_rss_import(big, root / "var-big")
+        corpus = root / "corpus"
+        size = generate(corpus, args.messages, args.seed)
+        files = sorted(corpus.glob("*.eml"))
+        mb = size / 1024 / 1024
+        print(f"corpus: {len(files)} messages, {mb:.1f} MB (seed {args.seed})")
+        parse_s = parse_only(files)
+        import_s = run_import(corpus, root / "var")
+        print(f"parse-only (mail-parser, 1 process): {len(files) / parse_s:8.1f} msg/s "
+              f"{mb / parse_s:7.1f} MB/s")
+        print(f"mailtriage import (incl. start-up):  {len(files) / import_s:8.1f} msg/s "
+              f"{mb / import_s:7.1f} MB/s")
+        print(f"ratio import / parse-only: {parse_s / import_s:.2f}x (goal >= 1.0x, stretch 1.6x)")
+        print(f"peak RSS importing one {big_size / 1024 / 1024:.1f} MB message: "
+              f"{rss / 1024 / 1024:.0f} MB = {rss / big_size:.2f}x its size (goal <= 4x)")
+
+
+if __name__ == "__main__":
+    main()

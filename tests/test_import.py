@@ -1,0 +1,149 @@
+"""`mailtriage import` and the ticket/quarantine commands, driven as a user would."""
+
+from __future__ import annotations
+
+import mailbox
+import shutil
+from pathlib import Path
+
+from conftest import CLI, LABELED
+from mails import mail, png
+
+KEYS = {"read", "created", "appended", "duplicates", "ignored", "quarantined"}
+
+
+def write(path: Path, raw: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return path
+
+
+def test_import_samples_twice_is_idempotent(cli: CLI, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for eml in sorted((LABELED / "dev").glob("*.eml"))[:8]:
+        write(src / eml.name, eml.read_bytes())
+    write(src / "README.txt", b"not a message: skipped in a directory walk")
+    first = cli.json("import", str(src))
+    assert KEYS <= set(first)
+    assert first["read"] == 8 and first["created"] == 8 and first["quarantined"] == 0
+    second = cli.json("import", str(src))
+    assert second["read"] == 8 and second["created"] == 0 and second["duplicates"] == 8
+    assert len(cli.json("tickets", "list")) == 8
+
+
+def test_ticket_shape_with_attachments(cli: CLI, tmp_path: Path) -> None:
+    raw = mail(
+        subject="Fehlermeldung beim Export",
+        html='<p>Siehe Bild</p><img src="cid:s1">',
+        inline_images=[("s1", png(800, 500))],
+        attachments=[("log.txt", "text/plain", b"trace")],
+        message_id="<first@kunde.example>",
+    )
+    report = cli.json("import", str(write(tmp_path / "a.eml", raw)))
+    assert report["created"] == 1
+    [row] = cli.json("tickets", "list")
+    assert row["number"] == "DM-000001"
+    assert row["subject"] == "Fehlermeldung beim Export"
+    assert row["status"] == "new"
+    assert row["requester"] == "erika@kunde.example"
+    assert row["organisation"] == "kunde.example"
+    assert row["article_count"] == 1 and row["attachment_count"] == 2
+    for key in ("level", "category", "priority", "language", "created_at"):
+        assert key in row
+    ticket = cli.json("tickets", "show", "DM-000001")
+    [article] = ticket["articles"]
+    assert article["direction"] == "in"
+    assert article["sender"] == "erika@kunde.example"
+    assert article["message_id"] == "first@kunde.example"
+    assert "Drucker" in article["text"]
+    atts = {a["filename"]: a for a in article["attachments"]}
+    assert atts["s1.png"]["is_inline"] and atts["s1.png"]["is_screenshot"]
+    assert atts["log.txt"] == atts["log.txt"] | {
+        "content_type": "text/plain", "size": 5, "is_inline": False, "is_screenshot": False,
+    }
+    assert len(atts["log.txt"]["sha256"]) == 64
+    assert [e["kind"] for e in ticket["events"]] == ["created"]
+    assert cli.json("tickets", "show", "1")["number"] == "DM-000001"
+
+
+def test_reply_is_appended_and_duplicates_are_counted(cli: CLI, tmp_path: Path) -> None:
+    first = mail(message_id="<m1@kunde.example>")
+    reply = mail(subject="Re: Drucker druckt nicht", body="Noch immer kaputt.",
+                 message_id="<m2@kunde.example>", in_reply_to="<m1@kunde.example>",
+                 references="<m1@kunde.example>")
+    write(tmp_path / "in" / "1.eml", first)
+    write(tmp_path / "in" / "2.eml", reply)
+    report = cli.json("import", str(tmp_path / "in"))
+    assert (report["created"], report["appended"]) == (1, 1)
+    # the same message again, relayed (other trace headers): a duplicate, nothing new
+    relayed = b"Received: from relay.example by mx; Tue, 3 Nov 2026 08:00:00 +0000\r\n" + first
+    report = cli.json("import", str(write(tmp_path / "relayed.eml", relayed)))
+    assert report == report | {"read": 1, "duplicates": 1, "created": 0}
+    # same Message-ID, other content: kept as a new message, with a warning
+    clash = mail(message_id="<m1@kunde.example>", body="Ganz anderer Inhalt.")
+    report = cli.json("import", str(write(tmp_path / "clash.eml", clash)))
+    assert report["created"] == 1
+    tickets = cli.json("tickets", "list")
+    assert [t["article_count"] for t in tickets] == [1, 2]
+    newest = cli.json("tickets", "show", tickets[0]["number"])
+    assert "warnings" in newest["events"][0]["detail"]
+
+
+def test_mbox_and_maildir(cli: CLI, tmp_path: Path) -> None:
+    box = mailbox.mbox(tmp_path / "backup.mbox")
+    for i in range(3):
+        box.add(mail(subject=f"mbox {i}", message_id=f"<mb{i}@kunde.example>"))
+    box.close()
+    md = mailbox.Maildir(tmp_path / "tree" / "Maildir", create=True)
+    for i in range(2):
+        md.add(mail(subject=f"maildir {i}", message_id=f"<md{i}@kunde.example>"))
+    md.close()
+    report = cli.json("import", str(tmp_path / "backup.mbox"), str(tmp_path / "tree"))
+    assert report["read"] == 5 and report["created"] == 5
+    subjects = sorted(t["subject"] for t in cli.json("tickets", "list"))
+    assert subjects == ["maildir 0", "maildir 1", "mbox 0", "mbox 1", "mbox 2"]
+
+
+def test_quarantine_keeps_raw_bytes_and_reason(cli: CLI, tmp_path: Path) -> None:
+    bad = b"\x00\x01 this has no headers at all"
+    report = cli.json("import", str(write(tmp_path / "bad.eml", bad)))
+    assert report["quarantined"] == 1 and report["created"] == 0
+    [row] = cli.json("quarantine", "list")
+    assert row["stage"] == "parse" and "no headers" in row["reason"]
+    shown = cli.json("quarantine", "show", str(row["id"]))
+    assert shown["traceback"] and shown["source"].endswith("bad.eml")
+    code, out, err = cli("quarantine", "export", str(row["id"]), str(tmp_path / "out.eml"))
+    assert code == 0, err
+    assert (tmp_path / "out.eml").read_bytes() == bad
+    code, out, _ = cli("quarantine", "retry", str(row["id"]))
+    assert code == 1 and "quarantined" in out  # still broken: back in quarantine
+
+
+def test_oversized_message_is_quarantined_not_crashed(
+    cli: CLI, tmp_path: Path, config_file: Path
+) -> None:
+    text = config_file.read_text().replace("[storage]\n", "[storage]\nmax_attachment_mb = 0.01\n")
+    config_file.write_text(text, encoding="utf-8")
+    raw = mail(attachments=[("big.bin", "application/octet-stream", b"\x00" * 50_000)])
+    report = cli.json("import", str(write(tmp_path / "big.eml", raw)))
+    assert report["quarantined"] == 1
+    [row] = cli.json("quarantine", "list")
+    assert "big.bin" in row["reason"] and "over the cap" in row["reason"]
+
+
+def test_user_errors_are_one_line(cli: CLI, tmp_path: Path) -> None:
+    code, out, err = cli("import", str(tmp_path / "missing"))
+    assert code == 2 and err.startswith("mailtriage: error: ") and err.count("\n") == 1
+    assert "no such file" in err
+    code, out, err = cli("tickets", "show", "DM-999999")
+    assert code == 2 and "no ticket DM-999999" in err
+    code, out, err = cli("tickets", "show", "banana")
+    assert code == 2 and "not a ticket number" in err
+    code, out, err = cli("quarantine", "show", "424242")
+    assert code == 2 and "no inbound message 424242" in err
+
+
+def test_copy_of_sample_dir_round_trip(cli: CLI, tmp_path: Path) -> None:
+    shutil.copytree(Path(__file__).parent.parent / "samples", tmp_path / "samples")
+    report = cli.json("import", str(tmp_path / "samples"))
+    assert report["created"] + report["appended"] == report["read"] > 0
