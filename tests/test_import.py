@@ -94,6 +94,7 @@ def test_mbox_and_maildir(cli: CLI, tmp_path: Path) -> None:
     for i in range(3):
         box.add(mail(subject=f"mbox {i}", message_id=f"<mb{i}@kunde.example>"))
     box.close()
+    (tmp_path / "tree").mkdir()
     md = mailbox.Maildir(tmp_path / "tree" / "Maildir", create=True)
     for i in range(2):
         md.add(mail(subject=f"maildir {i}", message_id=f"<md{i}@kunde.example>"))

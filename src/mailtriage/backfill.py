@@ -76,7 +76,7 @@ def _count_outcomes(app: App, report: ImportReport, ids: list[int]) -> None:
         for chunk in _batches(iter(ids), 500):
             rows = session.execute(
                 select(Inbound.status, Inbound.outcome).where(Inbound.id.in_(chunk))
-            ).tuples()
+            )
             for status, outcome in rows:
                 if status == InboundStatus.QUARANTINED:
                     report.quarantined += 1

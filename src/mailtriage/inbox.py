@@ -72,11 +72,12 @@ class Inbox:
     def _insert(
         self, session: Session, items: Sequence[Incoming], shas: Sequence[str]
     ) -> list[Accepted]:
-        existing = dict(
-            session.execute(
+        existing = {
+            sha: row_id
+            for sha, row_id in session.execute(
                 select(Inbound.raw_sha256, Inbound.id).where(Inbound.raw_sha256.in_(set(shas)))
-            ).tuples()
-        )
+            )
+        }
         result: list[Accepted] = []
         fresh: dict[str, Inbound] = {}
         for item, sha in zip(items, shas, strict=True):
@@ -152,7 +153,7 @@ class Inbox:
                     Inbound.id, Inbound.raw_sha256, Inbound.attempts, Inbound.source,
                     Inbound.envelope,
                 ).where(Inbound.id.in_(ids)).order_by(Inbound.id)
-            ).tuples()
+            )
             return [Claimed(*row) for row in rows]
 
     def defer(

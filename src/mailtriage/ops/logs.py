@@ -30,5 +30,5 @@ def setup_logging(level: str, as_json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Library chatter (mail-parser logs every defect at WARNING/ERROR) is not ours.
-    for noisy in ("mailparser", "alembic.runtime.migration"):
+    for noisy in ("mailparser", "alembic"):
         logging.getLogger(noisy).setLevel(logging.ERROR if level.upper() != "DEBUG" else "DEBUG")

@@ -489,7 +489,7 @@ def image_size(data: bytes) -> tuple[int | None, int | None, str | None]:
     if len(data) < 16:
         return None, None, None
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=tuple(_IMAGE_MIME)) as img:
             mime = _IMAGE_MIME.get(img.format or "")
             if mime is None:
                 return None, None, None

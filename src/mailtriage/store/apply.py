@@ -94,13 +94,14 @@ def lookup_known(session: Session, parsed: ParsedMessage) -> Known:
     thread_ticket, thread_mid = None, None
     candidates = thread_candidates(parsed)
     if candidates:
-        found = dict(
-            session.execute(
+        found = {
+            key: ticket_id
+            for key, ticket_id in session.execute(
                 select(Article.message_key, Article.ticket_id)
                 .where(Article.message_key.in_(candidates))
                 .order_by(Article.id)
-            ).tuples()
-        )
+            )
+        }
         for ident in candidates:
             if ident in found:
                 thread_ticket, thread_mid = found[ident], ident

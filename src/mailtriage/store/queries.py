@@ -57,7 +57,7 @@ def list_tickets(
         stmt = stmt.limit(limit)
     return [
         _ticket_summary(ticket, prefix) | {"article_count": n_art, "attachment_count": n_att}
-        for ticket, n_art, n_att in session.execute(stmt).tuples()
+        for ticket, n_art, n_att in session.execute(stmt)
     ]
 
 
