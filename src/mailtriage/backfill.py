@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from mailtriage.intake.files import FileMessage, check_paths, iter_messages
 from mailtriage.store.models import Inbound, InboundStatus
 
 ACCEPT_BATCH = 64
+ACCEPT_BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -40,27 +41,65 @@ def import_paths(
 ) -> ImportReport:
     """Accept every message under ``paths`` durably, then process them all.
 
-    Running it twice creates nothing new: the second run finds every raw sha256 in
-    the inbox and counts the messages as duplicates.
+    Reading and accepting run in this thread while a worker thread processes what
+    is already accepted, so disk, database and the parser pool overlap. Running it
+    twice creates nothing new: the second run finds every raw sha256 in the inbox
+    and counts the messages as duplicates.
     """
     check_paths(paths)
     report = ImportReport()
     mine: list[int] = []
     worker = app.worker()
-    for batch in _batches(iter_messages(paths), ACCEPT_BATCH):
-        accepted = app.inbox.accept_many([Incoming(m.raw, m.source) for m in batch])
-        report.read += len(batch)
-        _count_accepted(report, accepted, mine)
-        if on_read:
-            on_read(len(batch))
-        # Process as we go, so memory stays bounded and both cores stay busy.
-        for item in worker.run_once(limit=max(ACCEPT_BATCH, app.settings.worker.batch_size)):
-            if on_processed:
-                on_processed(1)
-            del item
-    worker.drain(on_processed=(lambda _item: on_processed(1)) if on_processed else None)
+    reading_done = threading.Event()
+    failure: list[BaseException] = []
+
+    def process() -> None:
+        try:
+            while True:
+                finished = reading_done.is_set()
+                batch = worker.run_once()
+                if on_processed and batch:
+                    on_processed(len(batch))
+                if not batch:
+                    if finished:
+                        return
+                    reading_done.wait(0.02)
+        except BaseException as exc:  # re-raised in the calling thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=process, name="import-worker", daemon=True)
+    thread.start()
+    try:
+        for batch in _batches_by_size(iter_messages(paths)):
+            accepted = app.inbox.accept_many([Incoming(m.raw, m.source) for m in batch])
+            report.read += len(batch)
+            del batch  # the raw bytes are in the blob store now
+            _count_accepted(report, accepted, mine)
+            if on_read:
+                on_read(len(accepted))
+            if failure:
+                break
+    finally:
+        reading_done.set()
+        thread.join()
+    if failure:
+        raise failure[0]
     _count_outcomes(app, report, mine)
     return report
+
+
+def _batches_by_size(messages: Iterator[FileMessage]) -> Iterator[list[FileMessage]]:
+    """Batches of at most ACCEPT_BATCH messages or ACCEPT_BATCH_BYTES bytes."""
+    batch: list[FileMessage] = []
+    size = 0
+    for message in messages:
+        batch.append(message)
+        size += len(message.raw)
+        if len(batch) >= ACCEPT_BATCH or size >= ACCEPT_BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _count_accepted(report: ImportReport, accepted: list[Accepted], mine: list[int]) -> None:
@@ -73,7 +112,7 @@ def _count_accepted(report: ImportReport, accepted: list[Accepted], mine: list[i
 
 def _count_outcomes(app: App, report: ImportReport, ids: list[int]) -> None:
     with app.factory() as session:
-        for chunk in _batches(iter(ids), 500):
+        for chunk in _chunks(ids, 500):
             rows = session.execute(
                 select(Inbound.status, Inbound.outcome).where(Inbound.id.in_(chunk))
             )
@@ -92,6 +131,6 @@ def _count_outcomes(app: App, report: ImportReport, ids: list[int]) -> None:
                     report.ignored += 1
 
 
-def _batches(items: Iterator[FileMessage] | Iterator[int], size: int) -> Iterable[list]:  # type: ignore[type-arg]
-    while batch := list(islice(items, size)):
-        yield batch
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]

@@ -9,6 +9,7 @@ stage, reason and traceback. Nothing is ever dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +32,7 @@ from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
 from mailtriage.pipeline.analyse import Analysis, AnalysisOptions, analyse
 from mailtriage.pipeline.parse import ParseError, ParseLimits
-from mailtriage.store.apply import LeaseLost, apply_analysis, store_attachment_blobs
+from mailtriage.store.apply import LeaseLost, apply_analysis
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +68,40 @@ def analysis_options(settings: Settings) -> AnalysisOptions:
     )
 
 
-def _analyse_job(raw: bytes, options: AnalysisOptions, envelope_sender: str | None) -> _JobResult:
+def _analyse_job(
+    raw_path: Path, options: AnalysisOptions, envelope_sender: str | None, blob_root: Path
+) -> _JobResult:
+    """Analyse one stored message and put its attachments into the blob store.
+
+    Runs in a pool process: it reads the raw file itself and returns the analysis
+    without attachment bytes, so no megabytes cross the process boundary.
+    """
     try:
-        return _JobResult(analyse(raw, options, envelope_sender))
+        analysis = analyse(raw_path, options, envelope_sender)
     except ParseError as exc:
         return _JobResult(None, "parse", str(exc), traceback.format_exc(), permanent=True)
     except RecursionError as exc:
         return _JobResult(None, "parse", f"message nested too deeply: {exc}",
                           traceback.format_exc(), permanent=True)
+    except OSError as exc:
+        return _JobResult(None, "read", f"raw message unreadable: {exc}", traceback.format_exc())
     except Exception as exc:
         return _JobResult(None, "analyse", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    try:
+        return _JobResult(store_attachments(BlobStore(blob_root), analysis))
+    except OSError as exc:
+        return _JobResult(None, "store", f"blob store: {exc}", traceback.format_exc())
+
+
+def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
+    """Attachment bytes -> blob store (idempotent; derived from the raw message, so
+    not fsynced); the analysis is returned without them."""
+    stored = []
+    for att in analysis.parsed.attachments:
+        blobs.put(att.data, durable=False)
+        stored.append(att.without_data())
+    parsed = dataclasses.replace(analysis.parsed, attachments=tuple(stored))
+    return dataclasses.replace(analysis, parsed=parsed)
 
 
 class Worker:
@@ -155,36 +181,35 @@ class Worker:
                 stop.wait(self.settings.worker.poll_interval_seconds)
 
     def _process(self, claimed: list[Claimed]) -> Iterator[Processed]:
-        jobs: list[tuple[Claimed, bytes]] = []
+        jobs: list[Claimed] = []
         for item in claimed:
             if item.attempts > self.settings.worker.max_attempts:
                 yield self._quarantine(item, "worker", f"gave up after {item.attempts - 1} "
                                        "attempts (the last ones did not finish: crash or kill?)",
                                        None)
-                continue
-            try:
-                jobs.append((item, self.inbox.raw(item.raw_sha256)))
-            except OSError as exc:
-                yield self._fail(item, "read", f"raw blob unreadable: {exc}",
-                                 traceback.format_exc(), permanent=False)
-        for item, result in zip((j[0] for j in jobs), self._analyse_all(jobs), strict=True):
+            elif not self.blobs.exists(item.raw_sha256):
+                yield self._fail(item, "read", "raw message missing from the blob store",
+                                 None, permanent=False)
+            else:
+                jobs.append(item)
+        for item, result in zip(jobs, self._analyse_all(jobs), strict=True):
             yield self._store(item, result)
 
-    def _analyse_all(self, jobs: list[tuple[Claimed, bytes]]) -> Iterable[_JobResult]:
-        senders = [(c.envelope or {}).get("mail_from") for c, _ in jobs]
-        raws = [raw for _, raw in jobs]
-        executor = self._executor() if len(jobs) >= POOL_THRESHOLD else None
+    def _analyse_all(self, jobs: list[Claimed]) -> Iterable[_JobResult]:
+        paths = [self.blobs.path(c.raw_sha256) for c in jobs]
+        senders = [(c.envelope or {}).get("mail_from") for c in jobs]
         opts = [self.options] * len(jobs)
+        roots = [self.blobs.root] * len(jobs)
+        executor = self._executor() if len(jobs) >= POOL_THRESHOLD else None
         if executor is None:
-            return map(_analyse_job, raws, opts, senders)
-        return executor.map(_analyse_job, raws, opts, senders)
+            return map(_analyse_job, paths, opts, senders, roots)
+        return executor.map(_analyse_job, paths, opts, senders, roots)
 
     def _store(self, item: Claimed, result: _JobResult) -> Processed:
         if result.analysis is None:
             return self._fail(item, result.stage, result.reason, result.traceback,
                               permanent=result.permanent)
         try:
-            store_attachment_blobs(self.blobs, result.analysis)
             with self.factory() as session, session.begin():
                 applied = apply_analysis(
                     session, item.id, self.owner, result.analysis,
@@ -200,9 +225,6 @@ class Worker:
         except (OperationalError, DBAPIError) as exc:
             return self._defer(item, "store", f"database error: {exc.orig}",
                                traceback.format_exc(), self._backoff(item.attempts))
-        except OSError as exc:
-            return self._fail(item, "store", f"blob store: {exc}", traceback.format_exc(),
-                              permanent=False)
         except Exception as exc:
             return self._fail(item, "store", f"{type(exc).__name__}: {exc}",
                               traceback.format_exc(), permanent=False)

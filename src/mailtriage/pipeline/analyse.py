@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from mailtriage.pipeline.classify import Classification, classify, input_from_text, load_rules
 from mailtriage.pipeline.loops import LoopVerdict, detect_loop
-from mailtriage.pipeline.parse import ParsedMessage, ParseLimits, extract, load_message
+from mailtriage.pipeline.parse import ParsedMessage, ParseLimits, RawInput, parse_loaded
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,14 @@ class StageError(Exception):
         self.reason = reason
 
 
-def analyse(raw: bytes, options: AnalysisOptions, envelope_sender: str | None = None) -> Analysis:
-    """Parse, tell automated mail from human mail, classify. Raises ParseError."""
-    msg = load_message(raw, options.limits)
-    parsed = extract(msg, raw, options.limits)
+def analyse(
+    raw: RawInput, options: AnalysisOptions, envelope_sender: str | None = None
+) -> Analysis:
+    """Parse, tell automated mail from human mail, classify. Raises ParseError.
+
+    ``raw`` is the message's bytes or the path of a file holding them.
+    """
+    msg, parsed = parse_loaded(raw, options.limits)
     verdict = detect_loop(msg, own_domains=options.own_domains, envelope_sender=envelope_sender)
     classification = None
     if not verdict.automated:

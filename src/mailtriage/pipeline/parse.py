@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email
+import email.parser
 import email.message
 import email.utils
 import hashlib
@@ -18,11 +19,12 @@ import io
 import quopri
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import Message
 from email.policy import compat32
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import charset_normalizer
 import mailparser
@@ -35,6 +37,7 @@ _HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=False)
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
 _WS_RE = re.compile(r"[ \t]+\n")
 _OBS_COLON_RE = re.compile(rb"(?m)^([!-9;-~]+)[ \t]+:")
+_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
 
 
 class ParseError(Exception):
@@ -60,20 +63,19 @@ class ParseLimits:
 class ParsedAttachment:
     filename: str
     content_type: str
-    data: bytes = field(repr=False)
+    size: int
+    sha256: str
+    # The bytes; empty once they are in the blob store (see without_data()), so a
+    # parse result crossing a process boundary does not carry megabytes.
+    data: bytes = field(repr=False, default=b"")
     is_inline: bool = False
     content_id: str | None = None
     is_screenshot: bool = False
     width: int | None = None
     height: int | None = None
 
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def without_data(self) -> ParsedAttachment:
+        return replace(self, data=b"")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(seen)
 
 
+RawInput = bytes | Path
+
+
 def content_key(raw: bytes) -> str:
     """Hash of what identifies a message's content across transports.
 
@@ -133,52 +138,129 @@ def content_key(raw: bytes) -> str:
     headers (Received, Return-Path, Delivered-To) and sometimes in line endings;
     From, Subject, Date and the body bytes do not.
     """
-    head, body = _split_head(raw)
-    msg = email.message_from_bytes(head + b"\n\n", policy=compat32)
+    with _open(raw) as fh:
+        start = _skip_blank_lines(fh)
+        head = email.parser.BytesHeaderParser(policy=compat32).parse(fh)
+        return _content_key(head, fh, start)
+
+
+def _content_key(msg: Message, fh: BinaryIO, start: int) -> str:
     digest = hashlib.sha256()
     for name in ("from", "subject", "date", "content-type"):
-        digest.update(str(msg.get(name, "")).strip().encode("utf-8", "surrogateescape"))
+        digest.update(_header_str(msg.get(name, "")).strip().encode("utf-8", "surrogateescape"))
         digest.update(b"\0")
-    norm = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip()
-    digest.update(norm)
+    pending = b""  # trailing white space, hashed only if more text follows
+    carry_cr = False
+    for chunk in _body_chunks(fh, start):
+        if carry_cr:
+            chunk = b"\r" + chunk
+        carry_cr = chunk.endswith(b"\r")
+        if carry_cr:
+            chunk = chunk[:-1]
+        norm = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        text = norm.rstrip()
+        if text:
+            digest.update(pending + text)
+            pending = norm[len(text) :]
+        else:
+            pending += norm
     return digest.hexdigest()
 
 
+def _body_chunks(fh: BinaryIO, start: int, size: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes after the header block, in chunks (never the whole body at once)."""
+    fh.seek(start)
+    buf = b""
+    while True:
+        chunk = fh.read(size)
+        buf += chunk
+        match = _HEAD_END_RE.search(buf)
+        if match:
+            rest = buf[match.end() :]
+            break
+        if not chunk:
+            return
+        # keep only the tail that could hold a separator split across chunks
+        buf = buf[-3:]
+    if rest:
+        yield rest
+    while chunk := fh.read(size):
+        yield chunk
+
+
+def _open(raw: RawInput) -> BinaryIO:
+    return io.BytesIO(raw) if isinstance(raw, bytes) else open(raw, "rb")  # noqa: SIM115
+
+
+def _skip_blank_lines(fh: BinaryIO) -> int:
+    """Offset of the first byte that is not leading white space (some files start
+    with blank lines, which would otherwise end the header block at once)."""
+    fh.seek(0)
+    offset = 0
+    while chunk := fh.read(4096):
+        stripped = chunk.lstrip(b" \t\r\n")
+        offset += len(chunk) - len(stripped)
+        if stripped:
+            break
+    fh.seek(offset)
+    return offset
+
+
+def _size(fh: BinaryIO) -> int:
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    return size
+
+
+def _load(fh: BinaryIO, limits: ParseLimits) -> tuple[Message, int]:
+    size = _size(fh)
+    if size > limits.max_message_bytes:
+        raise MessageTooLarge(
+            f"message is {size} bytes, over the cap of {limits.max_message_bytes} bytes"
+        )
+    start = _skip_blank_lines(fh)
+    if start >= size:
+        raise ParseError("empty message")
+    msg = email.message_from_binary_file(fh, policy=compat32)
+    if not msg.keys():
+        # RFC 5322 obsolete syntax allows white space before the colon.
+        fh.seek(start)
+        head, body = _split_head(fh.read())
+        msg = email.message_from_bytes(_OBS_COLON_RE.sub(rb"\1:", head) + b"\n\n" + body)
+    if not msg.keys():
+        raise ParseError("no headers found: not an RFC 5322 message")
+    return msg, start
+
+
 def _split_head(raw: bytes) -> tuple[bytes, bytes]:
-    match = re.search(rb"\r?\n\r?\n", raw)
+    match = _HEAD_END_RE.search(raw)
     if not match:
         return raw, b""
     return raw[: match.start()], raw[match.end() :]
 
 
-def load_message(raw: bytes, limits: ParseLimits | None = None) -> Message:
-    """Raw bytes -> stdlib Message (compat32, as mail-parser uses), or ParseError."""
-    limits = limits or ParseLimits()
-    if len(raw) > limits.max_message_bytes:
-        raise MessageTooLarge(
-            f"message is {len(raw)} bytes, over the cap of {limits.max_message_bytes} bytes"
-        )
-    stripped = raw.lstrip(b" \t\r\n")
-    if not stripped:
-        raise ParseError("empty message")
-    msg = email.message_from_bytes(stripped, policy=compat32)
-    if not msg.keys():
-        # RFC 5322 obsolete syntax allows white space before the colon.
-        head, body = _split_head(stripped)
-        msg = email.message_from_bytes(_OBS_COLON_RE.sub(rb"\1:", head) + b"\n\n" + body)
-    if not msg.keys():
-        raise ParseError("no headers found: not an RFC 5322 message")
-    return msg
+def load_message(raw: RawInput, limits: ParseLimits | None = None) -> Message:
+    """Raw bytes (or a file of them) -> stdlib Message (compat32, as mail-parser uses)."""
+    with _open(raw) as fh:
+        return _load(fh, limits or ParseLimits())[0]
 
 
-def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessage:
+def parse_message(raw: RawInput, limits: ParseLimits | None = None) -> ParsedMessage:
     """Parse raw bytes. Raises ParseError (or MessageTooLarge) for permanent failures."""
-    limits = limits or ParseLimits()
-    return extract(load_message(raw, limits), raw, limits)
+    return parse_loaded(raw, limits or ParseLimits())[1]
 
 
-def extract(msg: Message, raw: bytes, limits: ParseLimits) -> ParsedMessage:
-    """Everything later stages need from a loaded message."""
+def parse_loaded(raw: RawInput, limits: ParseLimits) -> tuple[Message, ParsedMessage]:
+    """The stdlib Message and the ParsedMessage. Reads a file in one pass, without
+    holding the raw bytes and the parsed tree in memory at once.
+
+    Attachment payloads are dropped from the returned Message as they are decoded,
+    so callers that need the tree (the loop guard) get its structure and headers.
+    """
+    with _open(raw) as fh:
+        msg, start = _load(fh, limits)
+        key = _content_key(msg, fh, start)
     header_info = _parse_headers(msg)
     walker = _Walker(limits)
     walker.walk(msg, depth=0, inside_attachment=False)
@@ -188,14 +270,15 @@ def extract(msg: Message, raw: bytes, limits: ParseLimits) -> ParsedMessage:
         text = html_to_text(html)
     text = _WS_RE.sub("\n", text).strip()
     defects = tuple(header_info.pop("defects")) + tuple(walker.defects)
-    return ParsedMessage(
+    parsed = ParsedMessage(
         text=text,
         html=html,
         attachments=tuple(walker.attachments),
         defects=defects,
-        content_key=content_key(raw.lstrip(b" \t\r\n")),
+        content_key=key,
         **header_info,
     )
+    return msg, parsed
 
 
 def html_to_text(html: str) -> str:
@@ -359,12 +442,11 @@ class _Walker:
             if isinstance(inner_msg, Message):
                 data = inner_msg.as_bytes(policy=compat32) if _safe(inner_msg) else b""
                 name = filename or _eml_name(inner_msg)
-                self._add(ParsedAttachment(name, "message/rfc822", data, False, None))
+                self._add(_make_attachment(name, "message/rfc822", data, False, None,
+                                           self.limits, sniff=False))
                 self.walk(inner_msg, depth + 1, inside_attachment=True)
             return
-        data = part.get_payload(decode=True)
-        if not isinstance(data, bytes):
-            data = b""
+        data = _decode_payload(part)
         content_id = normalise_message_id(_header_str(part.get("content-id")))
         is_inline = disposition == "inline" or (disposition != "attachment" and bool(content_id))
         name = filename or _default_name(ctype, content_id)
@@ -385,6 +467,47 @@ class _Walker:
             )
         self.total_attachment_bytes += att.size
         self.attachments.append(att)
+
+
+# Payloads above this size are decoded in slices and then dropped from the tree.
+_BIG_PAYLOAD = 1 << 20
+
+
+def _decode_payload(part: Message) -> bytes:
+    """A leaf part's decoded bytes. Large base64 payloads are decoded slice by slice
+    and released from the tree afterwards, so a 50 MB attachment costs about one
+    copy of its text and one of its bytes, not three."""
+    payload = part.get_payload()
+    cte = _header_str(part.get("content-transfer-encoding")).strip().lower()
+    data: bytes | None = None
+    if isinstance(payload, str) and len(payload) > _BIG_PAYLOAD and cte == "base64":
+        try:
+            data = _b64decode_sliced(payload)
+        except (ValueError, binascii.Error):
+            data = None  # odd characters or padding: let the stdlib be lenient
+    if data is None:
+        decoded = part.get_payload(decode=True)
+        data = decoded if isinstance(decoded, bytes) else b""
+    if isinstance(payload, str) and len(payload) > _BIG_PAYLOAD:
+        part.set_payload("")
+    return data
+
+
+def _b64decode_sliced(text: str, step: int = 1 << 20) -> bytes:
+    out: list[bytes] = []
+    rest = ""
+    i = 0
+    while i < len(text):
+        j = text.find("\n", i + step)
+        j = len(text) if j < 0 else j + 1
+        chunk = rest + "".join(text[i:j].split())
+        cut = len(chunk) - len(chunk) % 4
+        out.append(binascii.a2b_base64(chunk[:cut]))
+        rest = chunk[cut:]
+        i = j
+    if rest.strip("="):
+        out.append(binascii.a2b_base64(rest + "=" * (-len(rest) % 4)))
+    return b"".join(out)
 
 
 def _decode_encoded_rfc822(parsed_as_text: Message, cte: str) -> Message:
@@ -448,8 +571,10 @@ def _make_attachment(
     is_inline: bool,
     content_id: str | None,
     limits: ParseLimits,
+    *,
+    sniff: bool = True,
 ) -> ParsedAttachment:
-    width, height, real_type = image_size(data)
+    width, height, real_type = image_size(data) if sniff else (None, None, None)
     if real_type:
         ctype = real_type
     is_screenshot = (
@@ -461,6 +586,8 @@ def _make_attachment(
     return ParsedAttachment(
         filename=name,
         content_type=ctype,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
         data=data,
         is_inline=is_inline,
         content_id=content_id,

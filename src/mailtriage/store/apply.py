@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailtriage.blobs import BlobStore
 from mailtriage.pipeline.analyse import Analysis
 from mailtriage.pipeline.decide import Decision, Known, decide, message_key, thread_candidates
 from mailtriage.pipeline.parse import ParsedMessage
@@ -39,12 +38,6 @@ class Applied:
     outcome: str
     ticket_id: int | None
     decision: Decision
-
-
-def store_attachment_blobs(blobs: BlobStore, analysis: Analysis) -> None:
-    """Attachment bytes go to the blob store before the transaction (idempotent)."""
-    for att in analysis.parsed.attachments:
-        blobs.put(att.data, durable=False)
 
 
 def apply_analysis(
