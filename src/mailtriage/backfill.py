@@ -16,6 +16,9 @@ from mailtriage.store.models import Inbound, InboundStatus
 
 ACCEPT_BATCH = 64
 ACCEPT_BATCH_BYTES = 16 * 1024 * 1024
+# Claimed per round while importing: enough for the parser pool to run ahead while
+# this process writes the results of earlier messages.
+IMPORT_CLAIM = 128
 
 
 @dataclass
@@ -50,6 +53,7 @@ def import_paths(
     report = ImportReport()
     mine: list[int] = []
     worker = app.worker()
+    worker.start_pool()
     reading_done = threading.Event()
     failure: list[BaseException] = []
 
@@ -57,7 +61,7 @@ def import_paths(
         try:
             while True:
                 finished = reading_done.is_set()
-                batch = worker.run_once()
+                batch = worker.run_once(limit=IMPORT_CLAIM)
                 if on_processed and batch:
                     on_processed(len(batch))
                 if not batch:

@@ -19,8 +19,8 @@ import threading
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Below this many claimed messages, parsing in-process beats shipping bytes to a pool.
 POOL_THRESHOLD = 4
+# At most this many results are written in one transaction.
+STORE_GROUP = 32
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,13 @@ def _analyse_job(
         return _JobResult(None, "store", f"blob store: {exc}", traceback.format_exc())
 
 
+def warm_up(options: AnalysisOptions) -> None:
+    """Load what every analysis needs (rules, language model) once per process."""
+    from mailtriage.pipeline.analyse import warm_up as warm_analysis
+
+    warm_analysis(options)
+
+
 def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
     """Attachment bytes -> blob store (idempotent; derived from the raw message, so
     not fsynced); the analysis is returned without them."""
@@ -144,9 +153,25 @@ class Worker:
         if self._processes() <= 1:
             return None
         if self._pool is None:
+            # forkserver: children fork from a clean server that has already imported
+            # the pipeline, not from this process with its threads and connections.
             ctx = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(max_workers=self._processes(), mp_context=ctx)
+            ctx.set_forkserver_preload(["mailtriage.pipeline.analyse"])
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._processes(),
+                mp_context=ctx,
+                initializer=warm_up,
+                initargs=(self.options,),
+            )
         return self._pool
+
+    def start_pool(self) -> None:
+        """Start the parser processes now (they take a moment to load), not on the
+        first batch."""
+        executor = self._executor()
+        if executor is not None:
+            for _ in range(self._processes()):
+                executor.submit(warm_up, self.options)
 
     # -- work -----------------------------------------------------------------------
 
@@ -192,42 +217,80 @@ class Worker:
                                  None, permanent=False)
             else:
                 jobs.append(item)
-        for item, result in zip(jobs, self._analyse_all(jobs), strict=True):
-            yield self._store(item, result)
+        futures = self._submit(jobs)
+        i = 0
+        while i < len(futures):
+            # Store the next result together with every later one that is already
+            # done: one transaction for a group, one savepoint per message.
+            group = [(jobs[i], futures[i].result())]
+            i += 1
+            while i < len(futures) and len(group) < STORE_GROUP and futures[i].done():
+                group.append((jobs[i], futures[i].result()))
+                i += 1
+            yield from self._store_group(group)
 
-    def _analyse_all(self, jobs: list[Claimed]) -> Iterable[_JobResult]:
-        paths = [self.blobs.path(c.raw_sha256) for c in jobs]
-        senders = [(c.envelope or {}).get("mail_from") for c in jobs]
-        opts = [self.options] * len(jobs)
-        roots = [self.blobs.root] * len(jobs)
+    def _submit(self, jobs: list[Claimed]) -> list[Future[_JobResult]]:
         executor = self._executor() if len(jobs) >= POOL_THRESHOLD else None
-        if executor is None:
-            return map(_analyse_job, paths, opts, senders, roots)
-        return executor.map(_analyse_job, paths, opts, senders, roots)
+        futures: list[Future[_JobResult]] = []
+        for claimed in jobs:
+            args = (self.blobs.path(claimed.raw_sha256), self.options,
+                    (claimed.envelope or {}).get("mail_from"), self.blobs.root)
+            if executor is not None:
+                futures.append(executor.submit(_analyse_job, *args))
+            else:
+                done: Future[_JobResult] = Future()
+                done.set_result(_analyse_job(*args))
+                futures.append(done)
+        return futures
 
-    def _store(self, item: Claimed, result: _JobResult) -> Processed:
-        if result.analysis is None:
-            return self._fail(item, result.stage, result.reason, result.traceback,
-                              permanent=result.permanent)
+    def _store_group(self, group: list[tuple[Claimed, _JobResult]]) -> list[Processed]:
+        out: dict[int, Processed] = {}
+        failed: list[tuple[Claimed, str, str, str | None, bool]] = []
+        ready: list[tuple[Claimed, Analysis]] = []
+        for item, result in group:
+            if result.analysis is None:
+                failed.append((item, result.stage, result.reason, result.traceback,
+                               result.permanent))
+            else:
+                ready.append((item, result.analysis))
+        concurrent: list[tuple[Claimed, str]] = []
         try:
             with self.factory() as session, session.begin():
-                applied = apply_analysis(
-                    session, item.id, self.owner, result.analysis,
-                    freemail_domains=self.settings.mail.freemail_domains,
-                )
-            return Processed(item.id, applied.outcome, applied.ticket_id)
-        except LeaseLost:
-            log.warning("inbound %s: lease lost; another worker owns it now", item.id)
-            return Processed(item.id, "lost")
-        except IntegrityError as exc:
-            # Someone else stored the same thing concurrently: the retry sees it.
-            return self._defer(item, "store", f"concurrent write: {exc.orig}", None, 0.2)
+                for item, analysis in ready:
+                    try:
+                        with session.begin_nested():
+                            applied = apply_analysis(
+                                session, item.id, self.owner, analysis,
+                                freemail_domains=self.settings.mail.freemail_domains,
+                            )
+                        out[item.id] = Processed(item.id, applied.outcome, applied.ticket_id)
+                    except LeaseLost:
+                        log.warning("inbound %s: lease lost; another worker owns it now",
+                                    item.id)
+                        out[item.id] = Processed(item.id, "lost")
+                    except IntegrityError as exc:
+                        # Someone else stored the same thing concurrently: a retry sees it.
+                        concurrent.append((item, f"concurrent write: {exc.orig}"))
+                    except (OperationalError, DBAPIError):
+                        raise
+                    except Exception as exc:
+                        failed.append((item, "store", f"{type(exc).__name__}: {exc}",
+                                       traceback.format_exc(), False))
         except (OperationalError, DBAPIError) as exc:
-            return self._defer(item, "store", f"database error: {exc.orig}",
-                               traceback.format_exc(), self._backoff(item.attempts))
-        except Exception as exc:
-            return self._fail(item, "store", f"{type(exc).__name__}: {exc}",
-                              traceback.format_exc(), permanent=False)
+            # The transaction is gone: every message of the group is retried later.
+            reason = f"database error: {exc.orig}"
+            tb = traceback.format_exc()
+            out.clear()
+            concurrent.clear()
+            for item, _analysis in ready:
+                out[item.id] = self._defer(item, "store", reason, tb,
+                                           self._backoff(item.attempts))
+            failed = [f for f in failed if f[0].id not in out]
+        for item, reason in concurrent:
+            out[item.id] = self._defer(item, "store", reason, None, 0.2)
+        for item, stage, reason, tb, permanent in failed:
+            out[item.id] = self._fail(item, stage, reason, tb, permanent=permanent)
+        return [out[item.id] for item, _ in group]
 
     def _fail(self, item: Claimed, stage: str, reason: str, tb: str | None, *,
               permanent: bool) -> Processed:

@@ -56,6 +56,13 @@ def analyse(
     return Analysis(parsed=parsed, loop=verdict, classification=classification)
 
 
+def warm_up(options: AnalysisOptions) -> None:
+    """Load the rules and the language model now rather than on the first message."""
+    from mailtriage.pipeline.classify import ClassifierInput
+
+    classify(ClassifierInput("warm up", "warm up text", "", "", (), ""), _rules(options.rules_file))
+
+
 @lru_cache(maxsize=4)
 def _rules(path: str):  # type: ignore[no-untyped-def]
     return load_rules(path or None)
