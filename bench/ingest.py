@@ -22,27 +22,43 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mailparser
 from PIL import Image
 
 SUBJECTS = {
-    "de": ["Anmeldung nicht möglich", "Export bricht ab", "Fehlermeldung beim Speichern",
-           "VPN verbindet nicht", "Frage zur Aufbewahrungsfrist", "Bericht ist leer"],
-    "en": ["Cannot log in", "Export fails with timeout", "Error when saving",
-           "SSO login broken since update", "Question about retention", "Report is empty"],
+    "de": [
+        "Anmeldung nicht möglich",
+        "Export bricht ab",
+        "Fehlermeldung beim Speichern",
+        "VPN verbindet nicht",
+        "Frage zur Aufbewahrungsfrist",
+        "Bericht ist leer",
+    ],
+    "en": [
+        "Cannot log in",
+        "Export fails with timeout",
+        "Error when saving",
+        "SSO login broken since update",
+        "Question about retention",
+        "Report is empty",
+    ],
 }
 BODIES = {
-    "de": ("Hallo Support-Team,\n\nseit heute Morgen erhalten wir beim Öffnen des Moduls eine "
-           "Fehlermeldung. Betroffen sind etwa {n} Kollegen. Unser Helpdesk hat bereits einen "
-           "Neustart versucht.\n\nMit freundlichen Grüßen\n{name}\n"),
-    "en": ("Hi support,\n\nsince this morning we get an error when opening the module. About "
-           "{n} colleagues are affected. Our helpdesk already tried a restart.\n\n"
-           "Best regards\n{name}\n"),
+    "de": (
+        "Hallo Support-Team,\n\nseit heute Morgen erhalten wir beim Öffnen des Moduls eine "
+        "Fehlermeldung. Betroffen sind etwa {n} Kollegen. Unser Helpdesk hat bereits einen "
+        "Neustart versucht.\n\nMit freundlichen Grüßen\n{name}\n"
+    ),
+    "en": (
+        "Hi support,\n\nsince this morning we get an error when opening the module. About "
+        "{n} colleagues are affected. Our helpdesk already tried a restart.\n\n"
+        "Best regards\n{name}\n"
+    ),
 }
 
 
@@ -107,7 +123,9 @@ def run_import(directory: Path, work: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "mailtriage", "import", str(directory), "--json"],
-        check=True, env=env, stdout=subprocess.DEVNULL,
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - start
 
@@ -131,8 +149,12 @@ def peak_rss_import(path: Path, work: Path) -> int:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     env = os.environ | {"MAILTRIAGE_STORAGE_DIR": str(work), "MAILTRIAGE_DATABASE_URL": ""}
     env.pop("MAILTRIAGE_CONFIG", None)
-    subprocess.run([sys.executable, "-m", "mailtriage", "import", str(path), "--json"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "mailtriage", "import", str(path), "--json"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(before, after) * 1024
 
@@ -156,13 +178,19 @@ def main() -> None:
         print(f"corpus: {len(files)} messages, {mb:.1f} MB (seed {args.seed})")
         parse_s = parse_only(files)
         import_s = run_import(corpus, root / "var")
-        print(f"parse-only (mail-parser, 1 process): {len(files) / parse_s:8.1f} msg/s "
-              f"{mb / parse_s:7.1f} MB/s")
-        print(f"mailtriage import (incl. start-up):  {len(files) / import_s:8.1f} msg/s "
-              f"{mb / import_s:7.1f} MB/s")
+        print(
+            f"parse-only (mail-parser, 1 process): {len(files) / parse_s:8.1f} msg/s "
+            f"{mb / parse_s:7.1f} MB/s"
+        )
+        print(
+            f"mailtriage import (incl. start-up):  {len(files) / import_s:8.1f} msg/s "
+            f"{mb / import_s:7.1f} MB/s"
+        )
         print(f"ratio import / parse-only: {parse_s / import_s:.2f}x (goal >= 1.0x, stretch 1.6x)")
-        print(f"peak RSS importing one {big_size / 1024 / 1024:.1f} MB message: "
-              f"{rss / 1024 / 1024:.0f} MB = {rss / big_size:.2f}x its size (goal <= 4x)")
+        print(
+            f"peak RSS importing one {big_size / 1024 / 1024:.1f} MB message: "
+            f"{rss / 1024 / 1024:.0f} MB = {rss / big_size:.2f}x its size (goal <= 4x)"
+        )
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 
 from PIL import Image, ImageDraw
 
@@ -27,8 +27,9 @@ def tnef(files: list[tuple[str, bytes]]) -> bytes:
 
     def obj(level: int, name: int, typ: int, data: bytes) -> bytes:
         checksum = sum(data) & 0xFFFF
-        return (struct.pack("<BHHI", level, name, typ, len(data)) + data
-                + struct.pack("<H", checksum))
+        return (
+            struct.pack("<BHHI", level, name, typ, len(data)) + data + struct.pack("<H", checksum)
+        )
 
     out = struct.pack("<IH", 0x223E9F78, 0x0101)
     out += obj(1, 0x9006, 0x0008, struct.pack("<I", 0x00010000))  # TNEF version

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import CLI
 from mails import mail
 
@@ -16,8 +17,12 @@ ROOT = Path(__file__).parent.parent
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mailtriage", *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=120, cwd=ROOT,
+        [sys.executable, "-m", "mailtriage", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        cwd=ROOT,
     )
 
 
@@ -31,8 +36,11 @@ def test_module_and_console_script() -> None:
 @pytest.mark.parametrize(
     ("env", "args", "expected"),
     [
-        ({"MAILTRIAGE_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"},
-         ["tickets", "list"], "database"),
+        (
+            {"MAILTRIAGE_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"},
+            ["tickets", "list"],
+            "database",
+        ),
         ({"MAILTRIAGE_DATABASE_URL": "not a url"}, ["tickets", "list"], "database.url"),
         ({}, ["import", "/nonexistent/path.eml"], "no such file"),
         ({}, ["--config", "/nonexistent.toml", "tickets", "list"], "config file not found"),

@@ -36,14 +36,18 @@ def test_example_config_loads_and_documents_every_key() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"storage": {"max_message_mb": "big"}},
-         'storage.max_message_mb: expected a number, got "big"'),
+        (
+            {"storage": {"max_message_mb": "big"}},
+            'storage.max_message_mb: expected a number, got "big"',
+        ),
         ({"storage": {"dirr": "x"}}, "storage.dirr: unknown key"),
         ({"nosuch": {}}, "nosuch: unknown key"),
         ({"worker": {"batch_size": 1.5}}, "worker.batch_size: expected an integer, got 1.5"),
         ({"worker": {"enabled": "yes"}}, 'worker.enabled: expected true or false, got "yes"'),
-        ({"mail": {"own_domains": "x.example"}},
-         'mail.own_domains: expected a list, got "x.example"'),
+        (
+            {"mail": {"own_domains": "x.example"}},
+            'mail.own_domains: expected a list, got "x.example"',
+        ),
         ({"mail": {"own_domains": [1]}}, "mail.own_domains[0]: expected a string, got 1"),
         ({"database": "sqlite://"}, 'database: expected a table, got "sqlite://"'),
     ],

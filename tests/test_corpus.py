@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, make_settings
 from sqlalchemy import func, select
 
 from mailtriage.app import App
 from mailtriage.backfill import import_paths
 from mailtriage.pipeline.parse import ParseError, parse_message
 from mailtriage.store.models import Inbound
+
+from conftest import CORPUS, make_settings
 
 FILES = sorted(CORPUS.rglob("*.eml"))
 
@@ -42,22 +43,26 @@ def test_whole_corpus_imports(tmp_path: Path, database_url: str) -> None:
         app.prepare_database()
         report = import_paths(app, [CORPUS])
         assert report.read == len(FILES)
-        accounted = (report.created + report.appended + report.duplicates + report.ignored
-                     + report.quarantined)
+        accounted = (
+            report.created
+            + report.appended
+            + report.duplicates
+            + report.ignored
+            + report.quarantined
+        )
         assert accounted == report.read and report.pending == 0
         with app.factory() as session:
             total = session.scalar(select(func.count(Inbound.id)))
             unexplained = session.scalars(
-                select(Inbound.id).where(
-                    Inbound.status == "quarantined", Inbound.reason.is_(None)
-                )
+                select(Inbound.id).where(Inbound.status == "quarantined", Inbound.reason.is_(None))
             ).all()
         distinct = {hashlib.sha256(p.read_bytes()).hexdigest() for p in FILES}
         assert total == len(distinct)  # one durable row per distinct message
         assert unexplained == []
         # automated mail (bounces, lists, auto-replies) is recognised, not ticketed
-        expectations = [json.loads(line) for line in
-                        (CORPUS / "expectations.jsonl").read_text().splitlines()]
+        expectations = [
+            json.loads(line) for line in (CORPUS / "expectations.jsonl").read_text().splitlines()
+        ]
         automated = sum(1 for e in expectations if e["kind"] in ("bounce", "list", "auto_reply"))
         assert report.ignored >= automated * 0.95
         again = import_paths(app, [CORPUS])

@@ -14,7 +14,8 @@ def test_dockerfile_lints_clean() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     result = subprocess.run(
         [hadolint, "--no-color", "--failure-threshold", "warning", str(ROOT / "Dockerfile")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -24,7 +24,7 @@ def test_import_samples_twice_is_idempotent(cli: CLI, tmp_path: Path) -> None:
         write(src / eml.name, eml.read_bytes())
     write(src / "README.txt", b"not a message: skipped in a directory walk")
     first = cli.json("import", str(src))
-    assert KEYS <= set(first)
+    assert set(first) >= KEYS
     assert first["read"] == 8 and first["created"] == 8 and first["quarantined"] == 0
     second = cli.json("import", str(src))
     assert second["read"] == 8 and second["created"] == 0 and second["duplicates"] == 8
@@ -59,7 +59,10 @@ def test_ticket_shape_with_attachments(cli: CLI, tmp_path: Path) -> None:
     atts = {a["filename"]: a for a in article["attachments"]}
     assert atts["s1.png"]["is_inline"] and atts["s1.png"]["is_screenshot"]
     assert atts["log.txt"] == atts["log.txt"] | {
-        "content_type": "text/plain", "size": 5, "is_inline": False, "is_screenshot": False,
+        "content_type": "text/plain",
+        "size": 5,
+        "is_inline": False,
+        "is_screenshot": False,
     }
     assert len(atts["log.txt"]["sha256"]) == 64
     assert [e["kind"] for e in ticket["events"]] == ["created"]
@@ -68,9 +71,13 @@ def test_ticket_shape_with_attachments(cli: CLI, tmp_path: Path) -> None:
 
 def test_reply_is_appended_and_duplicates_are_counted(cli: CLI, tmp_path: Path) -> None:
     first = mail(message_id="<m1@kunde.example>")
-    reply = mail(subject="Re: Drucker druckt nicht", body="Noch immer kaputt.",
-                 message_id="<m2@kunde.example>", in_reply_to="<m1@kunde.example>",
-                 references="<m1@kunde.example>")
+    reply = mail(
+        subject="Re: Drucker druckt nicht",
+        body="Noch immer kaputt.",
+        message_id="<m2@kunde.example>",
+        in_reply_to="<m1@kunde.example>",
+        references="<m1@kunde.example>",
+    )
     write(tmp_path / "in" / "1.eml", first)
     write(tmp_path / "in" / "2.eml", reply)
     report = cli.json("import", str(tmp_path / "in"))
@@ -113,7 +120,7 @@ def test_quarantine_keeps_raw_bytes_and_reason(cli: CLI, tmp_path: Path) -> None
     assert row["stage"] == "parse" and "no headers" in row["reason"]
     shown = cli.json("quarantine", "show", str(row["id"]))
     assert shown["traceback"] and shown["source"].endswith("bad.eml")
-    code, out, err = cli("quarantine", "export", str(row["id"]), str(tmp_path / "out.eml"))
+    code, _, err = cli("quarantine", "export", str(row["id"]), str(tmp_path / "out.eml"))
     assert code == 0, err
     assert (tmp_path / "out.eml").read_bytes() == bad
     code, out, _ = cli("quarantine", "retry", str(row["id"]))
@@ -133,14 +140,14 @@ def test_oversized_message_is_quarantined_not_crashed(
 
 
 def test_user_errors_are_one_line(cli: CLI, tmp_path: Path) -> None:
-    code, out, err = cli("import", str(tmp_path / "missing"))
+    code, _, err = cli("import", str(tmp_path / "missing"))
     assert code == 2 and err.startswith("mailtriage: error: ") and err.count("\n") == 1
     assert "no such file" in err
-    code, out, err = cli("tickets", "show", "DM-999999")
+    code, _, err = cli("tickets", "show", "DM-999999")
     assert code == 2 and "no ticket DM-999999" in err
-    code, out, err = cli("tickets", "show", "banana")
+    code, _, err = cli("tickets", "show", "banana")
     assert code == 2 and "not a ticket number" in err
-    code, out, err = cli("quarantine", "show", "424242")
+    code, _, err = cli("quarantine", "show", "424242")
     assert code == 2 and "no inbound message 424242" in err
 
 

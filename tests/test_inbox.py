@@ -24,8 +24,11 @@ def test_accept_is_durable_and_idempotent(app: App) -> None:
 
 
 def test_accept_many_with_repeats_in_one_batch(app: App) -> None:
-    items = [Incoming(b"A: 1\r\n\r\n", "s"), Incoming(b"A: 2\r\n\r\n", "s"),
-             Incoming(b"A: 1\r\n\r\n", "s")]
+    items = [
+        Incoming(b"A: 1\r\n\r\n", "s"),
+        Incoming(b"A: 2\r\n\r\n", "s"),
+        Incoming(b"A: 1\r\n\r\n", "s"),
+    ]
     result = app.inbox.accept_many(items)
     assert [r.created for r in result] == [True, True, False]
     assert result[0].id == result[2].id != result[1].id
@@ -71,8 +74,9 @@ def test_concurrent_claimers_never_share_a_row(app: App) -> None:
 def test_defer_release_and_retry(app: App) -> None:
     acc = app.inbox.accept(b"X: 1\r\n\r\n", "s")
     [c] = app.inbox.claim("w", 1, 60)
-    assert app.inbox.defer(c.id, "w", stage="store", reason="db down", traceback=None,
-                           delay_seconds=3600)
+    assert app.inbox.defer(
+        c.id, "w", stage="store", reason="db down", traceback=None, delay_seconds=3600
+    )
     assert app.inbox.claim("w", 1, 60) == []  # not due yet
     [c] = app.inbox.claim("w", 1, 60, now=utcnow() + timedelta(hours=2))
     assert app.inbox.release("w") == 1

@@ -14,8 +14,15 @@ def test_models_match_migrations(app: App) -> None:
     with app.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
-    assert {"inbound", "ticket", "article", "attachment", "contact", "organisation",
-            "event"} <= set(db.table_names(app.engine))
+    assert {
+        "inbound",
+        "ticket",
+        "article",
+        "attachment",
+        "contact",
+        "organisation",
+        "event",
+    } <= set(db.table_names(app.engine))
 
 
 def test_upgrade_is_idempotent_and_checked(app: App) -> None:

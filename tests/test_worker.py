@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
-from mails import mail
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -18,6 +16,9 @@ from mailtriage.app import App
 from mailtriage.backfill import import_paths
 from mailtriage.config import Settings
 from mailtriage.store.models import Article, Inbound, Ticket, utcnow
+
+from conftest import make_settings
+from mails import mail
 
 
 def count(app: App, model: Any) -> int:

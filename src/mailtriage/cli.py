@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailtriage", description="Turn support email into classified tickets."
     )
-    parser.add_argument("--config", metavar="FILE", help="TOML config (default: $MAILTRIAGE_CONFIG)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML config (default: $MAILTRIAGE_CONFIG)"
+    )
     parser.add_argument("--version", action="version", version=f"mailtriage {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -102,8 +104,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> in
     with _open_app(settings) as app:
         if out.is_terminal and not args.json:
             with Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                MofNCompleteColumn(), console=Console(stderr=True),
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(stderr=True),
             ) as progress:
                 read = progress.add_task("read", total=None)
                 done = progress.add_task("processed", total=None)
@@ -113,7 +118,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> in
                     progress.update(done, total=progress.tasks[read].completed)
 
                 report = import_paths(
-                    app, args.paths, on_read=on_read,
+                    app,
+                    args.paths,
+                    on_read=on_read,
                     on_processed=lambda n: progress.advance(done, n),
                 )
         else:
@@ -135,17 +142,37 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
     from mailtriage.store.queries import list_tickets
 
     with _open_app(settings) as app, app.factory() as session:
-        rows = list_tickets(session, settings.mail.ticket_prefix, status=args.status,
-                            limit=args.limit)
+        rows = list_tickets(
+            session, settings.mail.ticket_prefix, status=args.status, limit=args.limit
+        )
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
         return 0
-    table = Table("number", "status", "level", "category", "priority", "lang", "requester",
-                  "subject", "articles", "files")
+    table = Table(
+        "number",
+        "status",
+        "level",
+        "category",
+        "priority",
+        "lang",
+        "requester",
+        "subject",
+        "articles",
+        "files",
+    )
     for r in rows:
-        table.add_row(r["number"], r["status"], r["level"] or "-", r["category"] or "-",
-                      r["priority"] or "-", r["language"] or "-", r["requester"] or "-",
-                      r["subject"][:60], str(r["article_count"]), str(r["attachment_count"]))
+        table.add_row(
+            r["number"],
+            r["status"],
+            r["level"] or "-",
+            r["category"] or "-",
+            r["priority"] or "-",
+            r["language"] or "-",
+            r["requester"] or "-",
+            r["subject"][:60],
+            str(r["article_count"]),
+            str(r["attachment_count"]),
+        )
     out.print(table)
     return 0
 
@@ -159,10 +186,14 @@ def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console)
         print(json.dumps(data, ensure_ascii=False))
         return 0
     out.print(f"[bold]{data['number']}[/bold] {data['subject']}", markup=True, highlight=False)
-    out.print(f"status {data['status']}  level {data['level']}  category {data['category']}  "
-              f"priority {data['priority']}  language {data['language']}", highlight=False)
-    out.print(f"requester {data['requester']}  organisation {data['organisation']}",
-              highlight=False)
+    out.print(
+        f"status {data['status']}  level {data['level']}  category {data['category']}  "
+        f"priority {data['priority']}  language {data['language']}",
+        highlight=False,
+    )
+    out.print(
+        f"requester {data['requester']}  organisation {data['organisation']}", highlight=False
+    )
     for reason in data["classification_reasons"]:
         out.print(f"  why: {reason}", highlight=False)
     for article in data["articles"]:
@@ -170,12 +201,18 @@ def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console)
         out.print(article["text"], markup=False, highlight=False)
         for att in article["attachments"]:
             flags = " ".join(k for k in ("is_inline", "is_screenshot") if att[k])
-            out.print(f"  [{att['content_type']}] {att['filename']} {att['size']} B {flags}",
-                      markup=False, highlight=False)
+            out.print(
+                f"  [{att['content_type']}] {att['filename']} {att['size']} B {flags}",
+                markup=False,
+                highlight=False,
+            )
     out.rule("events")
     for event in data["events"]:
-        out.print(f"{event['created_at']} {event['kind']} {json.dumps(event['detail'])}",
-                  markup=False, highlight=False)
+        out.print(
+            f"{event['created_at']} {event['kind']} {json.dumps(event['detail'])}",
+            markup=False,
+            highlight=False,
+        )
     return 0
 
 
@@ -189,8 +226,13 @@ def cmd_quarantine_list(args: argparse.Namespace, settings: Settings, out: Conso
         return 0
     table = Table("id", "received", "stage", "reason", "source")
     for r in rows:
-        table.add_row(str(r["id"]), r["received_at"][:19], r["stage"] or "",
-                      (r["reason"] or "")[:70], r["source"])
+        table.add_row(
+            str(r["id"]),
+            r["received_at"][:19],
+            r["stage"] or "",
+            (r["reason"] or "")[:70],
+            r["source"],
+        )
     out.print(table)
     return 0
 
@@ -219,8 +261,11 @@ def cmd_quarantine_retry(args: argparse.Namespace, settings: Settings, out: Cons
         app.worker().drain()
         with app.factory() as session:
             data = show_inbound(session, args.id)
-    out.print(f"{args.id}: {data['status']} {data['outcome'] or data['reason'] or ''}",
-              markup=False, highlight=False)
+    out.print(
+        f"{args.id}: {data['status']} {data['outcome'] or data['reason'] or ''}",
+        markup=False,
+        highlight=False,
+    )
     return 0 if data["status"] == "done" else 1
 
 
@@ -251,15 +296,22 @@ def cmd_db_current(args: argparse.Namespace, settings: Settings, out: Console) -
     from mailtriage.store import db
 
     with _open_app(settings, migrate=False) as app:
-        out.print(f"{db.current_revision(app.engine) or 'empty'} "
-                  f"(code expects {db.head_revision(app.engine)})", highlight=False)
+        out.print(
+            f"{db.current_revision(app.engine) or 'empty'} "
+            f"(code expects {db.head_revision(app.engine)})",
+            highlight=False,
+        )
     return 0
 
 
 # -- entry point ----------------------------------------------------------------------
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserError, ConfigError, DatabaseError, SourceError, NotFound,
+    UserError,
+    ConfigError,
+    DatabaseError,
+    SourceError,
+    NotFound,
 )
 
 

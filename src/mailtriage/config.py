@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 ENV_CONFIG = "MAILTRIAGE_CONFIG"
 ENV_DATABASE_URL = "MAILTRIAGE_DATABASE_URL"
@@ -51,9 +51,24 @@ class MailSettings:
     ticket_prefix: str = "DM"
     # Address domains that are not an organisation (free mail providers).
     freemail_domains: tuple[str, ...] = (
-        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
-        "icloud.com", "me.com", "gmx.de", "gmx.net", "web.de", "t-online.de", "aol.com",
-        "mail.de", "posteo.de", "proton.me", "protonmail.com", "freenet.de",
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "yahoo.com",
+        "icloud.com",
+        "me.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "t-online.de",
+        "aol.com",
+        "mail.de",
+        "posteo.de",
+        "proton.me",
+        "protonmail.com",
+        "freenet.de",
     )
 
 
@@ -84,6 +99,84 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """The SMTP (or LMTP) listener of `mailtriage run`."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    # 0 picks a free port (it is logged); tests use that.
+    port: int = 2525
+    # Accepted recipients: full addresses (plus-addressed variants match too:
+    # support+x@dataandmore.com) or "@domain" for every address of a domain.
+    recipients: tuple[str, ...] = ("support@dataandmore.com",)
+    # Name in the greeting and the EHLO answer; empty: this machine's FQDN.
+    hostname: str = ""
+    # Speak LMTP (LHLO, one reply per recipient) for delivery from Postfix/Dovecot.
+    lmtp: bool = False
+    max_connections: int = 100
+    max_recipients: int = 100
+    # Close a connection idle for this long.
+    timeout_seconds: float = 300.0
+    # Threads that run the durable accept (fsync + commit) off the event loop.
+    accept_threads: int = 8
+    # STARTTLS: both files set = offered.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    require_starttls: bool = False
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    """One mailbox folder polled over IMAP."""
+
+    # Names the account in logs and in the IMAP cursor; empty: "username@host".
+    name: str = ""
+    host: str = ""
+    # 0: 993 for security "tls", else 143.
+    port: int = 0
+    security: Literal["none", "starttls", "tls"] = "tls"
+    # Verify the server certificate (turn off only for a self-signed test server).
+    tls_verify: bool = True
+    username: str = ""
+    auth: Literal["password", "xoauth2"] = "password"
+    # The password: $MAILTRIAGE_IMAP_PASSWORD_<N> (N = the account's index, from 0)
+    # wins over password_file, which wins over password.
+    password: str = ""
+    password_file: str = ""
+    # auth = "xoauth2": the access token from a file or from a command's output
+    # (run without a shell each time we log in, so it may refresh the token).
+    token_file: str = ""
+    token_command: str = ""
+    folder: str = "INBOX"
+    # After the durable accept: "move" to processed_folder, or "flag" in place.
+    action: Literal["move", "flag"] = "move"
+    processed_folder: str = "Processed"
+    flag: str = "\\Seen"
+    # Where oversize messages go (quarantined with a reason); empty: processed_folder.
+    quarantine_folder: str = ""
+    # Wait for new mail with IDLE when the server supports it, else poll.
+    idle: bool = True
+    poll_interval_seconds: float = 60.0
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    enabled: bool = False
+    accounts: tuple[ImapAccount, ...] = ()
+    # Reconnect after a network error: exponential backoff with jitter.
+    reconnect_initial_seconds: float = 1.0
+    reconnect_max_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    # On SIGTERM/SIGINT: stop accepting, finish or release in-flight work, and exit
+    # within this many seconds.
+    shutdown_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -91,6 +184,9 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     triage: TriageSettings = field(default_factory=TriageSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    imap: ImapSettings = field(default_factory=ImapSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     source: str = ""  # the file these came from ("" for defaults)
 
     @property
@@ -143,8 +239,9 @@ def apply_env(settings: Settings, env: typing.Mapping[str, str]) -> Settings:
     return settings
 
 
-def _build(cls: type[T], data: Any, prefix: str, skip: frozenset[str] | set[str] = frozenset()
-           ) -> T:
+def _build(
+    cls: type[T], data: Any, prefix: str, skip: frozenset[str] | set[str] = frozenset()
+) -> T:
     where = prefix.rstrip(".") or "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a table, got {_show(data)}")
@@ -164,6 +261,12 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _build(hint, value, prefix=f"{key}.")
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            shown = ", ".join(json.dumps(c) for c in choices)
+            raise ConfigError(f"{key}: expected one of {shown}, got {_show(value)}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return _convert(args[0], value, key)

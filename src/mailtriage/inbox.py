@@ -52,9 +52,7 @@ class Inbox:
         self.blobs = blobs
         self.fsync = fsync
 
-    def accept(
-        self, raw: bytes, source: str, envelope: dict[str, Any] | None = None
-    ) -> Accepted:
+    def accept(self, raw: bytes, source: str, envelope: dict[str, Any] | None = None) -> Accepted:
         """Store one message durably; idempotent on the sha256 of the raw bytes."""
         return self.accept_many([Incoming(raw, source, envelope)])[0]
 
@@ -150,33 +148,57 @@ class Inbox:
             )
             rows = session.execute(
                 select(
-                    Inbound.id, Inbound.raw_sha256, Inbound.attempts, Inbound.source,
+                    Inbound.id,
+                    Inbound.raw_sha256,
+                    Inbound.attempts,
+                    Inbound.source,
                     Inbound.envelope,
-                ).where(Inbound.id.in_(ids)).order_by(Inbound.id)
+                )
+                .where(Inbound.id.in_(ids))
+                .order_by(Inbound.id)
             )
             return [Claimed(*row) for row in rows]
 
     def defer(
-        self, inbound_id: int, owner: str, *, stage: str, reason: str, traceback: str | None,
-        delay_seconds: float, now: datetime | None = None,
+        self,
+        inbound_id: int,
+        owner: str,
+        *,
+        stage: str,
+        reason: str,
+        traceback: str | None,
+        delay_seconds: float,
+        now: datetime | None = None,
     ) -> bool:
         """Give a leased row back to retry later; False if the lease was lost."""
         now = now or utcnow()
         return self._update_leased(
-            inbound_id, owner,
+            inbound_id,
+            owner,
             status=InboundStatus.WAITING,
             next_attempt_at=now + timedelta(seconds=delay_seconds),
-            stage=stage, reason=reason[:4000], traceback=traceback,
+            stage=stage,
+            reason=reason[:4000],
+            traceback=traceback,
         )
 
     def quarantine(
-        self, inbound_id: int, owner: str | None, *, stage: str, reason: str,
+        self,
+        inbound_id: int,
+        owner: str | None,
+        *,
+        stage: str,
+        reason: str,
         traceback: str | None,
     ) -> bool:
         return self._update_leased(
-            inbound_id, owner,
+            inbound_id,
+            owner,
             status=InboundStatus.QUARANTINED,
-            stage=stage, reason=reason[:4000], traceback=traceback, processed_at=utcnow(),
+            stage=stage,
+            reason=reason[:4000],
+            traceback=traceback,
+            processed_at=utcnow(),
         )
 
     def release(self, owner: str) -> int:
@@ -185,8 +207,12 @@ class Inbox:
             result = session.execute(
                 update(Inbound)
                 .where(Inbound.lease_owner == owner, Inbound.status == InboundStatus.PROCESSING)
-                .values(status=InboundStatus.RECEIVED, lease_owner=None, lease_until=None,
-                        attempts=Inbound.attempts - 1)
+                .values(
+                    status=InboundStatus.RECEIVED,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=Inbound.attempts - 1,
+                )
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -197,8 +223,13 @@ class Inbox:
             result = session.execute(
                 update(Inbound)
                 .where(Inbound.id == inbound_id, Inbound.status == InboundStatus.QUARANTINED)
-                .values(status=InboundStatus.RECEIVED, attempts=0, next_attempt_at=utcnow(),
-                        lease_owner=None, lease_until=None)
+                .values(
+                    status=InboundStatus.RECEIVED,
+                    attempts=0,
+                    next_attempt_at=utcnow(),
+                    lease_owner=None,
+                    lease_until=None,
+                )
                 .execution_options(synchronize_session=False)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -210,11 +241,13 @@ class Inbox:
         with self.factory() as session, session.begin():
             stmt = update(Inbound).where(Inbound.id == inbound_id)
             if owner is not None:
-                stmt = stmt.where(Inbound.lease_owner == owner,
-                                  Inbound.status == InboundStatus.PROCESSING)
+                stmt = stmt.where(
+                    Inbound.lease_owner == owner, Inbound.status == InboundStatus.PROCESSING
+                )
             result = session.execute(
-                stmt.values(lease_owner=None, lease_until=None, **values)
-                .execution_options(synchronize_session=False)
+                stmt.values(lease_owner=None, lease_until=None, **values).execution_options(
+                    synchronize_session=False
+                )
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -9,6 +9,7 @@ stage, reason and traceback. Nothing is ever dropped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -83,8 +84,13 @@ def _analyse_job(
     except ParseError as exc:
         return _JobResult(None, "parse", str(exc), traceback.format_exc(), permanent=True)
     except RecursionError as exc:
-        return _JobResult(None, "parse", f"message nested too deeply: {exc}",
-                          traceback.format_exc(), permanent=True)
+        return _JobResult(
+            None,
+            "parse",
+            f"message nested too deeply: {exc}",
+            traceback.format_exc(),
+            permanent=True,
+        )
     except OSError as exc:
         return _JobResult(None, "read", f"raw message unreadable: {exc}", traceback.format_exc())
     except Exception as exc:
@@ -178,7 +184,8 @@ class Worker:
     def run_once(self, limit: int | None = None) -> list[Processed]:
         """Claim one batch and process it; [] when nothing is due."""
         claimed = self.inbox.claim(
-            self.owner, limit or self.settings.worker.batch_size,
+            self.owner,
+            limit or self.settings.worker.batch_size,
             self.settings.worker.lease_seconds,
         )
         return list(self._process(claimed))
@@ -209,12 +216,17 @@ class Worker:
         jobs: list[Claimed] = []
         for item in claimed:
             if item.attempts > self.settings.worker.max_attempts:
-                yield self._quarantine(item, "worker", f"gave up after {item.attempts - 1} "
-                                       "attempts (the last ones did not finish: crash or kill?)",
-                                       None)
+                yield self._quarantine(
+                    item,
+                    "worker",
+                    f"gave up after {item.attempts - 1} "
+                    "attempts (the last ones did not finish: crash or kill?)",
+                    None,
+                )
             elif not self.blobs.exists(item.raw_sha256):
-                yield self._fail(item, "read", "raw message missing from the blob store",
-                                 None, permanent=False)
+                yield self._fail(
+                    item, "read", "raw message missing from the blob store", None, permanent=False
+                )
             else:
                 jobs.append(item)
         futures = self._submit(jobs)
@@ -233,8 +245,12 @@ class Worker:
         executor = self._executor() if len(jobs) >= POOL_THRESHOLD else None
         futures: list[Future[_JobResult]] = []
         for claimed in jobs:
-            args = (self.blobs.path(claimed.raw_sha256), self.options,
-                    (claimed.envelope or {}).get("mail_from"), self.blobs.root)
+            args = (
+                self.blobs.path(claimed.raw_sha256),
+                self.options,
+                (claimed.envelope or {}).get("mail_from"),
+                self.blobs.root,
+            )
             if executor is not None:
                 futures.append(executor.submit(_analyse_job, *args))
             else:
@@ -249,8 +265,9 @@ class Worker:
         ready: list[tuple[Claimed, Analysis]] = []
         for item, result in group:
             if result.analysis is None:
-                failed.append((item, result.stage, result.reason, result.traceback,
-                               result.permanent))
+                failed.append(
+                    (item, result.stage, result.reason, result.traceback, result.permanent)
+                )
             else:
                 ready.append((item, result.analysis))
         concurrent: list[tuple[Claimed, str]] = []
@@ -260,13 +277,15 @@ class Worker:
                     try:
                         with session.begin_nested():
                             applied = apply_analysis(
-                                session, item.id, self.owner, analysis,
+                                session,
+                                item.id,
+                                self.owner,
+                                analysis,
                                 freemail_domains=self.settings.mail.freemail_domains,
                             )
                         out[item.id] = Processed(item.id, applied.outcome, applied.ticket_id)
                     except LeaseLost:
-                        log.warning("inbound %s: lease lost; another worker owns it now",
-                                    item.id)
+                        log.warning("inbound %s: lease lost; another worker owns it now", item.id)
                         out[item.id] = Processed(item.id, "lost")
                     except IntegrityError as exc:
                         # Someone else stored the same thing concurrently: a retry sees it.
@@ -274,17 +293,25 @@ class Worker:
                     except (OperationalError, DBAPIError):
                         raise
                     except Exception as exc:
-                        failed.append((item, "store", f"{type(exc).__name__}: {exc}",
-                                       traceback.format_exc(), False))
+                        failed.append(
+                            (
+                                item,
+                                "store",
+                                f"{type(exc).__name__}: {exc}",
+                                traceback.format_exc(),
+                                False,
+                            )
+                        )
         except (OperationalError, DBAPIError) as exc:
             # The transaction is gone: every message of the group is retried later.
             reason = f"database error: {exc.orig}"
-            tb = traceback.format_exc()
+            db_tb = traceback.format_exc()
             out.clear()
             concurrent.clear()
             for item, _analysis in ready:
-                out[item.id] = self._defer(item, "store", reason, tb,
-                                           self._backoff(item.attempts))
+                out[item.id] = self._defer(
+                    item, "store", reason, db_tb, self._backoff(item.attempts)
+                )
             failed = [f for f in failed if f[0].id not in out]
         for item, reason in concurrent:
             out[item.id] = self._defer(item, "store", reason, None, 0.2)
@@ -292,8 +319,9 @@ class Worker:
             out[item.id] = self._fail(item, stage, reason, tb, permanent=permanent)
         return [out[item.id] for item, _ in group]
 
-    def _fail(self, item: Claimed, stage: str, reason: str, tb: str | None, *,
-              permanent: bool) -> Processed:
+    def _fail(
+        self, item: Claimed, stage: str, reason: str, tb: str | None, *, permanent: bool
+    ) -> Processed:
         if permanent or item.attempts >= self.settings.worker.max_attempts:
             return self._quarantine(item, stage, reason, tb)
         return self._defer(item, stage, reason, tb, self._backoff(item.attempts))
@@ -303,14 +331,14 @@ class Worker:
         self.inbox.quarantine(item.id, self.owner, stage=stage, reason=reason, traceback=tb)
         return Processed(item.id, "quarantined")
 
-    def _defer(self, item: Claimed, stage: str, reason: str, tb: str | None,
-               delay: float) -> Processed:
+    def _defer(
+        self, item: Claimed, stage: str, reason: str, tb: str | None, delay: float
+    ) -> Processed:
         log.info("inbound %s deferred %.1fs at %s: %s", item.id, delay, stage, reason)
-        try:
-            self.inbox.defer(item.id, self.owner, stage=stage, reason=reason, traceback=tb,
-                             delay_seconds=delay)
-        except (OperationalError, DBAPIError):
-            pass  # the lease expires and the row is claimed again
+        with contextlib.suppress(OperationalError, DBAPIError):  # the lease expires instead
+            self.inbox.defer(
+                item.id, self.owner, stage=stage, reason=reason, traceback=tb, delay_seconds=delay
+            )
         return Processed(item.id, "deferred")
 
     def _backoff(self, attempts: int) -> float:

@@ -6,17 +6,23 @@ input and output are plain picklable values and it touches no database or socket
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-from mailtriage.pipeline.classify import Classification, classify, input_from_text, load_rules
+from mailtriage.pipeline.classify import (
+    Classification,
+    Rules,
+    classify,
+    input_from_text,
+    load_rules,
+)
 from mailtriage.pipeline.loops import LoopVerdict, detect_loop
 from mailtriage.pipeline.parse import ParsedMessage, ParseLimits, RawInput, parse_loaded
 
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    limits: ParseLimits = ParseLimits()
+    limits: ParseLimits = field(default_factory=ParseLimits)
     own_domains: tuple[str, ...] = ()
     rules_file: str = ""
 
@@ -64,5 +70,5 @@ def warm_up(options: AnalysisOptions) -> None:
 
 
 @lru_cache(maxsize=4)
-def _rules(path: str):  # type: ignore[no-untyped-def]
+def _rules(path: str) -> Rules:
     return load_rules(path or None)

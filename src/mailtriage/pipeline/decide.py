@@ -48,12 +48,15 @@ def decide(automated: bool, loop_reasons: tuple[str, ...], known: Known) -> Deci
         return Decision("ignore", reasons=loop_reasons)
     if known.duplicate_article_id is not None:
         return Decision(
-            "duplicate", reasons=(f"same Message-ID and content as article {known.duplicate_article_id}",)
+            "duplicate",
+            reasons=(f"same Message-ID and content as article {known.duplicate_article_id}",),
         )
     warnings: tuple[str, ...] = ()
     if known.same_id_other_content:
-        warnings = ("a message with this Message-ID but different content is already stored; "
-                    "kept as a new message",)
+        warnings = (
+            "a message with this Message-ID but different content is already stored; "
+            "kept as a new message",
+        )
     if known.thread_ticket_id is not None:
         return Decision(
             "append",

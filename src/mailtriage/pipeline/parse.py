@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import email
-import email.parser
 import email.message
+import email.parser
 import email.utils
 import hashlib
 import io
@@ -189,7 +189,7 @@ def _body_chunks(fh: BinaryIO, start: int, size: int = 1 << 20) -> Iterator[byte
 
 
 def _open(raw: RawInput) -> BinaryIO:
-    return io.BytesIO(raw) if isinstance(raw, bytes) else open(raw, "rb")  # noqa: SIM115
+    return io.BytesIO(raw) if isinstance(raw, bytes) else open(raw, "rb")
 
 
 def _skip_blank_lines(fh: BinaryIO) -> int:
@@ -301,13 +301,12 @@ def _parse_headers(msg: Message) -> dict[str, Any]:
     head.set_payload("")
     parser = mailparser.MailParser(message=head)  # parses in __init__
     from_ = _addresses(parser.from_)
-    sender_name, sender = (from_[0] if from_ else ("", ""))
+    sender_name, sender = from_[0] if from_ else ("", "")
     if not sender:
         # mail-parser drops an unparsable From; fall back to what email.utils finds.
         sender_name, sender = email.utils.parseaddr(_header_str(msg.get("from")))
     defects = [
-        f"header: {d}"
-        for d in (*parser.address_header_defects, *parser.date_header_defects)
+        f"header: {d}" for d in (*parser.address_header_defects, *parser.date_header_defects)
     ]
     date = parser.date
     if isinstance(date, datetime) and date.tzinfo is None:
@@ -442,8 +441,11 @@ class _Walker:
             if isinstance(inner_msg, Message):
                 data = inner_msg.as_bytes(policy=compat32) if _safe(inner_msg) else b""
                 name = filename or _eml_name(inner_msg)
-                self._add(_make_attachment(name, "message/rfc822", data, False, None,
-                                           self.limits, sniff=False))
+                self._add(
+                    _make_attachment(
+                        name, "message/rfc822", data, False, None, self.limits, sniff=False
+                    )
+                )
                 self.walk(inner_msg, depth + 1, inside_attachment=True)
             return
         data = _decode_payload(part)
@@ -513,8 +515,7 @@ def _b64decode_sliced(text: str, step: int = 1 << 20) -> bytes:
 def _decode_encoded_rfc822(parsed_as_text: Message, cte: str) -> Message:
     encoded = parsed_as_text.as_bytes(policy=compat32)
     try:
-        data = (base64.b64decode(encoded) if cte == "base64"
-                else quopri.decodestring(encoded))
+        data = base64.b64decode(encoded) if cte == "base64" else quopri.decodestring(encoded)
     except (ValueError, binascii.Error):
         return parsed_as_text
     return email.message_from_bytes(data, policy=compat32)

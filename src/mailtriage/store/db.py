@@ -35,7 +35,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     try:
         engine = create_engine(parsed, **kwargs)
     except Exception as exc:  # missing driver and the like: a user error, one line
-        raise DatabaseError(f"database.url: cannot use {parsed.render_as_string()}: {exc}") from None
+        raise DatabaseError(
+            f"database.url: cannot use {parsed.render_as_string()}: {exc}"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)

@@ -96,8 +96,7 @@ def show_ticket(session: Session, prefix: str, number: str) -> dict[str, Any]:
         raise NotFound(f"no ticket {ticket_reference(prefix, ticket_id)}")
     inbound_ids = [a.inbound_id for a in ticket.articles if a.inbound_id]
     inbound = {
-        row.id: row
-        for row in session.scalars(select(Inbound).where(Inbound.id.in_(inbound_ids)))
+        row.id: row for row in session.scalars(select(Inbound).where(Inbound.id.in_(inbound_ids)))
     }
     articles = [_article(a, inbound.get(a.inbound_id or -1)) for a in ticket.articles]
     return _ticket_summary(ticket, prefix) | {
