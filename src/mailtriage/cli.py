@@ -17,7 +17,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from mailtriage import __version__
 from mailtriage.app import App
 from mailtriage.config import ConfigError, Settings, load_settings
+from mailtriage.evaluation import evaluate, render_table
 from mailtriage.intake.files import SourceError
+from mailtriage.outbound.commands import add_outbound_commands
+from mailtriage.pipeline.classify import Rules, RulesError, classify_file, load_rules
+from mailtriage.pipeline.parse import ParseError
 from mailtriage.store.db import DatabaseError
 from mailtriage.store.queries import NotFound
 
@@ -77,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_quarantine_export)
+
+    p = sub.add_parser("classify", help="classify .eml files (no database needed)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".eml files or directories")
+    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("eval", help="score the classifier on a labelled directory")
+    p.add_argument("directory", type=Path, metavar="DIR", help="*.eml files and labels.jsonl")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    add_outbound_commands(sub)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -283,6 +299,60 @@ def cmd_quarantine_export(args: argparse.Namespace, settings: Settings, out: Con
     return 0
 
 
+def _rules(settings: Settings) -> Rules:
+    return load_rules(settings.triage.rules_file or None)
+
+
+def _eml_files(paths: list[Path]) -> list[Path]:
+    """Files as given; directories expanded to the .eml files below them."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.rglob("*.eml")) if path.is_dir() else [path])
+    return files
+
+
+def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    rules = _rules(settings)
+    table = Table("file", "level", "category", "priority", "lang", "conf", "why")
+    failed = 0
+    for path in _eml_files(args.paths):
+        try:
+            result: dict[str, object] = {"file": str(path)} | classify_file(path, rules).to_dict()
+        except (OSError, ParseError) as exc:
+            failed += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            result = {"file": str(path), "error": reason}
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+        elif "error" in result:
+            table.add_row(str(path), "error", str(result["error"]), "", "", "", "")
+        else:
+            reasons = result.get("reasons") or []
+            table.add_row(
+                str(path),
+                str(result["level"]),
+                str(result["category"]),
+                str(result["priority"]),
+                str(result["language"]),
+                f"{result['confidence']:.2f}",
+                "; ".join(map(str, reasons))[:120],
+            )
+    if not args.json:
+        out.print(table)
+    return 1 if failed else 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    if not (args.directory / "labels.jsonl").is_file():
+        raise UserError(f"{args.directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
+    report = evaluate(args.directory, _rules(settings))
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        render_table(report, out)
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings, out: Console) -> int:
     from mailtriage.store import db
 
@@ -312,6 +382,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     DatabaseError,
     SourceError,
     NotFound,
+    RulesError,
 )
 
 
