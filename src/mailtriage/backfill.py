@@ -13,6 +13,7 @@ from mailtriage.app import App
 from mailtriage.inbox import Accepted, Incoming
 from mailtriage.intake.files import FileMessage, check_paths, iter_messages
 from mailtriage.store.models import Inbound, InboundStatus
+from mailtriage.worker import POOL_THRESHOLD
 
 ACCEPT_BATCH = 64
 ACCEPT_BATCH_BYTES = 16 * 1024 * 1024
@@ -53,7 +54,6 @@ def import_paths(
     report = ImportReport()
     mine: list[int] = []
     worker = app.worker()
-    worker.start_pool()
     reading_done = threading.Event()
     failure: list[BaseException] = []
 
@@ -75,9 +75,15 @@ def import_paths(
     thread.start()
     try:
         for batch in _batches_by_size(iter_messages(paths)):
-            accepted = app.inbox.accept_many([Incoming(m.raw, m.source) for m in batch])
+            stored = app.inbox.write_blobs([Incoming(m.raw, m.source) for m in batch])
             report.read += len(batch)
-            del batch  # the raw bytes are in the blob store now
+            # The raw bytes are durable now; drop them before the rows are committed
+            # and the worker starts on them (the generator still holds this list
+            # until it resumes, so empty it in place).
+            batch.clear()
+            accepted = app.inbox.record(stored)
+            if report.read >= POOL_THRESHOLD:
+                worker.start_pool()
             _count_accepted(report, accepted, mine)
             if on_read:
                 on_read(len(accepted))
@@ -99,6 +105,7 @@ def _batches_by_size(messages: Iterator[FileMessage]) -> Iterator[list[FileMessa
     for message in messages:
         batch.append(message)
         size += len(message.raw)
+        del message  # do not keep the last raw message alive while the batch is used
         if len(batch) >= ACCEPT_BATCH or size >= ACCEPT_BATCH_BYTES:
             yield batch
             batch, size = [], 0

@@ -26,7 +26,7 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def put(self, data: bytes, *, durable: bool = True) -> str:
+    def put(self, data: bytes | bytearray, *, durable: bool = True) -> str:
         """Store ``data``; return its sha256. ``durable`` fsyncs file and directory.
 
         Raw messages are durable; derived blobs (attachments, which can be cut out

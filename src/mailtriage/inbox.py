@@ -7,7 +7,6 @@ move, backfill file counted) as soon as it returns.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +37,16 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """A raw message in the blob store, not yet recorded in the inbox."""
+
+    sha256: str
+    size: int
+    source: str
+    envelope: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Incoming:
     raw: bytes
     source: str
@@ -58,27 +67,45 @@ class Inbox:
 
     def accept_many(self, items: Sequence[Incoming]) -> list[Accepted]:
         """Store several messages: every blob is fsynced, then one commit for all rows."""
-        shas = [self.blobs.put(item.raw, durable=self.fsync) for item in items]
+        return self.record(self.write_blobs(items))
+
+    def write_blobs(self, items: Sequence[Incoming]) -> list[Stored]:
+        """First half of accept_many: the raw bytes into the blob store (durably).
+
+        Callers that hold large messages can drop the bytes before ``record``.
+        """
+        return [
+            Stored(
+                self.blobs.put(item.raw, durable=self.fsync),
+                len(item.raw),
+                item.source,
+                item.envelope,
+            )
+            for item in items
+        ]
+
+    def record(self, stored: Sequence[Stored]) -> list[Accepted]:
+        """Second half of accept_many: one committed inbound row per new blob."""
         try:
             with self.factory() as session, session.begin():
-                return self._insert(session, items, shas)
+                return self._insert(session, stored)
         except IntegrityError:
             # Another instance accepted one of these bytes at the same moment: go one
             # by one so each row is either ours or theirs.
-            return [self._accept_one(item, sha) for item, sha in zip(items, shas, strict=True)]
+            return [self._record_one(item) for item in stored]
 
-    def _insert(
-        self, session: Session, items: Sequence[Incoming], shas: Sequence[str]
-    ) -> list[Accepted]:
+    def _insert(self, session: Session, stored: Sequence[Stored]) -> list[Accepted]:
+        shas = {item.sha256 for item in stored}
         existing = {
             sha: row_id
             for sha, row_id in session.execute(
-                select(Inbound.raw_sha256, Inbound.id).where(Inbound.raw_sha256.in_(set(shas)))
+                select(Inbound.raw_sha256, Inbound.id).where(Inbound.raw_sha256.in_(shas))
             )
         }
         result: list[Accepted] = []
         fresh: dict[str, Inbound] = {}
-        for item, sha in zip(items, shas, strict=True):
+        for item in stored:
+            sha = item.sha256
             if sha in existing:
                 result.append(Accepted(existing[sha], sha, False))
                 continue
@@ -87,7 +114,7 @@ class Inbox:
                 continue
             row = Inbound(
                 raw_sha256=sha,
-                size=len(item.raw),
+                size=item.size,
                 source=item.source[:500],
                 envelope=item.envelope,
                 status=InboundStatus.RECEIVED,
@@ -101,16 +128,16 @@ class Inbox:
             for a in result
         ]
 
-    def _accept_one(self, item: Incoming, sha: str) -> Accepted:
+    def _record_one(self, item: Stored) -> Accepted:
         try:
             with self.factory() as session, session.begin():
-                return self._insert(session, [item], [sha])[0]
+                return self._insert(session, [item])[0]
         except IntegrityError:
             with self.factory() as session:
-                row_id = session.scalar(select(Inbound.id).where(Inbound.raw_sha256 == sha))
+                row_id = session.scalar(select(Inbound.id).where(Inbound.raw_sha256 == item.sha256))
             if row_id is None:  # pragma: no cover - constraint violated by something else
                 raise
-            return Accepted(row_id, sha, False)
+            return Accepted(row_id, item.sha256, False)
 
     # -- processing side ------------------------------------------------------------
 
@@ -250,7 +277,3 @@ class Inbox:
                 )
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -174,6 +174,8 @@ class Worker:
     def start_pool(self) -> None:
         """Start the parser processes now (they take a moment to load), not on the
         first batch."""
+        if self._pool is not None:
+            return
         executor = self._executor()
         if executor is not None:
             for _ in range(self._processes()):

@@ -1,0 +1,210 @@
+"""Score the classifier against a labelled directory (``*.eml`` + ``labels.jsonl``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mailtriage.pipeline.classify import PRIORITIES, Classification, Rules, classify_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = [
+    "LABEL_KEYS",
+    "EvalReport",
+    "LabelMetrics",
+    "Prediction",
+    "evaluate",
+    "evaluate_predictions",
+    "label_metrics",
+    "render_table",
+]
+
+LABEL_KEYS = ("level", "category", "priority", "language")
+
+
+@dataclass(frozen=True)
+class LabelMetrics:
+    accuracy: float
+    macro_f1: float
+    labels: tuple[str, ...]
+    matrix: tuple[tuple[int, ...], ...]  # rows: gold label, columns: predicted label
+    per_label_f1: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_label_f1": dict(self.per_label_f1),
+            "confusion": {"labels": list(self.labels), "matrix": [list(r) for r in self.matrix]},
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    file: str
+    gold: dict[str, str]
+    predicted: dict[str, str] | None  # None when the file could not be classified
+    error: str = ""
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    n: int
+    labels: dict[str, LabelMetrics]
+    priority_within_one: float
+    predictions: tuple[Prediction, ...] = ()
+    errors: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "errors": self.errors,
+            "labels": {k: v.to_dict() for k, v in self.labels.items()},
+            "priority_within_one": self.priority_within_one,
+        }
+
+    def misses(self, key: str) -> list[Prediction]:
+        return [
+            p
+            for p in self.predictions
+            if p.predicted is None or p.predicted.get(key) != p.gold.get(key)
+        ]
+
+
+def label_metrics(gold: Sequence[str], predicted: Sequence[str]) -> LabelMetrics:
+    """Accuracy, macro-F1 (over labels present in gold or predicted) and confusion matrix.
+
+    A label that never occurs in gold but is predicted counts with F1 0 (as in
+    scikit-learn's default); one that is neither gold nor predicted is left out.
+    """
+    if len(gold) != len(predicted):
+        raise ValueError("gold and predicted differ in length")
+    labels = tuple(sorted(set(gold) | set(predicted)))
+    index = {lab: i for i, lab in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, predicted, strict=True):
+        matrix[index[g]][index[p]] += 1
+    n = len(gold)
+    correct = sum(matrix[i][i] for i in range(len(labels)))
+    f1s: dict[str, float] = {}
+    for lab, i in index.items():
+        tp = matrix[i][i]
+        fp = sum(matrix[r][i] for r in range(len(labels))) - tp
+        fn = sum(matrix[i]) - tp
+        f1s[lab] = 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+    return LabelMetrics(
+        accuracy=round(correct / n, 4) if n else 0.0,
+        macro_f1=round(sum(f1s.values()) / len(f1s), 4) if f1s else 0.0,
+        labels=labels,
+        matrix=tuple(tuple(r) for r in matrix),
+        per_label_f1={k: round(v, 4) for k, v in f1s.items()},
+    )
+
+
+def _within_one(gold: Sequence[str], predicted: Sequence[str]) -> float:
+    order = {p: i for i, p in enumerate(PRIORITIES)}
+    pairs = list(zip(gold, predicted, strict=True))
+    if not pairs:
+        return 0.0
+    ok = sum(1 for g, p in pairs if g in order and p in order and abs(order[g] - order[p]) <= 1)
+    return round(ok / len(pairs), 4)
+
+
+def evaluate_predictions(predictions: Iterable[Prediction]) -> EvalReport:
+    """Metrics over predictions. An unclassifiable file counts as wrong for every label
+    (its prediction is recorded as "<error>")."""
+    preds = tuple(predictions)
+    labels: dict[str, LabelMetrics] = {}
+    for key in LABEL_KEYS:
+        gold = [p.gold[key] for p in preds]
+        got = [(p.predicted or {}).get(key, "<error>") for p in preds]
+        labels[key] = label_metrics(gold, got)
+    within = _within_one(
+        [p.gold["priority"] for p in preds],
+        [(p.predicted or {}).get("priority", "<error>") for p in preds],
+    )
+    return EvalReport(
+        n=len(preds),
+        labels=labels,
+        priority_within_one=within,
+        predictions=preds,
+        errors=sum(1 for p in preds if p.predicted is None),
+    )
+
+
+def read_labels(directory: Path) -> list[dict[str, str]]:
+    """Read ``labels.jsonl``; every line needs file and the four labels."""
+    path = Path(directory) / "labels.jsonl"
+    rows: list[dict[str, str]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            missing = [k for k in ("file", *LABEL_KEYS) if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing {', '.join(missing)}")
+            rows.append({k: str(v) for k, v in row.items()})
+    return rows
+
+
+def evaluate(
+    directory: Path,
+    rules: Rules,
+    classify_path: Callable[[Path, Rules], Classification] = classify_file,
+) -> EvalReport:
+    """Classify every labelled ``.eml`` in ``directory`` and score the result.
+
+    ``classify_path`` exists so tests can substitute the MIME layer.
+    """
+    directory = Path(directory)
+    preds: list[Prediction] = []
+    for row in read_labels(directory):
+        gold = {k: row[k] for k in LABEL_KEYS}
+        try:
+            c = classify_path(directory / row["file"], rules)
+        except Exception as exc:  # one broken file must not stop the evaluation
+            preds.append(Prediction(row["file"], gold, None, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        got = {
+            "level": c.level,
+            "category": c.category,
+            "priority": c.priority,
+            "language": c.language,
+        }
+        preds.append(Prediction(row["file"], gold, got, reasons=c.reasons))
+    return evaluate_predictions(preds)
+
+
+def render_table(report: EvalReport, console: Console) -> None:
+    """Print per-label metrics, confusion matrices, then the summary lines last."""
+    from rich.table import Table
+
+    for key in LABEL_KEYS:
+        m = report.labels[key]
+        table = Table(title=f"{key}: rows gold, columns predicted", title_justify="left")
+        table.add_column("gold \\ pred", style="bold")
+        for lab in m.labels:
+            table.add_column(lab[:10], justify="right")
+        table.add_column("F1", justify="right")
+        for lab, row in zip(m.labels, m.matrix, strict=True):
+            i = m.labels.index(lab)
+            cells = [
+                (f"[green]{v}[/green]" if j == i and v else (str(v) if v else "[dim]·[/dim]"))
+                for j, v in enumerate(row)
+            ]
+            table.add_row(lab, *cells, f"{m.per_label_f1.get(lab, 0.0):.2f}")
+        console.print(table)
+    if report.errors:
+        console.print(f"[red]{report.errors} file(s) could not be classified[/red]")
+    console.print(f"n {report.n}")
+    for key in LABEL_KEYS:
+        m = report.labels[key]
+        console.print(f"{key} accuracy {m.accuracy:.2f}  macro-F1 {m.macro_f1:.2f}")
+    console.print(f"priority within one step {report.priority_within_one:.2f}")

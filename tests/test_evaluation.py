@@ -1,0 +1,136 @@
+"""Evaluation metrics, and the dev-set goals of the classifier."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from mailtriage.evaluation import (
+    EvalReport,
+    Prediction,
+    evaluate,
+    evaluate_predictions,
+    label_metrics,
+    render_table,
+)
+from mailtriage.pipeline.classify import Classification, classify_file, load_rules
+
+DEV = Path(__file__).parent / "labeled" / "dev"
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_label_metrics_known_answer():
+    gold = ["a", "a", "a", "b", "b", "c"]
+    pred = ["a", "a", "b", "b", "c", "c"]
+    m = label_metrics(gold, pred)
+    assert m.accuracy == round(4 / 6, 4)
+    # a: tp2 fp0 fn1 -> 0.8; b: tp1 fp1 fn1 -> 0.5; c: tp1 fp1 fn0 -> 2/3
+    assert m.per_label_f1 == {"a": 0.8, "b": 0.5, "c": round(2 / 3, 4)}
+    assert m.macro_f1 == round((0.8 + 0.5 + 2 / 3) / 3, 4)
+    assert m.labels == ("a", "b", "c")
+    assert m.matrix == ((2, 1, 0), (0, 1, 1), (0, 0, 1))
+
+
+def test_label_predicted_but_never_gold_counts_zero():
+    m = label_metrics(["x", "x"], ["x", "y"])
+    assert m.per_label_f1 == {"x": round(2 / 3, 4), "y": 0.0}
+    assert m.macro_f1 == round((2 / 3) / 2, 4)
+
+
+def _pred(name: str, gold: dict[str, str], got: dict[str, str] | None) -> Prediction:
+    return Prediction(name, gold, got)
+
+
+def test_priority_within_one_and_errors():
+    gold = {"level": "L1", "category": "how_to", "language": "de"}
+    preds = [
+        _pred("1", {**gold, "priority": "low"}, {**gold, "priority": "low"}),
+        _pred("2", {**gold, "priority": "low"}, {**gold, "priority": "normal"}),
+        _pred("3", {**gold, "priority": "low"}, {**gold, "priority": "high"}),
+        _pred("4", {**gold, "priority": "urgent"}, None),
+    ]
+    report = evaluate_predictions(preds)
+    assert report.n == 4
+    assert report.errors == 1
+    assert report.labels["priority"].accuracy == 0.25
+    assert report.priority_within_one == 0.5
+    assert report.labels["level"].accuracy == 0.75
+    assert "<error>" in report.labels["level"].labels
+
+
+def test_to_dict_shape_and_render(tmp_path: Path):
+    gold = {"level": "L2", "category": "network", "priority": "high", "language": "en"}
+    report = evaluate_predictions(
+        [_pred("1", gold, dict(gold)), _pred("2", gold, {**gold, "level": "L1"})]
+    )
+    d = report.to_dict()
+    json.dumps(d)
+    assert d["n"] == 2
+    assert set(d["labels"]) == {"level", "category", "priority", "language"}
+    level = d["labels"]["level"]
+    assert level["accuracy"] == 0.5
+    assert level["confusion"] == {"labels": ["L1", "L2"], "matrix": [[0, 0], [1, 1]]}
+    assert "macro_f1" in level
+    assert d["priority_within_one"] == 1.0
+
+    out = io.StringIO()
+    render_table(report, Console(file=out, width=120, color_system=None))
+    lines = [x for x in out.getvalue().splitlines() if x.strip()]
+    assert lines[-1] == "priority within one step 1.00"
+    assert any(x.startswith("level accuracy 0.50  macro-F1") for x in lines[-5:])
+
+
+def test_evaluate_reads_directory_and_survives_broken_files(tmp_path: Path):
+    rows = [
+        {"file": "a.eml", "language": "de", "category": "how_to", "level": "L1", "priority": "low"},
+        {
+            "file": "b.eml",
+            "language": "en",
+            "category": "network",
+            "level": "L2",
+            "priority": "high",
+        },
+    ]
+    (tmp_path / "labels.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", "utf-8")
+
+    def fake(path: Path, rules: object) -> Classification:
+        if path.name == "b.eml":
+            raise ValueError("unparseable")
+        return Classification("L1", "how_to", "low", "de", 0.9, ("x",))
+
+    report = evaluate(tmp_path, load_rules(), classify_path=fake)
+    assert report.n == 2
+    assert report.errors == 1
+    assert report.labels["category"].accuracy == 0.5
+    assert report.predictions[1].error == "ValueError: unparseable"
+
+
+# ----------------------------------------------------------------------------- dev goals
+
+
+@pytest.fixture(scope="module")
+def dev_report() -> EvalReport:
+    return evaluate(DEV, load_rules())
+
+
+def test_dev_set_goals(dev_report: EvalReport):
+    r = dev_report
+    summary = {k: (v.accuracy, v.macro_f1) for k, v in r.labels.items()}
+    assert r.errors == 0
+    assert r.labels["level"].macro_f1 >= 0.85, summary
+    assert r.labels["category"].accuracy >= 0.80, summary
+    assert r.labels["priority"].accuracy >= 0.70, summary
+    assert r.priority_within_one >= 0.95, summary
+    assert r.labels["language"].accuracy >= 0.98, summary
+
+
+def test_classify_file_on_a_dev_mail():
+    c = classify_file(DEV / "0001.eml", load_rules())
+    assert c.category in {"data_issue"}
+    assert c.language == "en"

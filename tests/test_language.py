@@ -1,0 +1,39 @@
+"""detect_language on the customer's new text."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailtriage.pipeline.language import detect_language
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hallo, seit heute Morgen kann ich mich nicht mehr anmelden. Können Sie helfen?", "de"),
+        ("Grüezi, bei uns funktioniert der Export nicht mehr, merci für die Hilfe.", "de"),
+        ("Hi, since this morning I cannot log in anymore. Could you help?", "en"),
+        ("how do i get dates shown as dd.mm.yyyy in my view? thx", "en"),
+        ("Bonjour, depuis hier je n'arrive plus à me connecter à la plateforme.", "other"),
+        ("Buongiorno, il titolo del grafico viene tagliato nel dashboard.", "other"),
+        ("Goedemorgen, onze synchronisatie via de API loopt vast op fouten.", "other"),
+        ("Dzień dobry, nie mogę się zalogować od rana.", "other"),
+    ],
+)
+def test_languages(text, expected):
+    lang, conf = detect_language(text)
+    assert lang == expected
+    assert 0.5 < conf <= 1.0
+
+
+def test_noise_is_ignored():
+    text = (
+        'Hallo, der Import meldet "Login failed for user dm_connector" (error 18456). '
+        "Siehe https://example.com/log und schreiben Sie an it@example.com."
+    )
+    assert detect_language(text)[0] == "de"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "OK", "12.03.2026 14:00", "https://example.com"])
+def test_too_short_is_other_with_zero_confidence(text):
+    assert detect_language(text) == ("other", 0.0)
