@@ -24,6 +24,7 @@ from mailtriage.pipeline.classify import Rules, RulesError, classify_file, load_
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.store.db import DatabaseError
 from mailtriage.store.queries import NotFound
+from mailtriage.triage_commands import add_triage_commands
 
 log = logging.getLogger("mailtriage")
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("number", help="DM-000123 or 123")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tickets_show)
+    add_triage_commands(sub, tickets)
 
     quarantine = sub.add_parser("quarantine", help="messages that could not be processed")
     qsub = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
