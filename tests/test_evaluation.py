@@ -134,3 +134,14 @@ def test_classify_file_on_a_dev_mail():
     c = classify_file(DEV / "0001.eml", load_rules())
     assert c.category in {"data_issue"}
     assert c.language == "en"
+
+
+def test_independent_check_set_meets_the_goals() -> None:
+    """A small set written from the guidelines only (tests/labeled/check/README.md)."""
+    report = evaluate(Path(__file__).parent / "labeled" / "check", load_rules()).to_dict()
+    labels = report["labels"]
+    assert labels["level"]["macro_f1"] >= 0.85
+    assert labels["category"]["accuracy"] >= 0.80
+    assert labels["priority"]["accuracy"] >= 0.70
+    assert report["priority_within_one"] >= 0.95
+    assert labels["language"]["accuracy"] >= 0.98
