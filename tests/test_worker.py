@@ -125,7 +125,8 @@ def test_two_instances_share_one_database(tmp_path: Path, settings: Settings) ->
     _write_messages(tmp_path / "c", "only-c", 10)
     storage = {"dir": settings.storage.dir}
     s1 = make_settings(tmp_path, settings.database_url, storage=storage)
-    s2 = make_settings(tmp_path, settings.database_url, storage=storage)
+    # the second instance stores from its pool processes (own connections)
+    s2 = make_settings(tmp_path, settings.database_url, storage=storage, worker={"processes": 2})
     with App.from_settings(s1) as app1, App.from_settings(s2) as app2:
         app1.prepare_database()
         app2.prepare_database()

@@ -1,10 +1,12 @@
 """The one loop that owns claiming, retries and quarantine.
 
-claim (lease) -> read raw blob -> analyse (pure; in a process pool when there is
-work for several cores) -> store.apply in one transaction -> done.
-This is the only place that catches broad exceptions: an unexpected error counts as
-one attempt, and after ``max_attempts`` the message is quarantined with its
-stage, reason and traceback. Nothing is ever dropped.
+claim (lease) -> read raw blob -> analyse (pure) -> store.apply in one transaction.
+The Worker claims; a Processor analyses and stores what was claimed, in this process
+or, when there is work for several cores, in each process of a pool (every pool
+process has its own database connection, so parsing, classifying and writing all
+run in parallel). The Processor is the only place that catches broad exceptions:
+an unexpected error counts as one attempt, and after ``max_attempts`` the message is
+quarantined with its stage, reason and traceback. Nothing is ever dropped.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ import threading
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,16 +32,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
+from mailtriage.outbound.ack import cached_policy
 from mailtriage.pipeline.analyse import Analysis, AnalysisOptions, analyse
 from mailtriage.pipeline.parse import ParseError, ParseLimits
 from mailtriage.store.apply import LeaseLost, apply_analysis
+from mailtriage.triage.model import model_path
 
 log = logging.getLogger(__name__)
 
-# Below this many claimed messages, parsing in-process beats shipping bytes to a pool.
+# Below this many claimed messages, processing in this process beats a pool round trip.
 POOL_THRESHOLD = 4
-# At most this many results are written in one transaction.
-STORE_GROUP = 32
+# Messages per pool job; each job stores its results in one transaction.
+JOB_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class Processed:
 
 
 @dataclass(frozen=True)
-class _JobResult:
+class _Analysed:
     analysis: Analysis | None
     stage: str = ""
     reason: str = ""
@@ -68,44 +71,10 @@ def analysis_options(settings: Settings) -> AnalysisOptions:
         ),
         own_domains=settings.mail.own_domains,
         rules_file=settings.triage.rules_file,
+        model_file=str(model_path(settings)) if settings.triage.use_model else "",
+        ocr=settings.triage.ocr,
+        ocr_languages=settings.triage.ocr_languages,
     )
-
-
-def _analyse_job(
-    raw_path: Path, options: AnalysisOptions, envelope_sender: str | None, blob_root: Path
-) -> _JobResult:
-    """Analyse one stored message and put its attachments into the blob store.
-
-    Runs in a pool process: it reads the raw file itself and returns the analysis
-    without attachment bytes, so no megabytes cross the process boundary.
-    """
-    try:
-        analysis = analyse(raw_path, options, envelope_sender)
-    except ParseError as exc:
-        return _JobResult(None, "parse", str(exc), traceback.format_exc(), permanent=True)
-    except RecursionError as exc:
-        return _JobResult(
-            None,
-            "parse",
-            f"message nested too deeply: {exc}",
-            traceback.format_exc(),
-            permanent=True,
-        )
-    except OSError as exc:
-        return _JobResult(None, "read", f"raw message unreadable: {exc}", traceback.format_exc())
-    except Exception as exc:
-        return _JobResult(None, "analyse", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-    try:
-        return _JobResult(store_attachments(BlobStore(blob_root), analysis))
-    except OSError as exc:
-        return _JobResult(None, "store", f"blob store: {exc}", traceback.format_exc())
-
-
-def warm_up(options: AnalysisOptions) -> None:
-    """Load what every analysis needs (rules, language model) once per process."""
-    from mailtriage.pipeline.analyse import warm_up as warm_analysis
-
-    warm_analysis(options)
 
 
 def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
@@ -119,149 +88,76 @@ def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
     return dataclasses.replace(analysis, parsed=parsed)
 
 
-class Worker:
+class Processor:
+    """Analyse and store claimed messages; decide retry or quarantine on failure."""
+
     def __init__(
         self,
         inbox: Inbox,
         factory: sessionmaker[Session],
         blobs: BlobStore,
         settings: Settings,
-        *,
-        owner: str | None = None,
+        owner: str,
     ) -> None:
         self.inbox = inbox
         self.factory = factory
         self.blobs = blobs
         self.settings = settings
+        self.owner = owner
         self.options = analysis_options(settings)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._pool: Executor | None = None
 
-    # -- lifecycle ------------------------------------------------------------------
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        self.inbox.release(self.owner)
-
-    def __enter__(self) -> Worker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _processes(self) -> int:
-        wanted = self.settings.worker.processes
-        return wanted if wanted > 0 else (os.cpu_count() or 1)
-
-    def _executor(self) -> Executor | None:
-        if self._processes() <= 1:
-            return None
-        if self._pool is None:
-            # forkserver: children fork from a clean server that has already imported
-            # the pipeline, not from this process with its threads and connections.
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["mailtriage.pipeline.analyse"])
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._processes(),
-                mp_context=ctx,
-                initializer=warm_up,
-                initargs=(self.options,),
-            )
-        return self._pool
-
-    def start_pool(self) -> None:
-        """Start the parser processes now (they take a moment to load), not on the
-        first batch."""
-        if self._pool is not None:
-            return
-        executor = self._executor()
-        if executor is not None:
-            for _ in range(self._processes()):
-                executor.submit(warm_up, self.options)
-
-    # -- work -----------------------------------------------------------------------
-
-    def run_once(self, limit: int | None = None) -> list[Processed]:
-        """Claim one batch and process it; [] when nothing is due."""
-        claimed = self.inbox.claim(
-            self.owner,
-            limit or self.settings.worker.batch_size,
-            self.settings.worker.lease_seconds,
-        )
-        return list(self._process(claimed))
-
-    def drain(self, on_processed: Callable[[Processed], None] | None = None) -> Counter[str]:
-        """Process until nothing is due; returns counts per outcome."""
-        counts: Counter[str] = Counter()
-        while batch := self.run_once():
-            for item in batch:
-                counts[item.outcome] += 1
-                if on_processed:
-                    on_processed(item)
-        return counts
-
-    def run_forever(self, stop: threading.Event) -> None:
-        """The daemon loop: poll, process, sleep when idle, until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                batch = self.run_once()
-            except (OperationalError, DBAPIError) as exc:
-                log.warning("worker: database unavailable, retrying: %s", exc)
-                stop.wait(min(30.0, self.settings.worker.retry_base_seconds))
-                continue
-            if not batch:
-                stop.wait(self.settings.worker.poll_interval_seconds)
-
-    def _process(self, claimed: list[Claimed]) -> Iterator[Processed]:
-        jobs: list[Claimed] = []
+    def process(self, claimed: list[Claimed]) -> list[Processed]:
+        out: dict[int, Processed] = {}
+        analysed: list[tuple[Claimed, _Analysed]] = []
         for item in claimed:
             if item.attempts > self.settings.worker.max_attempts:
-                yield self._quarantine(
+                out[item.id] = self._quarantine(
                     item,
                     "worker",
-                    f"gave up after {item.attempts - 1} "
-                    "attempts (the last ones did not finish: crash or kill?)",
+                    f"gave up after {item.attempts - 1} attempts "
+                    "(the last ones did not finish: crash or kill?)",
                     None,
                 )
             elif not self.blobs.exists(item.raw_sha256):
-                yield self._fail(
-                    item, "read", "raw message missing from the blob store", None, permanent=False
+                out[item.id] = self._fail(
+                    item,
+                    "read",
+                    "raw message missing from the blob store",
+                    None,
+                    permanent=False,
                 )
             else:
-                jobs.append(item)
-        futures = self._submit(jobs)
-        i = 0
-        while i < len(futures):
-            # Store the next result together with every later one that is already
-            # done: one transaction for a group, one savepoint per message.
-            group = [(jobs[i], futures[i].result())]
-            i += 1
-            while i < len(futures) and len(group) < STORE_GROUP and futures[i].done():
-                group.append((jobs[i], futures[i].result()))
-                i += 1
-            yield from self._store_group(group)
+                analysed.append((item, self._analyse(item)))
+        out.update(self._store(analysed))
+        return [out[item.id] for item in claimed]
 
-    def _submit(self, jobs: list[Claimed]) -> list[Future[_JobResult]]:
-        executor = self._executor() if len(jobs) >= POOL_THRESHOLD else None
-        futures: list[Future[_JobResult]] = []
-        for claimed in jobs:
-            args = (
-                self.blobs.path(claimed.raw_sha256),
-                self.options,
-                (claimed.envelope or {}).get("mail_from"),
-                self.blobs.root,
+    def _analyse(self, item: Claimed) -> _Analysed:
+        sender = (item.envelope or {}).get("mail_from")
+        try:
+            analysis = analyse(self.blobs.path(item.raw_sha256), self.options, sender)
+        except ParseError as exc:
+            return _Analysed(None, "parse", str(exc), traceback.format_exc(), permanent=True)
+        except RecursionError as exc:
+            return _Analysed(
+                None,
+                "parse",
+                f"message nested too deeply: {exc}",
+                traceback.format_exc(),
+                permanent=True,
             )
-            if executor is not None:
-                futures.append(executor.submit(_analyse_job, *args))
-            else:
-                done: Future[_JobResult] = Future()
-                done.set_result(_analyse_job(*args))
-                futures.append(done)
-        return futures
+        except OSError as exc:
+            return _Analysed(None, "read", f"raw message unreadable: {exc}", traceback.format_exc())
+        except Exception as exc:
+            return _Analysed(
+                None, "analyse", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            )
+        try:
+            return _Analysed(store_attachments(self.blobs, analysis))
+        except OSError as exc:
+            return _Analysed(None, "store", f"blob store: {exc}", traceback.format_exc())
 
-    def _store_group(self, group: list[tuple[Claimed, _JobResult]]) -> list[Processed]:
+    def _store(self, group: list[tuple[Claimed, _Analysed]]) -> dict[int, Processed]:
+        """One transaction for the group, one savepoint per message."""
         out: dict[int, Processed] = {}
         failed: list[tuple[Claimed, str, str, str | None, bool]] = []
         ready: list[tuple[Claimed, Analysis]] = []
@@ -284,6 +180,7 @@ class Worker:
                                 self.owner,
                                 analysis,
                                 freemail_domains=self.settings.mail.freemail_domains,
+                                outbound=cached_policy(self.settings),
                             )
                         out[item.id] = Processed(item.id, applied.outcome, applied.ticket_id)
                     except LeaseLost:
@@ -319,7 +216,7 @@ class Worker:
             out[item.id] = self._defer(item, "store", reason, None, 0.2)
         for item, stage, reason, tb, permanent in failed:
             out[item.id] = self._fail(item, stage, reason, tb, permanent=permanent)
-        return [out[item.id] for item, _ in group]
+        return out
 
     def _fail(
         self, item: Claimed, stage: str, reason: str, tb: str | None, *, permanent: bool
@@ -347,3 +244,129 @@ class Worker:
         w = self.settings.worker
         delay = min(w.retry_max_seconds, w.retry_base_seconds * 2 ** max(0, attempts - 1))
         return delay * random.uniform(0.8, 1.2)
+
+
+# -- pool processes -------------------------------------------------------------------
+
+_pool_processor: Processor | None = None
+
+
+def _pool_init(settings: Settings, owner: str) -> None:
+    """Each pool process: its own engine and sessions, rules and language model loaded."""
+    global _pool_processor
+    from mailtriage.app import App  # the composition root imports this module
+    from mailtriage.pipeline.analyse import warm_up
+
+    app = App.from_settings(settings)
+    _pool_processor = Processor(app.inbox, app.factory, app.blobs, settings, owner)
+    warm_up(_pool_processor.options)
+
+
+def _pool_process(claimed: list[Claimed]) -> list[Processed]:
+    assert _pool_processor is not None, "pool process not initialised"
+    return _pool_processor.process(claimed)
+
+
+def _pool_ready() -> bool:
+    return _pool_processor is not None
+
+
+class Worker:
+    def __init__(
+        self,
+        inbox: Inbox,
+        factory: sessionmaker[Session],
+        blobs: BlobStore,
+        settings: Settings,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.inbox = inbox
+        self.settings = settings
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.processor = Processor(inbox, factory, blobs, settings, self.owner)
+        self._pool: Executor | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.inbox.release(self.owner)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _processes(self) -> int:
+        wanted = self.settings.worker.processes
+        return wanted if wanted > 0 else (os.cpu_count() or 1)
+
+    def _executor(self) -> Executor | None:
+        if self._processes() <= 1:
+            return None
+        if self._pool is None:
+            # forkserver: children fork from a clean server that has already imported
+            # the pipeline, not from this process with its threads and connections.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["mailtriage.app"])
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._processes(),
+                mp_context=ctx,
+                initializer=_pool_init,
+                initargs=(self.settings, self.owner),
+            )
+        return self._pool
+
+    def start_pool(self) -> None:
+        """Start the pool processes now (they take a moment to load), not on the
+        first batch."""
+        if self._pool is not None:
+            return
+        executor = self._executor()
+        if executor is not None:
+            for _ in range(self._processes()):
+                executor.submit(_pool_ready)
+
+    # -- work -----------------------------------------------------------------------
+
+    def run_once(self, limit: int | None = None) -> list[Processed]:
+        """Claim one batch and process it; [] when nothing is due."""
+        claimed = self.inbox.claim(
+            self.owner,
+            limit or self.settings.worker.batch_size,
+            self.settings.worker.lease_seconds,
+        )
+        executor = self._executor() if len(claimed) >= POOL_THRESHOLD else None
+        if executor is None:
+            return self.processor.process(claimed)
+        jobs: list[Future[list[Processed]]] = [
+            executor.submit(_pool_process, claimed[i : i + JOB_SIZE])
+            for i in range(0, len(claimed), JOB_SIZE)
+        ]
+        return [processed for job in jobs for processed in job.result()]
+
+    def drain(self, on_processed: Callable[[Processed], None] | None = None) -> Counter[str]:
+        """Process until nothing is due; returns counts per outcome."""
+        counts: Counter[str] = Counter()
+        while batch := self.run_once():
+            for item in batch:
+                counts[item.outcome] += 1
+                if on_processed:
+                    on_processed(item)
+        return counts
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """The daemon loop: poll, process, sleep when idle, until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                batch = self.run_once()
+            except (OperationalError, DBAPIError) as exc:
+                log.warning("worker: database unavailable, retrying: %s", exc)
+                stop.wait(min(30.0, self.settings.worker.retry_base_seconds))
+                continue
+            if not batch:
+                stop.wait(self.settings.worker.poll_interval_seconds)
