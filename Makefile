@@ -18,10 +18,12 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 
-## run: set up and run the service on the embedded default (SQLite and files under ./var)
+## run: set up, import the samples (so there are tickets to look at), then run the
+## daemon on the embedded default (SQLite and files under ./var; SMTP on 127.0.0.1:2525)
 run: $(VENV)/.run-installed
 	$(BIN)/mailtriage --config $(CONFIG) import samples
 	$(BIN)/mailtriage --config $(CONFIG) tickets list
+	$(BIN)/mailtriage --config $(CONFIG) run
 
 ## test: set up and run ruff, mypy and pytest
 test: $(VENV)/.dev-installed lint

@@ -314,12 +314,16 @@ def _eml_files(paths: list[Path]) -> list[Path]:
 
 
 def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> int:
-    rules = _rules(settings)
+    from mailtriage.triage.model import configured_model
+
+    rules, model = _rules(settings), configured_model(settings)
     table = Table("file", "level", "category", "priority", "lang", "conf", "why")
     failed = 0
     for path in _eml_files(args.paths):
         try:
-            result: dict[str, object] = {"file": str(path)} | classify_file(path, rules).to_dict()
+            result: dict[str, object] = {"file": str(path)} | classify_file(
+                path, rules, model
+            ).to_dict()
         except (OSError, ParseError) as exc:
             failed += 1
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -329,7 +333,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> 
         elif "error" in result:
             table.add_row(str(path), "error", str(result["error"]), "", "", "", "")
         else:
-            reasons = result.get("reasons") or []
+            reasons = result.get("reasons")
             table.add_row(
                 str(path),
                 str(result["level"]),
@@ -337,7 +341,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> 
                 str(result["priority"]),
                 str(result["language"]),
                 f"{result['confidence']:.2f}",
-                "; ".join(map(str, reasons))[:120],
+                "; ".join(map(str, reasons if isinstance(reasons, list) else []))[:120],
             )
     if not args.json:
         out.print(table)
@@ -347,11 +351,17 @@ def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> 
 def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
     if not (args.directory / "labels.jsonl").is_file():
         raise UserError(f"{args.directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
-    report = evaluate(args.directory, _rules(settings))
+    from mailtriage.triage.model import configured_model, describe_model
+
+    rules, model = _rules(settings), configured_model(settings)
+    report = evaluate(args.directory, rules, model=model)
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        used = {"rules": rules.source, "model": model.describe() if model else None}
+        print(json.dumps(report.to_dict() | used, ensure_ascii=False))
     else:
         render_table(report, out)
+        out.print(f"rules {rules.source}", highlight=False, soft_wrap=True)
+        out.print(f"model {describe_model(settings, model)}", highlight=False, soft_wrap=True)
     return 0
 
 

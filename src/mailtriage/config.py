@@ -38,7 +38,7 @@ class DatabaseSettings:
 class StorageSettings:
     dir: str = "var"
     max_message_mb: float = 64.0
-    max_attachment_mb: float = 32.0
+    max_attachment_mb: float = 48.0
     # fsync raw blobs before acknowledging; only tests and benchmarks turn this off.
     fsync: bool = True
 
@@ -46,8 +46,11 @@ class StorageSettings:
 @dataclass(frozen=True)
 class MailSettings:
     support_address: str = "support@dataandmore.com"
-    # Domains of our own Message-IDs and addresses (mail from them is never a ticket).
-    own_domains: tuple[str, ...] = ("dataandmore.com",)
+    # Message-ID domains of the mail mailtriage sends (the first one is used for new
+    # Message-IDs). Mail carrying such a Message-ID is our own and never a ticket. A
+    # subdomain of its own, so a colleague's mail client that writes
+    # "@dataandmore.com" Message-IDs is not mistaken for us.
+    own_domains: tuple[str, ...] = ("mailtriage.dataandmore.com",)
     ticket_prefix: str = "DM"
     # Address domains that are not an organisation (free mail providers).
     freemail_domains: tuple[str, ...] = (
@@ -90,6 +93,13 @@ class TriageSettings:
     # Empty: the packaged default rules (src/mailtriage/rules/default.toml).
     rules_file: str = ""
     default_language: str = "de"
+    # The category model `mailtriage train` writes (extra [ml]); empty:
+    # <storage.dir>/model/category.pkl. Used where the rules are weak, when it exists.
+    model_file: str = ""
+    use_model: bool = True
+    # OCR of screenshots with Tesseract (extra [ocr]); missing Tesseract: one log line.
+    ocr: bool = True
+    ocr_languages: str = "deu+eng"
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,70 @@ class ServiceSettings:
     # On SIGTERM/SIGINT: stop accepting, finish or release in-flight work, and exit
     # within this many seconds.
     shutdown_grace_seconds: float = 30.0
+    # Run the worker (and its parser processes) at this lower CPU priority (Linux nice,
+    # 0-19), so that under load accepting mail (senders wait for our 250) goes first.
+    worker_nice: int = 5
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    """Mail we send (acknowledgements): the outbox sender and its relay."""
+
+    # Queue an acknowledgement for every new ticket.
+    acknowledge: bool = True
+    # Run the outbox sender in `mailtriage run` (a scheduler job).
+    sender_enabled: bool = True
+    from_name: str = "Data & More Support"
+    # MAIL FROM of our mail; empty: mail.support_address (bounces come back to intake).
+    envelope_sender: str = ""
+    # Reply-To: support+dm-000123@... (plus address of the ticket); false: the bare address.
+    reply_to_plus_address: bool = True
+    # The SMTP relay. Empty relay_host: no relay, mail goes to the Maildir below.
+    relay_host: str = ""
+    # 0: 465 for relay_security "tls", 587 for "starttls", 25 otherwise.
+    relay_port: int = 0
+    relay_security: Literal["auto", "none", "starttls", "tls"] = "auto"
+    relay_tls_verify: bool = True
+    relay_username: str = ""
+    relay_password: str = ""
+    relay_password_file: str = ""
+    relay_timeout_seconds: float = 30.0
+    # Without a relay: a Maildir; empty: <storage.dir>/outbox-maildir.
+    maildir: str = ""
+    # Templates here override the shipped ones (same names, e.g. de/ack.txt).
+    templates_dir: str = ""
+    poll_interval_seconds: float = 2.0
+    batch_size: int = 20
+    lease_seconds: float = 120.0
+    # 4xx answers and network errors: retry after retry_base_seconds * 2^(n-1), at most
+    # retry_max_seconds, until give_up_after_hours after the mail was queued.
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 1800.0
+    give_up_after_hours: float = 24.0
+    # Rate limits: at most N mails per window to one ticket and to one address.
+    ticket_limit: int = 10
+    ticket_window_minutes: float = 10.0
+    address_limit: int = 30
+    address_window_minutes: float = 60.0
+    # A permanent bounce of our mail stops mail to that address for this many days.
+    suppress_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    # The answer promised to every customer, in hours after the ticket was created.
+    response_hours: float = 24.0
+    # Time zone for due times when the customer's Date header has no usable offset.
+    timezone: str = "Europe/Berlin"
+
+
+@dataclass(frozen=True)
+class KbSettings:
+    # Knowledge-base index (TOML); empty: acknowledgements point to no articles.
+    index_file: str = ""
+    max_articles: int = 3
+    # An article needs at least this score to be suggested (see kb/index.example.toml).
+    min_score: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -187,6 +261,9 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
+    kb: KbSettings = field(default_factory=KbSettings)
     source: str = ""  # the file these came from ("" for defaults)
 
     @property

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailtriage.pipeline.classify import PRIORITIES, Classification, Rules, classify_file
+from mailtriage.pipeline.classify import (
+    PRIORITIES,
+    CategoryModel,
+    Classification,
+    Rules,
+    classify_file,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -157,13 +164,18 @@ def read_labels(directory: Path) -> list[dict[str, str]]:
 def evaluate(
     directory: Path,
     rules: Rules,
-    classify_path: Callable[[Path, Rules], Classification] = classify_file,
+    classify_path: Callable[[Path, Rules], Classification] | None = None,
+    *,
+    model: CategoryModel | None = None,
 ) -> EvalReport:
     """Classify every labelled ``.eml`` in ``directory`` and score the result.
 
-    ``classify_path`` exists so tests can substitute the MIME layer.
+    ``classify_path`` exists so tests can substitute the MIME layer; by default it is
+    :func:`classify_file` with ``model`` (a trained model complementing the rules).
     """
     directory = Path(directory)
+    if classify_path is None:
+        classify_path = partial(classify_file, model=model)
     preds: list[Prediction] = []
     for row in read_labels(directory):
         gold = {k: row[k] for k in LABEL_KEYS}

@@ -3,11 +3,269 @@ mailtriage.cli)."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+
+from mailtriage.app import App
+from mailtriage.config import Settings
+from mailtriage.pipeline.classify import Rules, load_rules
+from mailtriage.store.queries import parse_ticket_number, ticket_reference
+
+# The labelled development set, when `train` runs in a source checkout.
+DEFAULT_DEV_DIR = Path("tests") / "labeled" / "dev"
+RECLASSIFY_BATCH = 200
 
 
 def add_triage_commands(sub: Any, tickets: Any) -> None:
-    """Add `tickets set`, `tickets reclassify` (to ``tickets``) and `train` (to ``sub``).
+    """Add `tickets set`, `tickets reclassify` (to ``tickets``) and `train` (to ``sub``)."""
+    p = tickets.add_parser(
+        "set", help="correct a ticket's labels (stored as an event; trains the model)"
+    )
+    p.add_argument("number", help="DM-000123 or 123")
+    p.add_argument("--level", help="L1, L2 or L3")
+    p.add_argument("--category", help="a category of the rules (see the error for the list)")
+    p.add_argument("--priority", help="low, normal, high or urgent")
+    p.add_argument("--language", help="de, en or other")
+    p.add_argument("--by", metavar="AGENT", help="who corrects (default: $USER, else 'cli')")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tickets_set)
 
-    Empty until the corrections and training land.
-    """
+    p = tickets.add_parser(
+        "reclassify", help="classify tickets again with the current rules (and model)"
+    )
+    p.add_argument("number", nargs="?", help="DM-000123 or 123")
+    p.add_argument("--all", action="store_true", help="every ticket")
+    p.add_argument(
+        "--force", action="store_true", help="also tickets whose labels an agent corrected"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per ticket per line")
+    p.set_defaults(func=cmd_tickets_reclassify)
+
+    p = sub.add_parser(
+        "train", help="train the category model from corrections and the labelled dev set"
+    )
+    p.add_argument(
+        "--dev",
+        type=Path,
+        metavar="DIR",
+        help=f"labelled *.eml + labels.jsonl (default: {DEFAULT_DEV_DIR} if it exists)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _user_error(message: str) -> Exception:
+    from mailtriage.cli import UserError  # cli imports this module
+
+    return UserError(message)
+
+
+@contextmanager
+def _app(settings: Settings) -> Iterator[App]:
+    with App.from_settings(settings) as app:
+        app.prepare_database()
+        yield app
+
+
+def _rules(settings: Settings) -> Rules:
+    return load_rules(settings.triage.rules_file or None)
+
+
+def _default_actor() -> str:
+    return os.environ.get("USER") or "cli"
+
+
+def _labels(labels: dict[str, str | None]) -> str:
+    return " ".join(str(labels[k] or "-") for k in ("level", "category", "priority", "language"))
+
+
+def _changes(before: dict[str, str | None], after: dict[str, str | None]) -> str:
+    return ", ".join(
+        f"{k} {before[k] or '-'} -> {after[k] or '-'}" for k in before if before[k] != after[k]
+    )
+
+
+# -- tickets set ----------------------------------------------------------------------
+
+
+def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.triage.corrections import InvalidLabel, correct_ticket, validate_labels
+
+    values = {
+        "level": args.level,
+        "category": args.category,
+        "priority": args.priority,
+        "language": args.language,
+    }
+    try:
+        labels = validate_labels(values, _rules(settings))
+    except InvalidLabel as exc:
+        raise _user_error(str(exc)) from None
+    if not labels:
+        raise _user_error("nothing to set: give --level, --category, --priority or --language")
+    ticket_id = parse_ticket_number(args.number)
+    by = args.by or _default_actor()
+    prefix = settings.mail.ticket_prefix
+    with _app(settings) as app, app.factory() as session, session.begin():
+        correction = correct_ticket(session, ticket_id, labels, by, prefix)
+    number = ticket_reference(prefix, ticket_id)
+    if args.json:
+        print(json.dumps({"number": number} | correction.to_dict(), ensure_ascii=False))
+    elif correction.changed:
+        out.print(
+            f"{number} corrected by {by}: {_changes(correction.before, correction.after)}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        out.print(
+            f"{number} confirmed by {by}: {_labels(correction.after)} (nothing changed)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    return 0
+
+
+# -- tickets reclassify ---------------------------------------------------------------
+
+
+def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.triage.corrections import (
+        Reclassified,
+        all_ticket_ids,
+        reclassify_ticket,
+        reclassify_tickets,
+    )
+    from mailtriage.triage.model import configured_model
+
+    if bool(args.number) == bool(args.all):
+        raise _user_error("give a ticket NUMBER or --all")
+    rules, model = _rules(settings), configured_model(settings)
+    prefix = settings.mail.ticket_prefix
+    actor = _default_actor()
+    counts = {"reclassified": 0, "unchanged": 0, "skipped": 0}
+
+    def report(result: Reclassified) -> None:
+        counts[result.outcome] += 1
+        number = ticket_reference(prefix, result.ticket_id)
+        if args.json:
+            print(json.dumps({"number": number} | result.to_dict(), ensure_ascii=False))
+            return
+        if result.outcome == "reclassified":
+            line = f"{number} reclassified: {_changes(result.before, result.after)}"
+        elif result.outcome == "skipped":
+            line = f"{number} skipped: {result.note}"
+        elif args.all:
+            return  # --all: only what changed or was skipped
+        else:
+            line = f"{number} unchanged: {_labels(result.after)}"
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    with _app(settings) as app:
+        if not args.all:
+            ticket_id = parse_ticket_number(args.number)
+            with app.factory() as session, session.begin():
+                result = reclassify_ticket(
+                    session, ticket_id, rules, model, force=args.force, actor=actor, prefix=prefix
+                )
+            report(result)
+            return 0
+        with app.factory() as session:
+            ids = all_ticket_ids(session)
+        for i in range(0, len(ids), RECLASSIFY_BATCH):
+            with app.factory() as session, session.begin():
+                results = reclassify_tickets(
+                    session,
+                    ids[i : i + RECLASSIFY_BATCH],
+                    rules,
+                    model,
+                    force=args.force,
+                    actor=actor,
+                )
+            for result in results:
+                report(result)
+    if not args.json:
+        out.print(" ".join(f"{k}={v}" for k, v in counts.items()), highlight=False)
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.triage.corrections import correction_examples
+    from mailtriage.triage.model import describe_model, model_path, save_model
+    from mailtriage.triage.training import (
+        TrainingError,
+        examples_from_dir,
+        require_sklearn,
+        train,
+    )
+
+    try:
+        require_sklearn()
+        dev_dir: Path | None = args.dev
+        if dev_dir is None and (DEFAULT_DEV_DIR / "labels.jsonl").is_file():
+            dev_dir = DEFAULT_DEV_DIR
+        rules = _rules(settings)
+        dev = examples_from_dir(dev_dir) if dev_dir is not None else []
+        with _app(settings) as app, app.factory() as session:
+            corrections = correction_examples(session, settings.mail.ticket_prefix)
+        result = train([*dev, *corrections], rules, dev=dev, dev_dir=str(dev_dir or ""))
+    except TrainingError as exc:
+        raise _user_error(str(exc)) from None
+    path = model_path(settings)
+    save_model(result.model, path)
+    result.model.path = str(path)
+    if args.json:
+        print(json.dumps({"model": str(path)} | result.to_dict(), ensure_ascii=False))
+        return 0
+    data = result.to_dict()
+    cv: dict[str, Any] = data["cross_validation"]  # type: ignore[assignment]
+    lines = [
+        f"trained on {data['examples']} examples ({data['dev_examples']} dev"
+        + (f" from {dev_dir}" if dev_dir else "")
+        + f", {data['corrections']} corrections) in {data['categories']} categories"
+        + (
+            f"; {data['skipped']} skipped (category unknown to the rules)"
+            if data["skipped"]
+            else ""
+        ),
+        f"cross-validated category accuracy: model alone {cv['model_accuracy']:.2f}, "
+        f"rules {cv['rules_accuracy']:.2f}, rules + model {cv['combined_accuracy']:.2f} "
+        f"({cv['fixes']} fixed, {cv['breaks']} broken)",
+        f"the model speaks when: {data['gate']}",
+        *(f"  {n}" for n in result.narrowed),
+    ]
+    if "dev" in data:
+        dev_fig: dict[str, Any] = data["dev"]  # type: ignore[assignment]
+        before, after = dev_fig["rules"], dev_fig["with_model"]
+        lines.append(f"dev set {dev_dir} (trained on it too): rules alone -> rules + model")
+        for key, label in (
+            ("level_macro_f1", "level macro-F1"),
+            ("category_accuracy", "category accuracy"),
+            ("priority_accuracy", "priority exact"),
+            ("priority_within_one", "priority within one step"),
+            ("language_accuracy", "language accuracy"),
+        ):
+            lines.append(f"  {label} {before[key]:.2f} -> {after[key]:.2f}")
+    lines.append(f"saved {path}")
+    if not settings.triage.use_model:
+        lines.append("triage.use_model = false: the model is not used until it is set to true")
+    else:
+        lines.append(f"model: {describe_model(settings, result.model)}")
+    for line in lines:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    return 0

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mailtriage.pipeline.language import detect_language
 from mailtriage.pipeline.text import split_body
@@ -37,9 +37,12 @@ from mailtriage.pipeline.text import split_body
 __all__ = [
     "LEVELS",
     "PRIORITIES",
+    "CategoryModel",
     "Classification",
     "ClassifierInput",
+    "ModelOverride",
     "Rules",
+    "RulesCategory",
     "RulesError",
     "classify",
     "classify_file",
@@ -96,6 +99,30 @@ class Classification:
 
 class RulesError(ValueError):
     """A rules file is unreadable or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class RulesCategory:
+    """What the rules made of a message's category, as a model complement sees it."""
+
+    category: str
+    confidence: float
+    fallback: bool  # no category scored high enough: the fallback category was taken
+    ranked: tuple[tuple[str, float], ...]  # every category's score, best first
+
+
+@dataclass(frozen=True)
+class ModelOverride:
+    category: str
+    confidence: float
+    reason: str  # shown after "category=<category>: "
+
+
+class CategoryModel(Protocol):
+    """A statistical complement (see mailtriage.triage.model): it may replace the rules'
+    category where the rules are weak; it returns None to leave the rules' decision."""
+
+    def override(self, inp: ClassifierInput, rules: RulesCategory) -> ModelOverride | None: ...
 
 
 # ----------------------------------------------------------------------------- rules
@@ -697,8 +724,11 @@ def _language_text(inp: ClassifierInput) -> str:
     return text
 
 
-def classify(inp: ClassifierInput, rules: Rules) -> Classification:
-    """Classify one message. Pure: the result depends only on ``inp`` and ``rules``."""
+def classify(
+    inp: ClassifierInput, rules: Rules, model: CategoryModel | None = None
+) -> Classification:
+    """Classify one message. Pure: the result depends only on ``inp``, ``rules`` and
+    ``model`` (which may only change the category; level and priority follow from it)."""
     zw = rules.zone_weights
     texts = {
         "subject": inp.subject,
@@ -757,6 +787,14 @@ def classify(inp: ClassifierInput, rules: Rules) -> Classification:
         margin = (top - max(second, 0.0)) / top
         strength = min(1.0, top / rules.confident_score)
         confidence = round(0.5 * margin + 0.5 * strength, 2)
+    if model is not None:
+        fell_back = top < rules.min_category_score
+        suggested = model.override(
+            inp, RulesCategory(category, confidence, fell_back, tuple(ranked))
+        )
+        if suggested is not None and suggested.category in rules.categories:
+            category, confidence = suggested.category, suggested.confidence
+            reasons[-1] = f"category={category}: {suggested.reason}"
 
     # level
     cat = rules.categories[category]
@@ -861,7 +899,7 @@ def input_from_text(
     )
 
 
-def classify_file(path: Path, rules: Rules) -> Classification:
+def classify_file(path: Path, rules: Rules, model: CategoryModel | None = None) -> Classification:
     """Parse an .eml file with :func:`mailtriage.pipeline.parse.parse_message` and classify it.
 
     Raises whatever the parser raises for unparseable input, and ``OSError``.
@@ -871,5 +909,5 @@ def classify_file(path: Path, rules: Rules) -> Classification:
     msg = parse_message(Path(path).read_bytes())
     names = tuple(a.filename for a in msg.attachments if getattr(a, "filename", None))
     return classify(
-        input_from_text(msg.subject or "", msg.text or "", names, msg.sender or ""), rules
+        input_from_text(msg.subject or "", msg.text or "", names, msg.sender or ""), rules, model
     )

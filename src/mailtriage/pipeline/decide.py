@@ -18,6 +18,9 @@ class Known:
     same_id_other_content: bool = False  # same Message-ID, different content
     thread_ticket_id: int | None = None  # ticket of a message this one refers to
     thread_message_id: str | None = None
+    # automated mail only: the ticket of OUR outgoing mail it answers (bounce, OOO)
+    our_ticket_id: int | None = None
+    our_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,13 @@ class Decision:
     ticket_id: int | None = None
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # "ignore" of an automatic answer to our mail: note it (an event) on ticket_id,
+    # which stays as it is (no reopening). The loop kind: out_of_office, auto_reply, bounce.
+    note: str | None = None
+
+
+# Automatic answers to our mail that are worth a note on the ticket.
+NOTED_KINDS = ("out_of_office", "auto_reply", "bounce")
 
 
 def message_key(parsed: ParsedMessage) -> str:
@@ -43,8 +53,17 @@ def thread_candidates(parsed: ParsedMessage) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def decide(automated: bool, loop_reasons: tuple[str, ...], known: Known) -> Decision:
+def decide(
+    automated: bool, loop_reasons: tuple[str, ...], known: Known, loop_kind: str = "human"
+) -> Decision:
     if automated:
+        if known.our_ticket_id is not None and loop_kind in NOTED_KINDS:
+            return Decision(
+                "ignore",
+                ticket_id=known.our_ticket_id,
+                reasons=(*loop_reasons, f"answers our <{known.our_message_id}>"),
+                note=loop_kind,
+            )
         return Decision("ignore", reasons=loop_reasons)
     if known.duplicate_article_id is not None:
         return Decision(

@@ -7,11 +7,13 @@ transaction, guarded by the worker's lease: either everything happened or nothin
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mailtriage.outbound.ack import NO_ACK, OutboundPolicy
+from mailtriage.outbound.outbox import find_our_mail, note_automated_answer, queue_ack
 from mailtriage.pipeline.analyse import Analysis
 from mailtriage.pipeline.decide import Decision, Known, decide, message_key, thread_candidates
 from mailtriage.pipeline.parse import ParsedMessage
@@ -47,10 +49,19 @@ def apply_analysis(
     analysis: Analysis,
     *,
     freemail_domains: Collection[str] = (),
+    outbound: OutboundPolicy | None = None,
 ) -> Applied:
+    """``outbound``: how to acknowledge new tickets (None: no acknowledgements)."""
     parsed = analysis.parsed
+    policy = outbound or NO_ACK
     known = lookup_known(session, parsed)
-    decision = decide(analysis.loop.automated, analysis.loop.reasons, known)
+    our = None
+    if analysis.loop.automated:  # an automatic answer to one of our mails?
+        ids = (*thread_candidates(parsed), analysis.loop.original_message_id)
+        our = find_our_mail(session, ids)
+        if our is not None:
+            known = replace(known, our_ticket_id=our.ticket_id, our_message_id=our.message_id)
+    decision = decide(analysis.loop.automated, analysis.loop.reasons, known, analysis.loop.kind)
     ticket_id: int | None = None
     outcome = {
         "ignore": Outcome.IGNORED,
@@ -61,14 +72,18 @@ def apply_analysis(
     if decision.action == "create":
         ticket = _create_ticket(session, parsed, analysis, freemail_domains)
         ticket_id = ticket.id
-        _add_article(session, ticket.id, inbound_id, parsed)
+        _add_article(session, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
         _event(session, ticket.id, inbound_id, "created", parsed, decision, analysis)
+        queue_ack(session, ticket, inbound_id, parsed, analysis.classification, policy)
     elif decision.action == "append":
         assert decision.ticket_id is not None
         ticket_id = decision.ticket_id
-        _add_article(session, ticket_id, inbound_id, parsed)
+        _add_article(session, ticket_id, inbound_id, parsed, dict(analysis.ocr_text))
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=utcnow()))
         _event(session, ticket_id, inbound_id, "article_added", parsed, decision, analysis)
+    elif decision.action == "ignore" and decision.note and our is not None:
+        ticket_id = our.ticket_id  # noted, not reopened: status and updated_at stay
+        note_automated_answer(session, ticket_id, inbound_id, parsed, analysis.loop, our, policy)
     elif decision.action == "duplicate":
         ticket_id = session.scalar(
             select(Article.ticket_id).where(Article.id == known.duplicate_article_id)
@@ -156,7 +171,13 @@ def _get_or_create_contact(
     return contact
 
 
-def _add_article(session: Session, ticket_id: int, inbound_id: int, parsed: ParsedMessage) -> None:
+def _add_article(
+    session: Session,
+    ticket_id: int,
+    inbound_id: int,
+    parsed: ParsedMessage,
+    ocr: dict[str, str] | None = None,  # attachment sha256 -> text read from the screenshot
+) -> None:
     article = Article(
         ticket_id=ticket_id,
         inbound_id=inbound_id,
@@ -188,6 +209,7 @@ def _add_article(session: Session, ticket_id: int, inbound_id: int, parsed: Pars
             is_screenshot=att.is_screenshot,
             width=att.width,
             height=att.height,
+            ocr_text=(ocr or {}).get(att.sha256),
         )
         for att in parsed.attachments
     ]

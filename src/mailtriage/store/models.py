@@ -215,6 +215,7 @@ class Attachment(Base):
     is_screenshot: Mapped[bool] = mapped_column(Boolean, default=False)
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ocr_text: Mapped[str | None] = mapped_column(Text, nullable=True)  # screenshots (OCR)
 
     __table_args__ = (Index("ix_attachment_article", "article_id"),)
 

@@ -140,6 +140,7 @@ def _article(article: Article, inbound: Inbound | None) -> dict[str, Any]:
                 "is_inline": att.is_inline,
                 "is_screenshot": att.is_screenshot,
                 "content_id": att.content_id,
+                "ocr_text": att.ocr_text,
             }
             for att in article.attachments
         ],

@@ -1,0 +1,309 @@
+"""The acknowledgement of a new ticket, planned as data (pure).
+
+``plan_ack`` turns what the pipeline knows about a new ticket into an ``OutboxPlan``:
+who gets it, in which language, its Message-ID, the due time of the 24-hour promise in
+the customer's time zone and the knowledge-base articles that fit. The plan is stored
+with the outbox row (``MailContext``), so every later render of the row, including a
+resend after a crash, produces the same mail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mailtriage.config import ConfigError, Settings
+from mailtriage.outbound import sla
+from mailtriage.outbound.headers import (
+    MAX_REFERENCES,
+    clean_header_value,
+    make_message_id,
+    plus_address,
+    safe_address,
+    safe_message_id,
+)
+from mailtriage.outbound.kb import KbError, KbIndex, KbMatch, load_index, match_articles
+from mailtriage.outbound.render import RenderError, Templates
+
+__all__ = [
+    "MailContext",
+    "OutboundPolicy",
+    "OutboxPlan",
+    "cached_policy",
+    "outbound_policy",
+    "plan_ack",
+]
+
+ACK = "ack"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """What the store needs from the config to queue and note outbound mail."""
+
+    acknowledge: bool = True
+    prefix: str = "DM"
+    message_domain: str = "dataandmore.com"
+    support_address: str = "support@dataandmore.com"
+    default_language: str = "de"
+    languages: tuple[str, ...] = ("de", "en")
+    response_hours: float = 24.0
+    fallback_timezone: str = "Europe/Berlin"
+    kb: KbIndex | None = None
+    kb_max: int = 3
+    kb_min_score: float = 3.0
+    give_up_after_hours: float = 24.0
+    suppress_days: float = 30.0
+
+
+NO_ACK = OutboundPolicy(acknowledge=False)
+
+
+@dataclass(frozen=True)
+class MailContext:
+    """Everything a template needs, fixed when the mail is queued (stored as JSON)."""
+
+    reference: str
+    to_address: str
+    to_name: str
+    language: str
+    subject: str
+    category: str
+    created_at: str  # ISO 8601, UTC
+    due_at: str  # ISO 8601, UTC
+    timezone: str  # "Europe/Berlin" or "+05:30"
+    response_hours: float
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    articles: tuple[dict[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["references"] = list(self.references)
+        data["articles"] = [dict(a) for a in self.articles]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MailContext:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["references"] = tuple(known.get("references") or ())
+        known["articles"] = tuple(dict(a) for a in known.get("articles") or ())
+        return cls(**known)
+
+    def variables(self, *, support_address: str, reply_address: str) -> dict[str, Any]:
+        """The template variables (documented in templates/README.md)."""
+        due = datetime.fromisoformat(self.due_at)
+        return {
+            "reference": self.reference,
+            "name": self.to_name,
+            "subject": self.subject,
+            "category": self.category,
+            "due": sla.format_due(due, self.timezone, self.language),
+            "hours": f"{self.response_hours:g}",
+            "articles": [dict(a) for a in self.articles],
+            "support_address": support_address,
+            "reply_address": reply_address,
+        }
+
+
+@dataclass(frozen=True)
+class OutboxPlan:
+    kind: str
+    step: int
+    message_id: str
+    recipient: str
+    language: str
+    context: MailContext
+    deadline: datetime
+    kb: tuple[KbMatch, ...] = ()
+    kb_considered: int = 0
+
+
+@dataclass(frozen=True)
+class Customer:
+    """What the ack needs from the customer's message."""
+
+    address: str
+    name: str = ""
+    subject: str = ""
+    text: str = ""
+    message_id: str | None = None
+    references: tuple[str, ...] = ()
+    date_header: str | None = None
+
+
+def choose_language(ticket_language: str | None, policy: OutboundPolicy) -> str:
+    """The ticket's language when we have templates for it, else the configured default."""
+    if ticket_language and ticket_language in policy.languages:
+        return ticket_language
+    if policy.default_language in policy.languages:
+        return policy.default_language
+    return policy.languages[0] if policy.languages else policy.default_language
+
+
+def plan_ack(
+    policy: OutboundPolicy,
+    *,
+    ticket_id: int,
+    created_at: datetime,
+    customer: Customer,
+    category: str | None,
+    language: str | None,
+) -> tuple[OutboxPlan | None, str]:
+    """The acknowledgement for a new ticket, or (None, why not)."""
+    if not policy.acknowledge:
+        return None, "acknowledgements are off (outbound.acknowledge = false)"
+    recipient = safe_address(customer.address)
+    if recipient is None:
+        return None, f"no plain sender address to answer ({customer.address!r})"
+    if recipient.casefold() == policy.support_address.casefold():
+        return None, "the sender is our own support address"
+    reference = f"{policy.prefix}-{ticket_id:06d}"
+    lang = choose_language(language, policy)
+    offset = sla.offset_from_date_header(customer.date_header)
+    zone = sla.zone_for_customer(offset, created_at, policy.fallback_timezone)
+    due = sla.due_at(created_at, policy.response_hours)
+    kb: tuple[KbMatch, ...] = ()
+    if policy.kb is not None and policy.kb_max > 0:
+        kb = match_articles(
+            policy.kb,
+            subject=customer.subject,
+            text=customer.text,
+            category=category,
+            language=lang,
+            limit=policy.kb_max,
+            min_score=policy.kb_min_score,
+        )
+    parent = safe_message_id(customer.message_id)
+    refs = [r for r in (safe_message_id(x) for x in customer.references) if r]
+    if parent:
+        refs.append(parent)
+    context = MailContext(
+        reference=reference,
+        to_address=recipient,
+        to_name=clean_header_value(customer.name, 200),
+        language=lang,
+        subject=clean_header_value(_strip_reference(customer.subject, policy.prefix), 500),
+        category=category or "",
+        created_at=created_at.isoformat(),
+        due_at=due.isoformat(),
+        timezone=zone,
+        response_hours=policy.response_hours,
+        in_reply_to=parent,
+        references=tuple(dict.fromkeys(refs))[-MAX_REFERENCES:],
+        articles=tuple({"title": m.article.title, "url": m.article.url} for m in kb),
+    )
+    message_id = make_message_id(reference, ACK, 0, created_at.isoformat(), policy.message_domain)
+    plan = OutboxPlan(
+        kind=ACK,
+        step=0,
+        message_id=message_id,
+        recipient=recipient,
+        language=lang,
+        context=context,
+        deadline=created_at + timedelta(hours=policy.give_up_after_hours),
+        kb=kb,
+        kb_considered=sum(1 for a in policy.kb.articles if a.language == lang) if policy.kb else 0,
+    )
+    return plan, ""
+
+
+def _strip_reference(subject: str, prefix: str) -> str:
+    """The customer's subject without reply prefixes and without our [DM-000123] tag
+    (the template puts the tag back once)."""
+    text = subject
+    while True:
+        new = re.sub(
+            r"^\s*(?:(?:re|aw|wg|fw|fwd|sv|vs)\s*(?:\[\d+\])?\s*:|\[\s*"
+            + re.escape(prefix)
+            + r"-?\d+\s*\])\s*",
+            "",
+            text,
+            flags=re.IGNORECASE,
+        )
+        if new == text:
+            return text.strip()
+        text = new
+
+
+def reply_address(policy_support: str, reference: str, plus: bool) -> str:
+    return plus_address(policy_support, reference) if plus else policy_support
+
+
+def outbound_policy(
+    settings: Settings, *, languages: tuple[str, ...] | None = None
+) -> OutboundPolicy:
+    """Build the policy from the config; a bad KB index or template dir is a ConfigError.
+
+    ``languages``: those we have acknowledgement templates for (default: look).
+    """
+    if languages is None:
+        try:
+            languages = Templates(settings.outbound.templates_dir or None).languages(ACK)
+        except RenderError as exc:
+            raise ConfigError(str(exc)) from None
+    kb = None
+    if settings.kb.index_file:
+        try:
+            kb = _load_kb(settings.kb.index_file, _mtime(settings.kb.index_file))
+        except KbError as exc:
+            raise ConfigError(f"kb.index_file: {exc}") from None
+    own = settings.mail.own_domains
+    support = settings.mail.support_address
+    return OutboundPolicy(
+        acknowledge=settings.outbound.acknowledge,
+        prefix=settings.mail.ticket_prefix,
+        message_domain=own[0] if own else support.rpartition("@")[2],
+        support_address=support,
+        default_language=settings.triage.default_language,
+        languages=languages,
+        response_hours=settings.sla.response_hours,
+        fallback_timezone=settings.sla.timezone,
+        kb=kb,
+        kb_max=settings.kb.max_articles,
+        kb_min_score=settings.kb.min_score,
+        give_up_after_hours=settings.outbound.give_up_after_hours,
+        suppress_days=settings.outbound.suppress_days,
+    )
+
+
+def cached_policy(settings: Settings) -> OutboundPolicy:
+    """``outbound_policy`` built once per settings (and KB file version): the worker
+    calls this for every message it stores."""
+    return _cached_policy(settings, _mtime(settings.kb.index_file) if settings.kb.index_file else 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_policy(settings: Settings, kb_mtime: float) -> OutboundPolicy:
+    # A broken KB index or template directory must not stop tickets from being
+    # created: log it and go on without (`mailtriage run` and `outbox send` check the
+    # same config strictly at start and refuse to run).
+    try:
+        return outbound_policy(settings)
+    except ConfigError as exc:
+        log.error("outbound: %s; acknowledgements are queued without KB articles", exc)
+    without_kb = dataclasses.replace(settings, kb=dataclasses.replace(settings.kb, index_file=""))
+    try:
+        return outbound_policy(without_kb)
+    except ConfigError:
+        return outbound_policy(without_kb, languages=(settings.triage.default_language,))
+
+
+def _mtime(path: str) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+@functools.lru_cache(maxsize=8)
+def _load_kb(path: str, mtime: float) -> KbIndex:
+    return load_index(path)

@@ -1,0 +1,240 @@
+"""Delivery: an SMTP relay (host, port, STARTTLS/TLS, auth) or a local Maildir.
+
+``deliver`` returns when the relay accepted the message (``250`` after DATA) or the
+file is in the Maildir; otherwise it raises ``DeliveryError`` that says whether trying
+again can help: a 4xx answer, a refused connection, a timeout or a TLS problem is
+temporary; a 5xx answer to MAIL FROM, RCPT TO or DATA is permanent. A failed login is
+treated as temporary: it is our configuration, not the recipient, and the mail should
+go out once the password is fixed (until the deadline).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import smtplib
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+from typing import Protocol
+
+from mailtriage.config import ConfigError, OutboundSettings, Settings
+
+__all__ = [
+    "DeliveryError",
+    "MaildirMailer",
+    "Mailer",
+    "RelayMailer",
+    "classify_smtp_error",
+    "mailer_from_settings",
+]
+
+ENV_RELAY_PASSWORD = "MAILTRIAGE_RELAY_PASSWORD"
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: str, *, permanent: bool, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.code = code
+
+
+class Mailer(Protocol):
+    #: where mail goes, for the record ("relay mx.example:587", "maildir /var/...")
+    via: str
+
+    def deliver(self, sender: str, recipient: str, message: bytes, message_id: str) -> None: ...
+
+
+def classify_smtp_error(exc: BaseException) -> DeliveryError:
+    """Any exception from talking to the relay -> a DeliveryError (pure)."""
+    if isinstance(exc, DeliveryError):
+        return exc
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [(code, _text(msg)) for code, msg in exc.recipients.values()]
+        code, text = codes[0] if codes else (0, "refused")
+        return DeliveryError(f"recipient refused: {code} {text}", permanent=code >= 500, code=code)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return DeliveryError(
+            f"relay login failed: {exc.smtp_code} {_text(exc.smtp_error)}",
+            permanent=False,
+            code=exc.smtp_code,
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = int(exc.smtp_code)
+        what = "sender refused" if isinstance(exc, smtplib.SMTPSenderRefused) else "relay said"
+        return DeliveryError(
+            f"{what}: {code} {_text(exc.smtp_error)}", permanent=500 <= code < 600, code=code
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryError(f"relay: {exc}", permanent=False)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return DeliveryError(f"relay disconnected: {exc}", permanent=False)
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return DeliveryError(f"relay TLS: {exc}", permanent=False)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return DeliveryError("relay timed out", permanent=False)
+    if isinstance(exc, OSError):
+        return DeliveryError(f"relay unreachable: {exc.strerror or exc}", permanent=False)
+    if isinstance(exc, smtplib.SMTPException):
+        return DeliveryError(f"relay: {exc}", permanent=False)
+    return DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return " ".join(value.split())[:500]
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    host: str
+    port: int
+    security: str  # auto | none | starttls | tls
+    tls_verify: bool = True
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, s: OutboundSettings) -> RelayConfig:
+        port = s.relay_port or {"tls": 465, "starttls": 587}.get(s.relay_security, 25)
+        return cls(
+            host=s.relay_host,
+            port=port,
+            security=s.relay_security,
+            tls_verify=s.relay_tls_verify,
+            username=s.relay_username,
+            password=_password(s) if s.relay_username else "",
+            timeout=s.relay_timeout_seconds,
+        )
+
+
+def _password(s: OutboundSettings) -> str:
+    if os.environ.get(ENV_RELAY_PASSWORD):
+        return os.environ[ENV_RELAY_PASSWORD]
+    if s.relay_password_file:
+        try:
+            lines = Path(s.relay_password_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"outbound.relay_password_file: cannot read {s.relay_password_file}: {exc.strerror}"
+            ) from None
+        return lines[0].strip() if lines else ""
+    return s.relay_password
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RelayMailer:
+    """One SMTP connection per message (the outbox sends a few mails a minute)."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.via = f"relay {config.host}:{config.port}"
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.config.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def deliver(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        c = self.config
+        try:
+            smtp: smtplib.SMTP
+            if c.security == "tls":
+                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=self._context())
+            else:
+                smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+            with smtp:
+                smtp.ehlo()
+                encrypted = c.security == "tls"
+                if c.security == "starttls" or (c.security == "auto" and smtp.has_extn("starttls")):
+                    smtp.starttls(context=self._context())
+                    smtp.ehlo()
+                    encrypted = True
+                if c.username:
+                    if not encrypted and not (c.security == "none" or _is_loopback(c.host)):
+                        raise DeliveryError(
+                            "refusing to send the relay password without TLS "
+                            "(the relay offers no STARTTLS; set outbound.relay_security)",
+                            permanent=False,
+                        )
+                    smtp.login(c.username, c.password)
+                refused = smtp.sendmail(sender, [recipient], message)
+                if refused:  # pragma: no cover - one recipient: sendmail raises instead
+                    raise smtplib.SMTPRecipientsRefused(refused)
+        except Exception as exc:
+            raise classify_smtp_error(exc) from exc
+
+
+class MaildirMailer:
+    """Writes each mail into a Maildir's ``new/`` (tmp, fsync, rename).
+
+    The file name is derived from the Message-ID, so delivering the same mail twice
+    (a resend after a crash) leaves one file: the Maildir is exactly-once.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.via = f"maildir {self.path}"
+
+    def file_name(self, message_id: str) -> str:
+        return f"{sha256(message_id.encode()).hexdigest()[:32]}.mailtriage"
+
+    def deliver(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            name = self.file_name(message_id)
+            if (self.path / "new" / name).exists() or any(
+                p.name.split(":")[0] == name for p in (self.path / "cur").glob(f"{name}*")
+            ):
+                return
+            tmp = self.path / "tmp" / f"{name}.{os.getpid()}.{time.monotonic_ns()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                # Maildir files use LF line ends (what an MDA writes).
+                data = b"Return-Path: <" + sender.encode() + b">\r\n" + message
+                view = memoryview(data.replace(b"\r\n", b"\n"))
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path / "new" / name)
+            dir_fd = os.open(self.path / "new", os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise DeliveryError(
+                f"maildir {self.path}: {exc.strerror or exc}", permanent=False
+            ) from exc
+
+
+def maildir_path(settings: Settings) -> Path:
+    return Path(settings.outbound.maildir or settings.storage_dir / "outbox-maildir")
+
+
+def mailer_from_settings(settings: Settings) -> Mailer:
+    """The relay when ``outbound.relay_host`` is set, else the Maildir."""
+    s = settings.outbound
+    if s.relay_host.strip():
+        return RelayMailer(RelayConfig.from_settings(s))
+    return MaildirMailer(maildir_path(settings))

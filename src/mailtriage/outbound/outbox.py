@@ -1,0 +1,535 @@
+"""The outbox in the database: queue (inside the caller's transaction), claim with a
+lease, record results; note automatic answers to our mail; suppress bounced addresses.
+
+Queueing happens in the transaction that creates the ticket (``store.apply``), so a
+ticket and its acknowledgement exist together or not at all. The key (ticket, kind,
+step) is UNIQUE: a second instance or a replay cannot queue the same mail twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_ack
+from mailtriage.pipeline.classify import Classification
+from mailtriage.pipeline.loops import LoopVerdict
+from mailtriage.pipeline.parse import ParsedMessage
+from mailtriage.store.models import Article, Event, Ticket, utcnow
+from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
+
+__all__ = [
+    "GuardFacts",
+    "OurMail",
+    "OutboxJob",
+    "OutboxStore",
+    "enqueue",
+    "find_our_mail",
+    "note_automated_answer",
+    "queue_ack",
+]
+
+
+# -- inside the pipeline's transaction ---------------------------------------------
+
+
+def queue_ack(
+    session: Session,
+    ticket: Ticket,
+    inbound_id: int | None,
+    parsed: ParsedMessage,
+    classification: Classification | None,
+    policy: OutboundPolicy,
+) -> Outbox | None:
+    """Queue the acknowledgement of a new ticket (or note on the ticket why not)."""
+    if not policy.acknowledge:
+        return None
+    date_header = next((v for k, v in parsed.headers if k.lower() == "date"), None)
+    customer = Customer(
+        address=parsed.sender,
+        name=parsed.sender_name,
+        subject=parsed.subject,
+        text=parsed.text,
+        message_id=parsed.message_id,
+        references=parsed.references,
+        date_header=date_header,
+    )
+    plan, why_not = plan_ack(
+        policy,
+        ticket_id=ticket.id,
+        created_at=ticket.created_at,
+        customer=customer,
+        category=classification.category if classification else None,
+        language=classification.language if classification else None,
+    )
+    if plan is None:
+        session.add(
+            Event(
+                ticket_id=ticket.id,
+                inbound_id=inbound_id,
+                kind="ack_skipped",
+                detail={"reason": why_not},
+            )
+        )
+        return None
+    return enqueue(session, ticket.id, plan, inbound_id=inbound_id, policy=policy)
+
+
+def enqueue(
+    session: Session,
+    ticket_id: int,
+    plan: OutboxPlan,
+    *,
+    inbound_id: int | None = None,
+    policy: OutboundPolicy | None = None,
+) -> Outbox:
+    """Add the outbox row and its events (no commit: the caller's transaction)."""
+    row = Outbox(
+        ticket_id=ticket_id,
+        kind=plan.kind,
+        step=plan.step,
+        message_id=plan.message_id,
+        recipient=plan.recipient,
+        language=plan.language,
+        context=plan.context.to_json(),
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        next_attempt_at=utcnow(),
+        deadline=plan.deadline,
+    )
+    # The row is the record of the queued mail (`outbox list`); "mail_sent" notes it on
+    # the ticket when it goes out.
+    session.add(row)
+    if policy is not None and policy.kb is not None:
+        detail: dict[str, Any] = {
+            "language": plan.language,
+            "articles": [m.to_dict() for m in plan.kb],
+            "considered": plan.kb_considered,
+            "min_score": policy.kb_min_score,
+        }
+        if not plan.kb:
+            detail["why"] = (
+                f"no article in {plan.language!r} scored {policy.kb_min_score:g} or more"
+            )
+        session.add(
+            Event(ticket_id=ticket_id, inbound_id=inbound_id, kind="kb_articles", detail=detail)
+        )
+    session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class OurMail:
+    """One of our outgoing mails that an inbound message refers to."""
+
+    ticket_id: int
+    message_id: str
+    recipients: tuple[str, ...]
+
+
+def find_our_mail(session: Session, message_ids: Iterable[str | None]) -> OurMail | None:
+    """The first of ``message_ids`` that is one of our outgoing articles."""
+    ids = [m for m in dict.fromkeys(message_ids) if m]
+    if not ids:
+        return None
+    rows = {
+        key: (ticket_id, recipients)
+        for key, ticket_id, recipients in session.execute(
+            select(Article.message_key, Article.ticket_id, Article.recipients).where(
+                Article.message_key.in_(ids), Article.direction == "out"
+            )
+        )
+    }
+    for ident in ids:
+        if ident in rows:
+            ticket_id, recipients = rows[ident]
+            return OurMail(ticket_id, ident, tuple(recipients or ()))
+    return None
+
+
+def note_automated_answer(
+    session: Session,
+    ticket_id: int,
+    inbound_id: int,
+    parsed: ParsedMessage,
+    verdict: LoopVerdict,
+    our: OurMail,
+    policy: OutboundPolicy,
+    now: datetime | None = None,
+) -> None:
+    """An automatic answer to our mail: an event on the ticket (its status untouched);
+    a permanent bounce also suppresses the addresses that mail went to."""
+    now = now or utcnow()
+    detail: dict[str, Any] = {
+        "message_id": parsed.message_id,
+        "sender": parsed.sender,
+        "subject": parsed.subject[:300],
+        "answers": our.message_id,
+        "loop_kind": verdict.kind,
+        "reasons": list(verdict.reasons),
+    }
+    if verdict.kind == "bounce":
+        detail |= {
+            "status": verdict.bounce_status,
+            "permanent": verdict.permanent,
+            "failed_recipients": list(verdict.failed_recipients),
+        }
+        if verdict.permanent and policy.suppress_days > 0 and our.recipients:
+            until = now + timedelta(days=policy.suppress_days)
+            reason = f"permanent bounce {verdict.bounce_status or '5.x.x'} of <{our.message_id}>"
+            suppress(session, our.recipients, until, reason, ticket_id, inbound_id)
+            detail["suppressed"] = list(our.recipients)
+            detail["suppressed_until"] = until.isoformat()
+    session.add(
+        Event(
+            ticket_id=ticket_id, inbound_id=inbound_id, kind=f"{verdict.kind}_noted", detail=detail
+        )
+    )
+
+
+def suppress(
+    session: Session,
+    addresses: Sequence[str],
+    until: datetime,
+    reason: str,
+    ticket_id: int | None,
+    inbound_id: int | None,
+) -> None:
+    """Insert or extend the suppression of each address (a concurrent insert of the
+    same address fails the transaction with an IntegrityError; the worker retries)."""
+    for address in dict.fromkeys(a.lower() for a in addresses if a):
+        row = session.scalar(select(Suppression).where(Suppression.address == address))
+        if row is None:
+            session.add(
+                Suppression(
+                    address=address[:320],
+                    until=until,
+                    reason=reason,
+                    ticket_id=ticket_id,
+                    inbound_id=inbound_id,
+                )
+            )
+        else:
+            row.until = max(row.until, until)
+            row.reason = reason
+            row.ticket_id = ticket_id
+            row.inbound_id = inbound_id
+    session.flush()
+
+
+# -- the sender's side -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxJob:
+    """A claimed outbox row, detached from its session."""
+
+    id: int
+    ticket_id: int
+    kind: str
+    step: int
+    message_id: str
+    recipient: str
+    language: str
+    context: dict[str, Any]
+    attempts: int
+    deadline: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class GuardFacts:
+    suppressed_until: datetime | None
+    suppressed_reason: str
+    ticket_sent: int  # mails sent to this ticket in its window
+    address_sent: int  # mails sent to this address in its window
+
+
+class OutboxStore:
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+        due_before: datetime | None = None,
+    ) -> list[OutboxJob]:
+        """Lease up to ``limit`` due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; the
+        write lock taken at BEGIN serialises this on SQLite). An expired lease, a
+        sender that died mid-send, is due again. ``due_before`` (default ``now``):
+        only rows due by then, so a flush does not pick up what it just deferred."""
+        now = now or utcnow()
+        due = or_(
+            (Outbox.status == OutboxStatus.PENDING)
+            & (Outbox.next_attempt_at <= (due_before or now)),
+            (Outbox.status == OutboxStatus.SENDING) & (Outbox.lease_until < now),
+        )
+        with self.factory() as session, session.begin():
+            ids = list(
+                session.scalars(
+                    select(Outbox.id)
+                    .where(due)
+                    .order_by(Outbox.next_attempt_at, Outbox.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ids:
+                return []
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id.in_(ids))
+                .values(
+                    status=OutboxStatus.SENDING,
+                    lease_owner=owner,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=Outbox.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id))
+            return [
+                OutboxJob(
+                    r.id,
+                    r.ticket_id,
+                    r.kind,
+                    r.step,
+                    r.message_id,
+                    r.recipient,
+                    r.language,
+                    dict(r.context),
+                    r.attempts,
+                    r.deadline,
+                    r.created_at,
+                )
+                for r in rows
+            ]
+
+    def guard_facts(
+        self,
+        job: OutboxJob,
+        now: datetime,
+        ticket_window: timedelta,
+        address_window: timedelta,
+    ) -> GuardFacts:
+        with self.factory() as session:
+            suppression = session.execute(
+                select(Suppression.until, Suppression.reason).where(
+                    Suppression.address == job.recipient.lower(), Suppression.until > now
+                )
+            ).first()
+            sent = (Outbox.status == OutboxStatus.SENT) & (Outbox.id != job.id)
+            ticket_sent = session.scalar(
+                select(func.count())
+                .select_from(Outbox)
+                .where(
+                    sent, Outbox.ticket_id == job.ticket_id, Outbox.sent_at >= now - ticket_window
+                )
+            )
+            address_sent = session.scalar(
+                select(func.count())
+                .select_from(Outbox)
+                .where(
+                    sent, Outbox.recipient == job.recipient, Outbox.sent_at >= now - address_window
+                )
+            )
+        return GuardFacts(
+            suppression[0] if suppression else None,
+            suppression[1] if suppression else "",
+            int(ticket_sent or 0),
+            int(address_sent or 0),
+        )
+
+    def mark_sent(
+        self,
+        job: OutboxJob,
+        owner: str,
+        *,
+        via: str,
+        article: dict[str, Any],
+        now: datetime | None = None,
+    ) -> bool:
+        """Record a delivered mail: the row, an outgoing article, an event; one commit."""
+        now = now or utcnow()
+        with self.factory() as session, session.begin():
+            if not self._update_leased(
+                session,
+                job,
+                owner,
+                status=OutboxStatus.SENT,
+                sent_at=now,
+                sent_via=via[:500],
+                last_error=None,
+            ):
+                return False
+            text = str(article["text"])
+            session.add(
+                Article(
+                    ticket_id=job.ticket_id,
+                    inbound_id=None,
+                    direction="out",
+                    sender=str(article["sender"]),
+                    sender_name=str(article["sender_name"])[:255],
+                    recipients=[job.recipient],
+                    cc=[],
+                    reply_to=[str(article["reply_to"])],
+                    subject=str(article["subject"]),
+                    date=now,
+                    message_key=job.message_id,
+                    message_id=job.message_id,
+                    in_reply_to=list(article.get("in_reply_to") or []),
+                    references=list(article.get("references") or []),
+                    content_key=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    text=text,
+                    html=article.get("html"),
+                    defects=[],
+                )
+            )
+            session.add(
+                Event(
+                    ticket_id=job.ticket_id,
+                    kind="mail_sent",
+                    detail={
+                        "kind": job.kind,
+                        "step": job.step,
+                        "message_id": job.message_id,
+                        "to": job.recipient,
+                        "via": via,
+                        "attempts": job.attempts,
+                        "language": job.language,
+                        "due_at": job.context.get("due_at"),
+                        "timezone": job.context.get("timezone"),
+                    },
+                )
+            )
+        return True
+
+    def mark_retry(self, job: OutboxJob, owner: str, error: str, next_at: datetime) -> bool:
+        with self.factory() as session, session.begin():
+            return self._update_leased(
+                session,
+                job,
+                owner,
+                status=OutboxStatus.PENDING,
+                next_attempt_at=next_at,
+                last_error=error[:4000],
+            )
+
+    def mark_final(
+        self, job: OutboxJob, owner: str, status: str, reason: str, detail: dict[str, Any]
+    ) -> bool:
+        """``failed`` or ``skipped``, with an event on the ticket."""
+        with self.factory() as session, session.begin():
+            if not self._update_leased(
+                session, job, owner, status=status, last_error=reason[:4000]
+            ):
+                return False
+            session.add(
+                Event(
+                    ticket_id=job.ticket_id,
+                    kind=f"mail_{status}",
+                    detail={
+                        "kind": job.kind,
+                        "step": job.step,
+                        "message_id": job.message_id,
+                        "to": job.recipient,
+                        "reason": reason,
+                    }
+                    | detail,
+                )
+            )
+        return True
+
+    def release(self, owner: str) -> int:
+        """Hand back every lease of ``owner`` (clean shutdown): due again at once."""
+        with self.factory() as session, session.begin():
+            result = session.execute(
+                update(Outbox)
+                .where(Outbox.lease_owner == owner, Outbox.status == OutboxStatus.SENDING)
+                .values(
+                    status=OutboxStatus.PENDING,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=Outbox.attempts - 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def retry(self, outbox_id: int, deadline: datetime, now: datetime | None = None) -> bool:
+        """A failed or skipped mail: due again now, with a new deadline."""
+        now = now or utcnow()
+        with self.factory() as session, session.begin():
+            result = session.execute(
+                update(Outbox)
+                .where(
+                    Outbox.id == outbox_id,
+                    Outbox.status.in_((OutboxStatus.FAILED, OutboxStatus.SKIPPED)),
+                )
+                .values(
+                    status=OutboxStatus.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    deadline=deadline,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _update_leased(self, session: Session, job: OutboxJob, owner: str, **values: Any) -> bool:
+        result = session.execute(
+            update(Outbox)
+            .where(
+                Outbox.id == job.id,
+                Outbox.lease_owner == owner,
+                Outbox.status == OutboxStatus.SENDING,
+            )
+            .values(lease_owner=None, lease_until=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- read models for the CLI ---------------------------------------------------------
+
+
+def outbox_summary(row: Outbox, prefix: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "ticket": f"{prefix}-{row.ticket_id:06d}",
+        "kind": row.kind,
+        "step": row.step,
+        "status": row.status,
+        "to": row.recipient,
+        "language": row.language,
+        "message_id": row.message_id,
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at.isoformat(),
+        "deadline": row.deadline.isoformat(),
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        "sent_via": row.sent_via,
+        "last_error": row.last_error,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def list_outbox(
+    session: Session, prefix: str, *, status: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    stmt = select(Outbox).order_by(Outbox.id.desc())
+    if status:
+        stmt = stmt.where(Outbox.status == status)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [outbox_summary(row, prefix) for row in session.scalars(stmt)]

@@ -1,0 +1,291 @@
+"""The outbox sender: claim due rows -> guard -> render -> deliver -> record.
+
+Delivery is at least once. The row is leased (``sending``) and committed before the
+SMTP transaction starts, and the result is committed right after the relay's ``250``.
+A crash (kill -9, power loss) between the ``250`` and that commit leaves the row
+``sending``; when its lease expires it is claimed and sent again, with the same
+Message-ID, because the Message-ID was fixed when the mail was queued. So a crash in
+that window sends one duplicate, never more per crash, and never a mail with a new
+identity: mail clients and Gmail fold two copies with one Message-ID into one. The
+alternative (mark "sent" before sending) would lose mail on a crash instead. Without
+a relay the Maildir file name derives from the Message-ID, which makes even that
+window exactly-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtriage.config import Settings
+from mailtriage.outbound.ack import ACK, MailContext, reply_address
+from mailtriage.outbound.headers import (
+    AUTO_GENERATED,
+    AUTO_REPLIED,
+    OutgoingMail,
+    UnsendableAddress,
+    build_message,
+)
+from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settings
+from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
+from mailtriage.outbound.render import RenderError, Templates
+from mailtriage.store.models import utcnow
+from mailtriage.store.outbound_models import OutboxStatus
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RateLimits", "SendReport", "Sender", "guard", "next_attempt"]
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    ticket_limit: int = 10
+    ticket_window: timedelta = timedelta(minutes=10)
+    address_limit: int = 30
+    address_window: timedelta = timedelta(hours=1)
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    skipped: int = 0
+    lost: int = 0  # delivered, but another sender had taken the row over
+
+    def add(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def merge(self, other: SendReport) -> None:
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def total(self) -> int:
+        return sum(asdict(self).values())
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def guard(facts: GuardFacts, limits: RateLimits, now: datetime) -> str | None:
+    """Why this mail must not be sent now (pure), or None."""
+    if facts.suppressed_until is not None and facts.suppressed_until > now:
+        return (
+            f"address suppressed until {facts.suppressed_until.isoformat(timespec='minutes')}"
+            f" ({facts.suppressed_reason})"
+        )
+    if facts.ticket_sent >= limits.ticket_limit:
+        return (
+            f"rate limit: {facts.ticket_sent} mails to this ticket in the last "
+            f"{_minutes(limits.ticket_window)} minutes (outbound.ticket_limit)"
+        )
+    if facts.address_sent >= limits.address_limit:
+        return (
+            f"rate limit: {facts.address_sent} mails to this address in the last "
+            f"{_minutes(limits.address_window)} minutes (outbound.address_limit)"
+        )
+    return None
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:g}"
+
+
+def next_attempt(
+    attempts: int,
+    now: datetime,
+    deadline: datetime,
+    base_seconds: float,
+    max_seconds: float,
+    jitter: float = 1.0,
+) -> datetime | None:
+    """When to try again after ``attempts`` failed tries (pure): exponential backoff,
+    never past the deadline; None once the deadline has passed."""
+    if now >= deadline:
+        return None
+    delay = min(max_seconds, base_seconds * 2 ** max(0, attempts - 1)) * jitter
+    return min(now + timedelta(seconds=delay), deadline)
+
+
+class Sender:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        mailer: Mailer | None = None,
+        templates: Templates | None = None,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = OutboxStore(factory)
+        self.mailer = mailer or mailer_from_settings(settings)
+        self.templates = templates or Templates(settings.outbound.templates_dir or None)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.clock = clock
+        o = settings.outbound
+        self.limits = RateLimits(
+            o.ticket_limit,
+            timedelta(minutes=o.ticket_window_minutes),
+            o.address_limit,
+            timedelta(minutes=o.address_window_minutes),
+        )
+        self.envelope_sender = o.envelope_sender or settings.mail.support_address
+
+    # -- loop -----------------------------------------------------------------------
+
+    def run_once(self, limit: int | None = None, due_before: datetime | None = None) -> SendReport:
+        """Claim one batch of due mail and send it."""
+        report = SendReport()
+        jobs = self.store.claim(
+            self.owner,
+            limit or self.settings.outbound.batch_size,
+            self.settings.outbound.lease_seconds,
+            self.clock(),
+            due_before,
+        )
+        for job in jobs:
+            report.add(self._send(job))
+        return report
+
+    def flush(self, stop: threading.Event | None = None) -> SendReport:
+        """Send what is due now, each mail at most once (what fails again waits for
+        its retry time), until nothing is left or ``stop`` is set."""
+        started = self.clock()
+        total = SendReport()
+        while not (stop is not None and stop.is_set()):
+            report = self.run_once(due_before=started)
+            total.merge(report)
+            if not report.total():
+                break
+        return total
+
+    def release(self) -> int:
+        return self.store.release(self.owner)
+
+    # -- one mail -------------------------------------------------------------------
+
+    def render(self, job: OutboxJob) -> tuple[EmailMessage, dict[str, object]]:
+        """The message as it goes out, and the outgoing article to record."""
+        ctx = MailContext.from_json(job.context)
+        support = self.settings.mail.support_address
+        reply = reply_address(support, ctx.reference, self.settings.outbound.reply_to_plus_address)
+        rendered = self.templates.render(
+            job.kind, job.language, ctx.variables(support_address=support, reply_address=reply)
+        )
+        mail = OutgoingMail(
+            from_name=self.settings.outbound.from_name,
+            from_address=support,
+            to_name=ctx.to_name,
+            to_address=job.recipient,
+            reply_to=reply,
+            subject=rendered.subject,
+            message_id=job.message_id,
+            date=self.clock(),
+            text=rendered.text,
+            html=rendered.html,
+            in_reply_to=ctx.in_reply_to,
+            references=ctx.references,
+            auto_submitted=AUTO_REPLIED if job.kind == ACK else AUTO_GENERATED,
+            language=job.language,
+            ticket_reference=ctx.reference,
+            kind=job.kind,
+        )
+        article: dict[str, object] = {
+            "sender": support,
+            "sender_name": self.settings.outbound.from_name,
+            "reply_to": reply,
+            "subject": rendered.subject,
+            "text": rendered.text,
+            "html": rendered.html,
+            "in_reply_to": [ctx.in_reply_to] if ctx.in_reply_to else [],
+            "references": list(ctx.references),
+        }
+        return build_message(mail), article
+
+    def _send(self, job: OutboxJob) -> str:
+        try:
+            return self._send_one(job)
+        except (OperationalError, DBAPIError):
+            raise
+        except Exception as exc:  # a bug: count it as a try, the deadline ends it
+            log.exception("outbox %s: unexpected error", job.id)
+            return self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", None)
+
+    def _send_one(self, job: OutboxJob) -> str:
+        now = self.clock()
+        facts = self.store.guard_facts(
+            job, now, self.limits.ticket_window, self.limits.address_window
+        )
+        why = guard(facts, self.limits, now)
+        if why is not None:
+            log.info("outbox %s to %s skipped: %s", job.id, job.recipient, why)
+            self.store.mark_final(job, self.owner, OutboxStatus.SKIPPED, why, {})
+            return "skipped"
+        try:
+            message, article = self.render(job)
+        except (RenderError, UnsendableAddress) as exc:
+            log.error("outbox %s cannot be rendered: %s", job.id, exc)
+            self.store.mark_final(job, self.owner, OutboxStatus.FAILED, str(exc), {})
+            return "failed"
+        try:
+            self.mailer.deliver(self.envelope_sender, job.recipient, bytes(message), job.message_id)
+        except DeliveryError as err:
+            if err.permanent:
+                log.warning("outbox %s to %s failed: %s", job.id, job.recipient, err.reason)
+                self.store.mark_final(
+                    job, self.owner, OutboxStatus.FAILED, err.reason, {"smtp_code": err.code}
+                )
+                return "failed"
+            return self._retry_or_fail(job, err.reason, err.code)
+        if not self.store.mark_sent(
+            job, self.owner, via=self.mailer.via, article=article, now=self.clock()
+        ):
+            log.warning(
+                "outbox %s: sent, but its lease had expired and another sender "
+                "took it over (it may be sent twice)",
+                job.id,
+            )
+            return "lost"
+        log.info(
+            "outbox %s: %s to %s sent via %s", job.id, job.kind, job.recipient, self.mailer.via
+        )
+        return "sent"
+
+    def _retry_or_fail(self, job: OutboxJob, reason: str, code: int | None) -> str:
+        o = self.settings.outbound
+        now = self.clock()
+        when = next_attempt(
+            job.attempts,
+            now,
+            job.deadline,
+            o.retry_base_seconds,
+            o.retry_max_seconds,
+            random.uniform(0.8, 1.2),
+        )
+        if when is None:
+            why = f"gave up at the deadline after {job.attempts} attempts; last error: {reason}"
+            log.warning("outbox %s to %s failed: %s", job.id, job.recipient, why)
+            self.store.mark_final(job, self.owner, OutboxStatus.FAILED, why, {"smtp_code": code})
+            return "failed"
+        log.info(
+            "outbox %s to %s: %s; retry at %s",
+            job.id,
+            job.recipient,
+            reason,
+            when.isoformat(timespec="seconds"),
+        )
+        self.store.mark_retry(job, self.owner, reason, when)
+        return "retrying"
