@@ -179,3 +179,15 @@ def test_message_id_helpers() -> None:
     assert normalise_message_id("") is None
     assert normalise_message_id("<>") is None
     assert message_ids("<a@b> <c@d>\r\n <a@b>") == ("a@b", "c@d")
+
+
+def test_encoded_display_name_cannot_pose_as_the_address() -> None:
+    raw = (
+        b"From: =?utf-8?q?ceo=40bank.example?= <mallory@attacker.example>\r\n"
+        b"To: =?utf-8?q?J=C3=BCrgen?= <support@dataandmore.com>, bad address\r\n"
+        b"Subject: hi\r\n\r\nbody\r\n"
+    )
+    parsed = parse_message(raw)
+    assert parsed.sender == "mallory@attacker.example"
+    assert parsed.sender_name == "ceo@bank.example"
+    assert parsed.to == ("support@dataandmore.com",)

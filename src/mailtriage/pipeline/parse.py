@@ -12,6 +12,7 @@ import base64
 import binascii
 import email
 import email.feedparser
+import email.header
 import email.message
 import email.parser
 import email.utils
@@ -334,11 +335,8 @@ def _parse_headers(msg: Message) -> dict[str, Any]:
             head[name] = _header_str(value)
     head.set_payload("")
     parser = mailparser.MailParser(message=head)  # parses in __init__
-    from_ = _addresses(parser.from_)
+    from_ = _raw_addresses(msg, "from")
     sender_name, sender = from_[0] if from_ else ("", "")
-    if not sender:
-        # mail-parser drops an unparsable From; fall back to what email.utils finds.
-        sender_name, sender = email.utils.parseaddr(_header_str(msg.get("from")))
     defects = [
         f"header: {d}" for d in (*parser.address_header_defects, *parser.date_header_defects)
     ]
@@ -349,9 +347,9 @@ def _parse_headers(msg: Message) -> dict[str, Any]:
         "subject": " ".join(str(parser.subject or "").split()),
         "sender": sender.strip().lower(),
         "sender_name": sender_name.strip(),
-        "to": tuple(a for _, a in _addresses(parser.to)),
-        "cc": tuple(a for _, a in _addresses(parser.cc)),
-        "reply_to": tuple(a for _, a in _addresses(parser.reply_to)),
+        "to": tuple(a for _, a in _raw_addresses(msg, "to")),
+        "cc": tuple(a for _, a in _raw_addresses(msg, "cc")),
+        "reply_to": tuple(a for _, a in _raw_addresses(msg, "reply-to")),
         "date": date if isinstance(date, datetime) else None,
         "message_id": normalise_message_id(_header_str(msg.get("message-id"))),
         "in_reply_to": message_ids(_header_str(msg.get("in-reply-to"))),
@@ -364,16 +362,67 @@ def _parse_headers(msg: Message) -> dict[str, Any]:
 # The headers whose decoding we take from mail-parser (it also parses every Received
 # line, which is slow and which we do not need).
 _HEADERS_FOR_MAILPARSER = frozenset({"from", "to", "cc", "reply-to", "subject", "date"})
+# (Addresses themselves are read from the raw headers, see _raw_addresses.)
 
 
-def _addresses(value: Any) -> list[tuple[str, str]]:
+def _raw_addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, lower-cased address) pairs of an address header.
+
+    The addresses come from the header as sent: an address is never an encoded word,
+    and decoding first (as mail-parser does) lets a display name such as
+    ``=?utf-8?q?boss=40bank.example?=`` pose as the address. Only the display
+    names are decoded.
+    """
     result = []
-    for item in value or ():
-        if isinstance(item, tuple | list) and len(item) == 2:
-            name, addr = str(item[0] or ""), str(item[1] or "")
-            if addr:
-                result.append((name, addr.strip().lower()))
+    for key, value in msg.raw_items():
+        if key.lower() != name:
+            continue
+        text = _undo_surrogates(str(value))
+        pairs = email.utils.getaddresses([text])
+        # "alice@example.com <bob@example.com>": the address is the one in <>, the
+        # other is an unquoted display name.
+        posing = set(_POSING_NAME_RE.findall(text)) - set(_ANGLE_ADDR_RE.findall(text))
+        pairs = [(d, a) for d, a in pairs if a not in posing]
+        known = {a.lower() for _, a in pairs}
+        pairs += [("", a) for a in _ANGLE_ADDR_RE.findall(text) if a.lower() not in known]
+        for display, addr in pairs:
+            cleaned = _clean_address(addr)
+            if cleaned:
+                result.append((_decode_words(display), cleaned))
     return result
+
+
+_ANGLE_ADDR_RE = re.compile(r"<([^<>@\s]+@[^<>\s]+)>")
+_POSING_NAME_RE = re.compile(r"([^\s<>,\"]+@[^\s<>,\"]+)\s*<")
+
+
+def _clean_address(addr: str) -> str:
+    """A usable lower-cased address, or "" (no local part, no domain)."""
+    addr = addr.strip().strip(".").lower()
+    if not addr.startswith('"') and any(ch.isspace() for ch in addr):
+        addr = addr.split()[-1]  # "big bug bb@bug.com": unquoted words before it
+    local, _, domain = addr.rpartition("@")
+    if not local or not domain:
+        return ""
+    return addr
+
+
+def _undo_surrogates(value: str) -> str:
+    """8-bit header bytes (RFC 6532 UTF-8, or a legacy charset) as text."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
+def _decode_words(value: str) -> str:
+    try:
+        return " ".join(str(email.header.make_header(email.header.decode_header(value))).split())
+    except (ValueError, LookupError, UnicodeError):
+        return value
 
 
 def _header_str(value: Any) -> str:
