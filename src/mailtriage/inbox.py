@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.blobs import BlobStore
+from mailtriage.store.leases import take_due
 from mailtriage.store.models import Inbound, InboundStatus, utcnow
 
 
@@ -151,28 +152,19 @@ class Inbox:
             (Inbound.status == InboundStatus.PROCESSING) & (Inbound.lease_until < now),
         )
         with self.factory() as session, session.begin():
-            ids = list(
-                session.scalars(
-                    select(Inbound.id)
-                    .where(due)
-                    .order_by(Inbound.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
+            ids = take_due(
+                session,
+                Inbound,
+                due=due,
+                order_by=[Inbound.id],
+                limit=limit,
+                owner=owner,
+                now=now,
+                lease_seconds=lease_seconds,
+                status=InboundStatus.PROCESSING,
             )
             if not ids:
                 return []
-            session.execute(
-                update(Inbound)
-                .where(Inbound.id.in_(ids))
-                .values(
-                    status=InboundStatus.PROCESSING,
-                    lease_owner=owner,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    attempts=Inbound.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
             rows = session.execute(
                 select(
                     Inbound.id,

@@ -21,6 +21,7 @@ from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_a
 from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
+from mailtriage.store.leases import take_due
 from mailtriage.store.models import Article, Event, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
 
@@ -274,28 +275,19 @@ class OutboxStore:
             (Outbox.status == OutboxStatus.SENDING) & (Outbox.lease_until < now),
         )
         with self.factory() as session, session.begin():
-            ids = list(
-                session.scalars(
-                    select(Outbox.id)
-                    .where(due)
-                    .order_by(Outbox.next_attempt_at, Outbox.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
+            ids = take_due(
+                session,
+                Outbox,
+                due=due,
+                order_by=[Outbox.next_attempt_at, Outbox.id],
+                limit=limit,
+                owner=owner,
+                now=now,
+                lease_seconds=lease_seconds,
+                status=OutboxStatus.SENDING,
             )
             if not ids:
                 return []
-            session.execute(
-                update(Outbox)
-                .where(Outbox.id.in_(ids))
-                .values(
-                    status=OutboxStatus.SENDING,
-                    lease_owner=owner,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    attempts=Outbox.attempts + 1,
-                )
-                .execution_options(synchronize_session=False)
-            )
             rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id))
             return [
                 OutboxJob(

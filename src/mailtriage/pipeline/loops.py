@@ -53,6 +53,8 @@ from email.utils import parseaddr
 from functools import cached_property
 from typing import Literal
 
+from mailtriage.pipeline.parse import decode_8bit_header
+
 __all__ = ["LoopKind", "LoopVerdict", "detect_loop"]
 
 LoopKind = Literal["human", "auto_reply", "out_of_office", "bounce", "list", "own"]
@@ -446,17 +448,6 @@ _TNEF_ATT_MESSAGE_CLASS = 0x00078008
 # --------------------------------------------------------------------------- text helpers
 
 
-def _fix_surrogates(value: str) -> str:
-    """Undo ``surrogateescape`` of 8-bit header bytes: UTF-8, else Windows-1252."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
-        return value
-    raw = value.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", "replace")
-
-
 def _fold(value: str, *, keep_lines: bool = False) -> str:
     """Normalise for matching: no accents, casefolded, single spaces."""
     decomposed = unicodedata.normalize("NFKD", value)
@@ -502,17 +493,17 @@ def _header_text(value: object) -> str:
 def _decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words; unknown charsets and bad base64 degrade."""
     if "=?" not in value:
-        return _fix_surrogates(value)
+        return decode_8bit_header(value)
     try:
         chunks = decode_header(value)
     except (HeaderParseError, LookupError, ValueError, TypeError, IndexError):
-        return _fix_surrogates(value)
+        return decode_8bit_header(value)
     out: list[str] = []
     for chunk, charset in chunks:
         if isinstance(chunk, str):
-            out.append(_fix_surrogates(chunk))
+            out.append(decode_8bit_header(chunk))
         elif charset is None:
-            out.append(_fix_surrogates(chunk.decode("raw-unicode-escape", "replace")))
+            out.append(decode_8bit_header(chunk.decode("raw-unicode-escape", "replace")))
         else:
             out.append(_decode_bytes(chunk, charset))
     return "".join(out)
@@ -607,7 +598,7 @@ def _content_type_of(headers: list[tuple[str, str]], default: str) -> tuple[str,
     raw = _first(headers, "content-type")
     if raw is None:
         return default, ""
-    main, _, params = _fix_surrogates(raw).partition(";")
+    main, _, params = decode_8bit_header(raw).partition(";")
     ctype = re.sub(r"\([^)]*\)|\s", "", main).casefold()
     if ctype.count("/") != 1:
         ctype = "text/plain"
@@ -730,7 +721,7 @@ def _dsn_blocks(part: Message) -> list[dict[str, str]]:
     for child in children:
         fields: dict[str, str] = {}
         for name, value in _raw_headers(child):
-            fields.setdefault(name, _fix_surrogates(value).strip())
+            fields.setdefault(name, decode_8bit_header(value).strip())
         if fields:
             blocks.append(fields)
     known = ("action", "final-recipient", "status", "disposition", "feedback-type")
@@ -785,7 +776,7 @@ class _Mail:
     # headers ---------------------------------------------------------------
     def get(self, name: str) -> str | None:
         value = _first(self.headers, name)
-        return None if value is None else _fix_surrogates(value)
+        return None if value is None else decode_8bit_header(value)
 
     def has(self, name: str) -> bool:
         return any(key == name for key, _ in self.headers)
@@ -924,7 +915,7 @@ def _returned_message_id(mail: _Mail) -> str | None:
             for child in _subparts(part.msg):
                 value = _first(_raw_headers(child), "message-id")
                 if value:
-                    return _normalise_msgid(_fix_surrogates(value))
+                    return _normalise_msgid(decode_8bit_header(value))
             text = _decode_bytes(_payload_bytes(part.msg), "utf-8")
         else:
             text = part.text()

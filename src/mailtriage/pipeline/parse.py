@@ -377,7 +377,7 @@ def _raw_addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     for key, value in msg.raw_items():
         if key.lower() != name:
             continue
-        text = _undo_surrogates(str(value))
+        text = decode_8bit_header(str(value))
         pairs = email.utils.getaddresses([text])
         # "alice@example.com <bob@example.com>": the address is the one in <>, the
         # other is an unquoted display name.
@@ -407,7 +407,7 @@ def _clean_address(addr: str) -> str:
     return addr
 
 
-def _undo_surrogates(value: str) -> str:
+def decode_8bit_header(value: str) -> str:
     """8-bit header bytes (RFC 6532 UTF-8, or a legacy charset) as text."""
     if not any("\udc80" <= ch <= "\udcff" for ch in value):
         return value
