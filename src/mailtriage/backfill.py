@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from mailtriage.app import App
 from mailtriage.inbox import Accepted, Incoming
-from mailtriage.intake.files import FileMessage, check_paths, iter_messages
+from mailtriage.intake.files import FileMessage, check_paths, is_mbox, iter_messages
 from mailtriage.store.models import Inbound, InboundStatus
 from mailtriage.worker import POOL_THRESHOLD
 
@@ -51,9 +51,13 @@ def import_paths(
     and counts the messages as duplicates.
     """
     check_paths(paths)
+    worker = app.worker()
+    if any(path.is_dir() or is_mbox(path) for path in paths):
+        # Many messages to come: let the pool processes load (rules, language model)
+        # while this thread reads and accepts the first files.
+        worker.start_pool()
     report = ImportReport()
     mine: list[int] = []
-    worker = app.worker()
     reading_done = threading.Event()
     failure: list[BaseException] = []
 
@@ -83,7 +87,7 @@ def import_paths(
             batch.clear()
             accepted = app.inbox.record(stored)
             if report.read >= POOL_THRESHOLD:
-                worker.start_pool()
+                worker.start_pool()  # no-op when it is already running
             _count_accepted(report, accepted, mine)
             if on_read:
                 on_read(len(accepted))

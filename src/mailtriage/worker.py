@@ -312,7 +312,7 @@ class Worker:
             # forkserver: children fork from a clean server that has already imported
             # the pipeline, not from this process with its threads and connections.
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["mailtriage.app"])
+            ctx.set_forkserver_preload(["mailtriage.app", "mailtriage.pipeline.preload"])
             self._pool = ProcessPoolExecutor(
                 max_workers=self._processes(),
                 mp_context=ctx,

@@ -70,10 +70,18 @@ def _walk_dir(root: Path) -> Iterator[FileMessage]:
                 yield from _read_mbox(path)
 
 
-def _read_file(path: Path) -> Iterator[FileMessage]:
+def is_mbox(path: Path) -> bool:
+    """An mbox file: it starts with a "From " line (or has an mbox suffix)."""
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in MBOX_SUFFIXES:
+        return True
     with path.open("rb") as fh:
-        head = fh.read(5)
-    if head == b"From ":
+        return fh.read(5) == b"From "
+
+
+def _read_file(path: Path) -> Iterator[FileMessage]:
+    if is_mbox(path):
         yield from _read_mbox(path)
     else:
         yield FileMessage(path.read_bytes(), f"file:{path}")

@@ -44,15 +44,6 @@ class Analysis:
     ocr_text: tuple[tuple[str, str], ...] = ()  # (attachment sha256, text) of screenshots
 
 
-class StageError(Exception):
-    """A permanent failure in a named stage (the message goes to quarantine)."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(reason)
-        self.stage = stage
-        self.reason = reason
-
-
 def analyse(
     raw: RawInput, options: AnalysisOptions, envelope_sender: str | None = None
 ) -> Analysis:
