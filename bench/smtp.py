@@ -145,15 +145,15 @@ def throughput(port: int, clients: int, size: int, count: int, tag: str) -> floa
 
 class Daemon:
     def __init__(
-        self, workdir: Path, database_url: str, worker: bool, processes: int | None = None
+        self, workdir: Path, database_url: str, worker: bool, nice: int | None = None
     ) -> None:
         config = workdir / "bench.toml"
-        pool = "" if processes is None else f"processes = {processes}\n"
+        service = "" if nice is None else f"[service]\nworker_nice = {nice}\n"
         config.write_text(
             f'[database]\nurl = "{database_url}"\n'
             f'[storage]\ndir = "{workdir / "var"}"\n'
-            f"[worker]\nenabled = {'true' if worker else 'false'}\n{pool}"
-            f"[smtp]\nport = 0\nmax_connections = 200\n",
+            f"[worker]\nenabled = {'true' if worker else 'false'}\n"
+            f"[smtp]\nport = 0\nmax_connections = 200\n{service}",
             encoding="utf-8",
         )
         self.log = workdir / "daemon.log"
@@ -183,7 +183,9 @@ class Daemon:
         self.proc.wait(60)
 
 
-def latency(port: int, database_url: str, rate: float, seconds: float) -> list[float]:
+def latency(
+    port: int, database_url: str, rate: float, seconds: float, tag: str = "steady"
+) -> list[float]:
     """Send at a steady ``rate``; seconds from each 250 to its ticket's commit."""
     import sqlalchemy as sa
 
@@ -199,7 +201,7 @@ def latency(port: int, database_url: str, rate: float, seconds: float) -> list[f
                 delay = start + n / rate - time.time()
                 if delay > 0:
                     time.sleep(delay)  # the schedule: message n leaves at start + n/rate
-                raw = message(5 * 1024, n, "steady")
+                raw = message(5 * 1024, n, tag)
                 client.mail("bench@firma.example")
                 client.rcpt(SUPPORT)
                 code, reply = client.data(raw)
@@ -263,6 +265,12 @@ def main() -> None:
         help="measure intake alone (worker disabled in the daemon)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="measurements per server")
+    parser.add_argument(
+        "--worker-nice", type=int, default=None, help="service.worker_nice (default: config's)"
+    )
+    parser.add_argument(
+        "--skip-throughput", action="store_true", help="only the latency measurement"
+    )
     parser.add_argument("--bare-server", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
@@ -279,7 +287,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mt-smtp-bench-") as tmp:
         work = Path(tmp)
         runs = iter(range(1 << 30))
-        for label, size, count in sizes:
+        for label, size, count in [] if args.skip_throughput else sizes:
             bare_rates, our_rates = [], []
             for _ in range(args.rounds):
                 bare_rates.append(bare_rate(work / f"run{next(runs)}", args.clients, size, count))
@@ -294,9 +302,11 @@ def main() -> None:
         latency_dir = work / "latency"
         latency_dir.mkdir()
         db = args.database_url or f"sqlite:///{latency_dir / 'mailtriage.db'}"
-        daemon = Daemon(latency_dir, db, worker=True)
+        daemon = Daemon(latency_dir, db, worker=True, nice=args.worker_nice)
         try:
             _drain(db)  # a shared database may hold the throughput runs' backlog
+            # Warm up (worker start, parser pool, caches), unmeasured: steady state only.
+            latency(daemon.port, db, args.rate, 3.0, tag="warm")
             lat = latency(daemon.port, db, args.rate, args.seconds)
         finally:
             daemon.stop()
@@ -325,7 +335,7 @@ def daemon_rate(work: Path, args: argparse.Namespace, clients: int, size: int, c
     """messages/s of a fresh `mailtriage run` (its own storage and, default, database)."""
     work.mkdir(parents=True)
     db = args.database_url or f"sqlite:///{work / 'mailtriage.db'}"
-    daemon = Daemon(work, db, worker=not args.no_worker)
+    daemon = Daemon(work, db, worker=not args.no_worker, nice=args.worker_nice)
     try:
         return throughput(daemon.port, clients, size, count, f"mt-{work.name}")
     finally:

@@ -37,11 +37,15 @@ def require_binary(name: str) -> str:
     )
     if path:
         return path
-    why = f"`{name}` is not installed (apt-get install {_PACKAGES.get(name, name)})"
+    cannot_run(f"`{name}` is not installed (apt-get install {_PACKAGES.get(name, name)})")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def cannot_run(why: str) -> None:
+    """Skip, except in CI (``CI=true``): there these tests must run."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{why}, and in CI these tests must run")
     pytest.skip(why)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 _PACKAGES = {"dovecot": "dovecot-imapd", "swaks": "swaks", "openssl": "openssl"}
@@ -121,6 +125,8 @@ class Dovecot:
 
     def __init__(self, *, oauth2_introspection_url: str = "") -> None:
         self.binary = require_binary("dovecot")
+        if os.geteuid() != 0:
+            cannot_run("the Dovecot fixture runs Dovecot as root (it switches to its users)")
         self.dir = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))  # short: sockets
         os.chmod(self.dir, 0o755)
         for sub in ("run", "state", "home"):

@@ -348,14 +348,17 @@ def test_reconnects_after_the_server_restarts(make_app: AppFactory) -> None:
         thread = threading.Thread(target=p.run_forever, args=(stop,))
         thread.start()
         try:
-            assert p.connected.wait(10)
+            # Appends wait until the poller idles: Dovecot can miss a message that is
+            # committed while IDLE starts, until its next check (the poll interval).
+            assert p.idling.wait(10)
             append(server, user, mail(subject="vor dem Neustart"))
             wait_for(lambda: counts(app)[0] == 1, what="the first message")
             server.stop()
             wait_for(lambda: not p.connected.is_set(), what="the poller to notice")
             server.start()
+            assert p.connected.wait(10) and p.idling.wait(10)  # it reconnected by itself
             append(server, user, mail(subject="nach dem Neustart"))
-            wait_for(lambda: counts(app)[0] == 2, timeout=10, what="the reconnect")
+            wait_for(lambda: counts(app)[0] == 2, timeout=10, what="the new message")
         finally:
             stop.set()
             thread.join(10)

@@ -191,3 +191,14 @@ def test_encoded_display_name_cannot_pose_as_the_address() -> None:
     assert parsed.sender == "mallory@attacker.example"
     assert parsed.sender_name == "ceo@bank.example"
     assert parsed.to == ("support@dataandmore.com",)
+
+
+def test_raw_utf8_headers_are_read_as_utf8() -> None:
+    raw = (
+        "From: Jürgen <jürgen@kunde.example>\r\nSubject: Grüße, Anmeldung klappt nicht\r\n"
+        "\r\nbody\r\n"
+    ).encode()
+    parsed = parse_message(raw)
+    assert parsed.subject == "Grüße, Anmeldung klappt nicht"
+    assert parsed.sender == "jürgen@kunde.example"
+    assert parsed.sender_name == "Jürgen"

@@ -66,6 +66,7 @@ class WorkerProcess:
         self.owner = ""
         self.restarts = 0
         self._wake_w: Connection | None = None
+        self._wake_lock = threading.Lock()  # wake() runs on intake threads, restarts here
         self._started = 0.0
         self._next_start = 0.0
 
@@ -82,17 +83,16 @@ class WorkerProcess:
         self.process.start()
         reader.close()
         os.set_blocking(writer.fileno(), False)
-        self._wake_w = writer
+        with self._wake_lock:
+            self._wake_w = writer
         self._started = time.monotonic()
         log.info("worker %s started (pid %s)", self.owner, self.process.pid)
 
     def wake(self) -> None:
         """Never blocks: a full pipe means the worker has a wake-up pending anyway."""
-        writer = self._wake_w
-        if writer is None:
-            return
-        with contextlib.suppress(OSError, ValueError):  # full, or the worker is gone
-            os.write(writer.fileno(), b"w")
+        with self._wake_lock, contextlib.suppress(OSError, ValueError):
+            if self._wake_w is not None:  # full, or the worker is gone: nothing to do
+                os.write(self._wake_w.fileno(), b"w")
 
     def watch(self) -> None:
         """Restart the worker if it died (called by the main thread, not while stopping)."""
@@ -144,9 +144,10 @@ class WorkerProcess:
         return clean
 
     def _close_pipe(self) -> None:
-        if self._wake_w is not None:
-            self._wake_w.close()
-            self._wake_w = None
+        with self._wake_lock:
+            if self._wake_w is not None:
+                self._wake_w.close()
+                self._wake_w = None
 
 
 class _ChildStop(threading.Event):
@@ -199,6 +200,7 @@ class _ChildStop(threading.Event):
 def worker_main(settings: Settings, owner: str, wake: Connection, log_level: int) -> None:
     """Body of the worker process: run the worker until SIGTERM or the daemon is gone."""
     from mailtriage.ops.logs import setup_logging
+    from mailtriage.pipeline.analyse import warm_up
 
     # Ctrl-C reaches the whole process group; the daemon decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -209,6 +211,10 @@ def worker_main(settings: Settings, owner: str, wake: Connection, log_level: int
     with App.from_settings(settings) as app:
         worker = Worker(app.inbox, app.factory, app.blobs, settings, owner=owner)
         try:
+            # Load rules, language model and parser processes now: the first messages
+            # should not wait seconds for them.
+            warm_up(worker.processor.options)
+            worker.start_pool()
             worker.run_forever(stop)
         finally:
             worker.close()  # releases whatever it still leases

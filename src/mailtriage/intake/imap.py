@@ -249,6 +249,9 @@ class ImapPoller:
         """Take in every pending message of the folder, oldest first."""
         acc = self.account
         info = client.select_folder(acc.folder)
+        announced = _untagged(client)
+        for kind in _NEWS:  # the SELECT's counts: the SEARCH below sees all of that
+            announced.pop(kind, None)
         uidvalidity = int(info[b"UIDVALIDITY"])
         last = self._cursor(uidvalidity)
         stats = PollStats(uidvalidity=uidvalidity, last_uid=last)
@@ -511,9 +514,17 @@ class ImapPoller:
     def _idle(self, client: IMAPClient, stop: threading.Event) -> None:
         """Return when the server reports new mail, on ``stop``, or to re-sync."""
         renew = time.monotonic() + min(IDLE_RENEW_SECONDS, self.account.poll_interval_seconds)
+        # Mail that arrived while we were busy is announced ("* 5 EXISTS") along with
+        # the answers to our own commands, where imaplib files it away and idle_check()
+        # never looks. sync() forgets them after its SELECT; any seen since are news.
+        pending = _untagged(client)
+        if any(kind in pending for kind in _NEWS):
+            return
         client.idle()
         self.idling.set()
         try:
+            if any(kind in pending for kind in _NEWS):  # announced before "+ idling"
+                return
             while not stop.is_set() and time.monotonic() < renew:
                 started = time.monotonic()
                 responses = client.idle_check(timeout=STOP_CHECK_SECONDS)
@@ -526,6 +537,15 @@ class ImapPoller:
         finally:
             self.idling.clear()
             client.idle_done()
+
+
+_NEWS = ("EXISTS",)  # "* 0 RECENT" follows our own MOVEs: no news
+
+
+def _untagged(client: IMAPClient) -> dict[str, Any]:
+    """imaplib's store of untagged responses not yet consumed (empty if it has none)."""
+    store = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    return store if isinstance(store, dict) else {}
 
 
 def _is_news(response: Any) -> bool:

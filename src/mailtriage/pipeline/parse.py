@@ -330,9 +330,9 @@ def _parse_headers(msg: Message) -> dict[str, Any]:
     # mail-parser decodes the headers; it gets them without the body (and without
     # the MIME headers that would make it walk one), since the body is ours.
     head = email.message.Message()
-    for name, value in msg.items():
+    for name, value in msg.raw_items():
         if name.lower() in _HEADERS_FOR_MAILPARSER:
-            head[name] = _header_str(value)
+            head[name] = decode_8bit_header(str(value))  # SMTPUTF8 / RFC 6532 headers
     head.set_payload("")
     parser = mailparser.MailParser(message=head)  # parses in __init__
     from_ = _raw_addresses(msg, "from")
