@@ -9,7 +9,11 @@ from pathlib import Path
 
 
 class BlobStore:
-    """Immutable blobs under ``root/ab/cd/<sha256>``.
+    """Immutable blobs under ``root/ab/<sha256>``.
+
+    One level of 256 directories: small enough directories for millions of
+    blobs, and after the first few hundred writes no write creates a directory (each
+    new directory costs two more fsyncs before a message may be acknowledged).
 
     Writing the same bytes twice is a no-op, so writers never need to coordinate
     (several processes or instances may share the directory).
@@ -21,7 +25,7 @@ class BlobStore:
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / sha256[:2] / sha256
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
@@ -51,8 +55,7 @@ class BlobStore:
             raise
         if durable:
             _fsync_dir(target.parent)
-            if new_dirs:  # the new directory entries must survive a crash too
-                _fsync_dir(target.parent.parent)
+            if new_dirs:  # the new directory entry must survive a crash too
                 _fsync_dir(self.root)
         return sha
 
