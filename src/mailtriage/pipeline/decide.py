@@ -21,6 +21,15 @@ class Known:
     # automated mail only: the ticket of OUR outgoing mail it answers (bounce, OOO)
     our_ticket_id: int | None = None
     our_message_id: str | None = None
+    # The thread ticket was found through another message that refers to the same
+    # (not yet stored) Message-ID: a sibling reply that arrived before the parent.
+    thread_via_reference: bool = False
+    # This message's own key, and tickets opened by replies to it that arrived before
+    # it (their first inbound article refers to it), still untouched by a human.
+    message_key: str | None = None
+    early_reply_ticket_ids: tuple[int, ...] = ()
+    # Such tickets that must stay as they are: (ticket id, why).
+    early_reply_kept: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,10 @@ class Decision:
     # "ignore" of an automatic answer to our mail: note it (an event) on ticket_id,
     # which stays as it is (no reopening). The loop kind: out_of_office, auto_reply, bounce.
     note: str | None = None
+    # "create" / "append": tickets opened by early replies to this message, merged into
+    # the ticket this message lands in (articles moved, the old ticket "merged").
+    merge_ticket_ids: tuple[int, ...] = ()
+    merge_reason: str | None = None
 
 
 # Automatic answers to our mail that are worth a note on the ticket.
@@ -76,11 +89,29 @@ def decide(
             "a message with this Message-ID but different content is already stored; "
             "kept as a new message",
         )
-    if known.thread_ticket_id is not None:
+    target = known.thread_ticket_id
+    merge = tuple(t for t in dict.fromkeys(known.early_reply_ticket_ids) if t != target)
+    why = f"reply arrived before its parent <{known.message_key}>"
+    adopted = tuple(f"merges ticket {t}: {why}" for t in merge)
+    kept = tuple(
+        f"ticket {t} refers to this message but is kept: {note}"
+        for t, note in known.early_reply_kept
+        if t != target
+    )
+    if target is not None:
+        via = " (as an earlier reply to it does)" if known.thread_via_reference else ""
         return Decision(
             "append",
-            ticket_id=known.thread_ticket_id,
-            reasons=(f"refers to <{known.thread_message_id}>",),
+            ticket_id=target,
+            reasons=(f"refers to <{known.thread_message_id}>{via}", *adopted, *kept),
             warnings=warnings,
+            merge_ticket_ids=merge,
+            merge_reason=why if merge else None,
         )
-    return Decision("create", reasons=("no known message referenced",), warnings=warnings)
+    return Decision(
+        "create",
+        reasons=("no known message referenced", *adopted, *kept),
+        warnings=warnings,
+        merge_ticket_ids=merge,
+        merge_reason=why if merge else None,
+    )

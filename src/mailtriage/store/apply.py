@@ -2,6 +2,13 @@
 
 Lookups -> pure decide() -> writes, and the inbound row is marked done in the same
 transaction, guarded by the worker's lease: either everything happened or nothing.
+
+Messages of one thread can be stored out of order (pool processes, relays, an mbox
+not sorted by date). A reply stored before its parent opens its own ticket; when the
+parent comes, it adopts that ticket (merge: articles moved, the old ticket "merged")
+unless a human has touched it. ``article_ref`` (one row per Message-ID, UNIQUE) finds
+those tickets, and makes two messages of one thread stored concurrently collide: the
+loser gets an IntegrityError, the worker retries it, and then it sees the winner.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailtriage.outbound.ack import NO_ACK, OutboundPolicy
@@ -19,6 +26,7 @@ from mailtriage.pipeline.decide import Decision, Known, decide, message_key, thr
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.store.models import (
     Article,
+    ArticleRef,
     Attachment,
     Contact,
     Event,
@@ -29,6 +37,7 @@ from mailtriage.store.models import (
     Ticket,
     utcnow,
 )
+from mailtriage.store.outbound_models import Outbox, OutboxStatus
 
 
 class LeaseLost(Exception):
@@ -75,12 +84,14 @@ def apply_analysis(
         _add_article(session, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
         _event(session, ticket.id, inbound_id, "created", parsed, decision, analysis)
         queue_ack(session, ticket, inbound_id, parsed, analysis.classification, policy)
+        _merge(session, decision, ticket.id, inbound_id)
     elif decision.action == "append":
         assert decision.ticket_id is not None
-        ticket_id = decision.ticket_id
+        ticket_id = _live_ticket(session, decision.ticket_id)
         _add_article(session, ticket_id, inbound_id, parsed, dict(analysis.ocr_text))
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=utcnow()))
         _event(session, ticket_id, inbound_id, "article_added", parsed, decision, analysis)
+        _merge(session, decision, ticket_id, inbound_id)
     elif decision.action == "ignore" and decision.note and our is not None:
         ticket_id = our.ticket_id  # noted, not reopened: status and updated_at stay
         note_automated_answer(session, ticket_id, inbound_id, parsed, analysis.loop, our, policy)
@@ -114,7 +125,207 @@ def lookup_known(session: Session, parsed: ParsedMessage) -> Known:
             if ident in found:
                 thread_ticket, thread_mid = found[ident], ident
                 break
-    return Known(duplicate, other, thread_ticket, thread_mid)
+    via_reference = False
+    if candidates and thread_ticket is None and parsed.sender:
+        # Not stored yet, but an earlier reply to it from the same sender is: join
+        # that reply's ticket (a reply from someone else opens its own; the parent
+        # adopts both when it comes).
+        referring = {
+            ident: ticket_id
+            for ident, ticket_id in session.execute(
+                select(ArticleRef.message_key, Article.ticket_id)
+                .join(Article, Article.id == ArticleRef.article_id)
+                .where(
+                    ArticleRef.message_key.in_(candidates),
+                    func.lower(Article.sender) == parsed.sender.lower(),
+                )
+                .order_by(Article.id.desc())  # the earliest wins
+            )
+        }
+        for ident in candidates:
+            if ident in referring:
+                thread_ticket, thread_mid, via_reference = referring[ident], ident, True
+                break
+    early, kept = _early_replies(session, key)
+    return Known(
+        duplicate,
+        other,
+        thread_ticket,
+        thread_mid,
+        thread_via_reference=via_reference,
+        message_key=key,
+        early_reply_ticket_ids=early,
+        early_reply_kept=kept,
+    )
+
+
+def _early_replies(
+    session: Session, key: str
+) -> tuple[tuple[int, ...], tuple[tuple[int, str], ...]]:
+    """Tickets opened by a reply to ``key`` stored before it: (adoptable, kept with why).
+
+    A ticket counts when its first inbound article (the one its "created" event
+    names) refers to ``key``; it is adoptable while it is "new" and no human changed
+    it (no correction, no event by anyone but the system).
+    """
+    rows = session.execute(
+        select(Article.ticket_id, Article.inbound_id, Ticket.status)
+        .join(ArticleRef, ArticleRef.article_id == Article.id)
+        .join(Ticket, Ticket.id == Article.ticket_id)
+        .where(
+            ArticleRef.message_key == key,
+            Article.message_key != key,
+            Article.direction == "in",
+            Article.inbound_id.is_not(None),
+        )
+    ).all()
+    if not rows:
+        return (), ()
+    ticket_ids = sorted({r.ticket_id for r in rows})
+    opened = set(
+        session.execute(
+            select(Event.ticket_id, Event.inbound_id).where(
+                Event.ticket_id.in_(ticket_ids), Event.kind == "created"
+            )
+        ).all()
+    )
+    status = {r.ticket_id: r.status for r in rows if (r.ticket_id, r.inbound_id) in opened}
+    human: dict[int, str] = {}
+    for ticket_id, kind, actor in session.execute(
+        select(Event.ticket_id, Event.kind, Event.actor)
+        .where(
+            Event.ticket_id.in_(list(status)),
+            or_(Event.kind == "corrected", Event.actor != "system"),
+        )
+        .order_by(Event.id)
+    ):
+        if ticket_id is not None:
+            human.setdefault(ticket_id, f"{kind} by {actor}")
+    adopt: list[int] = []
+    kept: list[tuple[int, str]] = []
+    for ticket_id in sorted(status):
+        if status[ticket_id] != "new":
+            kept.append((ticket_id, f"status {status[ticket_id]}"))
+        elif ticket_id in human:
+            kept.append((ticket_id, human[ticket_id]))
+        else:
+            adopt.append(ticket_id)
+    return tuple(adopt), tuple(kept)
+
+
+def _live_ticket(session: Session, ticket_id: int) -> int:
+    """The ticket to append to, locked (PostgreSQL): a merged ticket's successor.
+
+    The lock orders an append against a concurrent merge of the same ticket: whoever
+    comes second sees what the first committed.
+    """
+    for _ in range(20):  # a chain of merges is short; never loop forever
+        status = session.scalar(
+            select(Ticket.status).where(Ticket.id == ticket_id).with_for_update()
+        )
+        into = _merged_into(session, ticket_id) if status == "merged" else None
+        if into is None:
+            return ticket_id
+        ticket_id = into
+    return ticket_id
+
+
+def _merged_into(session: Session, ticket_id: int) -> int | None:
+    for detail in session.scalars(
+        select(Event.detail)
+        .where(Event.ticket_id == ticket_id, Event.kind == "merged")
+        .order_by(Event.id.desc())
+    ):
+        into = (detail or {}).get("into")
+        if isinstance(into, int):
+            return into
+    return None
+
+
+def _merge(session: Session, decision: Decision, into: int, inbound_id: int) -> list[int]:
+    """Merge the tickets of early replies into ``into``: their articles (and so the
+    attachments) move, each becomes "merged" with an event on both tickets, and an
+    acknowledgement still waiting in the outbox is skipped (a sent one stays sent)."""
+    merged: list[int] = []
+    reason = decision.merge_reason or "merged"
+    now = utcnow()
+    for old in decision.merge_ticket_ids:
+        if old == into:  # the append target was itself merged into this ticket
+            continue
+        # Guarded and locking: a ticket a human or another worker changed meanwhile
+        # is left alone.
+        result = session.execute(
+            update(Ticket)
+            .where(Ticket.id == old, Ticket.status == "new")
+            .values(status="merged", updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            continue
+        moved = session.execute(
+            select(Article.id, Article.inbound_id).where(Article.ticket_id == old)
+        ).all()
+        session.execute(
+            update(Article)
+            .where(Article.ticket_id == old)
+            .values(ticket_id=into)
+            .execution_options(synchronize_session=False)
+        )
+        inbound_ids = [i for _, i in moved if i is not None]
+        if inbound_ids:
+            session.execute(
+                update(Inbound)
+                .where(Inbound.id.in_(inbound_ids))
+                .values(ticket_id=into)
+                .execution_options(synchronize_session=False)
+            )
+        mails = []
+        for outbox_id, kind, status in session.execute(
+            select(Outbox.id, Outbox.kind, Outbox.status).where(Outbox.ticket_id == old)
+        ):
+            if status == OutboxStatus.PENDING:
+                session.execute(
+                    update(Outbox)
+                    .where(Outbox.id == outbox_id, Outbox.status == OutboxStatus.PENDING)
+                    .values(
+                        status=OutboxStatus.SKIPPED,
+                        last_error=f"not sent: ticket merged into ticket {into} ({reason})",
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                status = OutboxStatus.SKIPPED
+            mails.append({"outbox": outbox_id, "kind": kind, "status": status})
+        session.add(
+            Event(
+                ticket_id=old,
+                inbound_id=inbound_id,
+                kind="merged",
+                detail={
+                    "into": into,
+                    "reason": reason,
+                    "articles": [a for a, _ in moved],
+                    "outbox": mails,
+                },
+            )
+        )
+        session.add(
+            Event(
+                ticket_id=into,
+                inbound_id=inbound_id,
+                kind="merged",
+                detail={"from": old, "reason": reason, "articles": [a for a, _ in moved]},
+            )
+        )
+        merged.append(old)
+    if merged:
+        session.execute(
+            update(Ticket)
+            .where(Ticket.id == into)
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.flush()
+    return merged
 
 
 def _create_ticket(
@@ -214,6 +425,29 @@ def _add_article(
         for att in parsed.attachments
     ]
     session.add(article)
+    session.flush()
+    _add_refs(session, article.id, (article.message_key, *thread_candidates(parsed)))
+
+
+def _add_refs(session: Session, article_id: int, keys: tuple[str, ...]) -> None:
+    """The article's rows: ``first`` where no article carried the Message-ID before.
+    Two messages of one thread stored at the same moment both claim ``first`` for the
+    Message-ID they share: one fails with an IntegrityError, the worker retries it,
+    and then it sees the other."""
+    wanted = [k for k in dict.fromkeys(keys) if k and len(k) <= 1000]
+    if not wanted:
+        return
+    carried = set(
+        session.scalars(
+            select(ArticleRef.message_key).where(
+                ArticleRef.message_key.in_(wanted), ArticleRef.first.is_(True)
+            )
+        )
+    )
+    session.add_all(
+        ArticleRef(article_id=article_id, message_key=k, first=None if k in carried else True)
+        for k in wanted
+    )
     session.flush()
 
 

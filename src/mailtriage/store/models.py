@@ -235,3 +235,25 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_event_ticket", "ticket_id"),)
+
+
+class ArticleRef(Base):
+    """One row per inbound article and Message-ID it carries: its own, In-Reply-To
+    and References. Finds the tickets opened by replies that arrived before their
+    parent (the parent adopts them).
+
+    ``first`` is True on the row of the first article that carried a Message-ID, NULL
+    on the others; UNIQUE (message_key, first) (NULLs never collide) makes two
+    messages of one thread stored at the same moment collide: one fails with an
+    IntegrityError, is retried, and then sees the other. The ticket is the article's
+    (articles move when tickets are merged, the rows follow them).
+    """
+
+    __tablename__ = "article_ref"
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("article.id", ondelete="CASCADE"), primary_key=True
+    )
+    message_key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    first: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+    __table_args__ = (UniqueConstraint("message_key", "first", name="uq_article_ref_first"),)
