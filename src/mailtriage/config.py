@@ -280,20 +280,29 @@ class Settings:
 T = TypeVar("T")
 
 
+def read_toml(file: Path, error: type[Exception]) -> dict[str, Any]:
+    """A TOML file as a dict; any problem is ``error`` naming the file, one line."""
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{file}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{file}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise error(f"{file}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{file}: not UTF-8 text: {exc}") from None
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read the config file (argument, else $MAILTRIAGE_CONFIG, else defaults) + env."""
     path = path or os.environ.get(ENV_CONFIG) or None
     data: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {file}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: invalid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+        if not file.exists():
+            raise ConfigError(f"config file not found: {file}")
+        data = read_toml(file, ConfigError)
     settings = settings_from_dict(data)
     settings = dataclasses.replace(settings, source=str(path or ""))
     return apply_env(settings, os.environ)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.blobs import BlobStore
-from mailtriage.store.leases import take_due
+from mailtriage.store.leases import release_all, take_due
 from mailtriage.store.models import Inbound, InboundStatus, utcnow
 
 
@@ -223,18 +223,13 @@ class Inbox:
     def release(self, owner: str) -> int:
         """Hand back every lease of ``owner`` (clean shutdown): due again at once."""
         with self.factory() as session, session.begin():
-            result = session.execute(
-                update(Inbound)
-                .where(Inbound.lease_owner == owner, Inbound.status == InboundStatus.PROCESSING)
-                .values(
-                    status=InboundStatus.RECEIVED,
-                    lease_owner=None,
-                    lease_until=None,
-                    attempts=Inbound.attempts - 1,
-                )
-                .execution_options(synchronize_session=False)
+            return release_all(
+                session,
+                Inbound,
+                owner=owner,
+                leased_status=InboundStatus.PROCESSING,
+                back_status=InboundStatus.RECEIVED,
             )
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def retry(self, inbound_id: int) -> bool:
         """Send a quarantined message through the pipeline again."""

@@ -18,11 +18,12 @@ subject, two keywords, or one keyword and the category are.
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mailtriage.config import read_toml
 
 __all__ = ["KbArticle", "KbError", "KbIndex", "KbMatch", "load_index", "match_articles"]
 
@@ -142,14 +143,7 @@ def _significant(word: str) -> bool:
 def load_index(path: str | Path) -> KbIndex:
     """Read and check an index file; raises KbError naming the file and the field."""
     file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KbError(f"{file}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise KbError(f"{file}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise KbError(f"{file}: cannot read: {exc.strerror}") from None
+    data = read_toml(file, KbError)
     raw = data.get("articles", [])
     if not isinstance(raw, list):
         raise KbError(f"{file}: articles: expected an array of tables ([[articles]])")

@@ -21,7 +21,7 @@ from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_a
 from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
-from mailtriage.store.leases import take_due
+from mailtriage.store.leases import release_all, take_due
 from mailtriage.store.models import Article, Event, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
 
@@ -444,18 +444,13 @@ class OutboxStore:
     def release(self, owner: str) -> int:
         """Hand back every lease of ``owner`` (clean shutdown): due again at once."""
         with self.factory() as session, session.begin():
-            result = session.execute(
-                update(Outbox)
-                .where(Outbox.lease_owner == owner, Outbox.status == OutboxStatus.SENDING)
-                .values(
-                    status=OutboxStatus.PENDING,
-                    lease_owner=None,
-                    lease_until=None,
-                    attempts=Outbox.attempts - 1,
-                )
-                .execution_options(synchronize_session=False)
+            return release_all(
+                session,
+                Outbox,
+                owner=owner,
+                leased_status=OutboxStatus.SENDING,
+                back_status=OutboxStatus.PENDING,
             )
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def retry(self, outbox_id: int, deadline: datetime, now: datetime | None = None) -> bool:
         """A failed or skipped mail: due again now, with a new deadline."""

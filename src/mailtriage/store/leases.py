@@ -55,3 +55,22 @@ def take_due(
             .execution_options(synchronize_session=False)
         )
     return ids
+
+
+def release_all(
+    session: Session, model: Any, *, owner: str, leased_status: str, back_status: str
+) -> int:
+    """Hand back every lease of ``owner`` (clean shutdown): the rows are due again at
+    once, and the taking does not count as an attempt."""
+    result = session.execute(
+        update(model)
+        .where(model.lease_owner == owner, model.status == leased_status)
+        .values(
+            status=back_status,
+            lease_owner=None,
+            lease_until=None,
+            attempts=model.attempts - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
