@@ -17,8 +17,9 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from mailtriage.app import App
+from mailtriage.backoff import backoff_delay
 from mailtriage.config import ConfigError, settings_from_dict
-from mailtriage.intake.imap import ImapPoller, _batches, backoff_delay, check_account
+from mailtriage.intake.imap import ImapPoller, _batches, check_account
 from mailtriage.store.intake_models import ImapCursor
 from mailtriage.store.models import Inbound, Ticket
 

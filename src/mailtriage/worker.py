@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import multiprocessing
 import os
-import random
 import socket
 import threading
 import traceback
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
@@ -242,8 +242,7 @@ class Processor:
 
     def _backoff(self, attempts: int) -> float:
         w = self.settings.worker
-        delay = min(w.retry_max_seconds, w.retry_base_seconds * 2 ** max(0, attempts - 1))
-        return delay * random.uniform(0.8, 1.2)
+        return backoff_delay(attempts, w.retry_base_seconds, w.retry_max_seconds)
 
 
 # -- pool processes -------------------------------------------------------------------

@@ -34,6 +34,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtriage.backoff import backoff_delay
 from mailtriage.config import ConfigError, ImapAccount, Settings
 from mailtriage.inbox import Accepted, Inbox, Incoming
 from mailtriage.store.intake_models import ImapCursor
@@ -112,14 +113,6 @@ def check_account(account: ImapAccount, index: int) -> None:
 
 def account_key(account: ImapAccount) -> str:
     return account.name or f"{account.username}@{account.host}"
-
-
-def backoff_delay(
-    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
-) -> float:
-    """Exponential backoff with +-20% jitter: initial * 2^(attempt-1), at most maximum."""
-    base = min(maximum, initial * 2 ** max(0, attempt - 1))
-    return base * (rng or random).uniform(0.8, 1.2)
 
 
 class ImapPoller:

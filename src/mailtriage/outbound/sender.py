@@ -28,6 +28,7 @@ from email.message import EmailMessage
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtriage.backoff import exponential_delay
 from mailtriage.config import Settings
 from mailtriage.outbound.ack import ACK, MailContext, reply_address
 from mailtriage.outbound.headers import (
@@ -114,7 +115,7 @@ def next_attempt(
     never past the deadline; None once the deadline has passed."""
     if now >= deadline:
         return None
-    delay = min(max_seconds, base_seconds * 2 ** max(0, attempts - 1)) * jitter
+    delay = exponential_delay(attempts, base_seconds, max_seconds) * jitter
     return min(now + timedelta(seconds=delay), deadline)
 
 
