@@ -76,13 +76,6 @@ class EvalReport:
             "priority_within_one": self.priority_within_one,
         }
 
-    def misses(self, key: str) -> list[Prediction]:
-        return [
-            p
-            for p in self.predictions
-            if p.predicted is None or p.predicted.get(key) != p.gold.get(key)
-        ]
-
 
 def label_metrics(gold: Sequence[str], predicted: Sequence[str]) -> LabelMetrics:
     """Accuracy, macro-F1 (over labels present in gold or predicted) and confusion matrix.

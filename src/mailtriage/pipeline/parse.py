@@ -277,15 +277,6 @@ def _split_head(raw: bytes) -> tuple[bytes, bytes]:
     return raw[: match.start()], raw[match.end() :]
 
 
-def load_message(raw: RawInput, limits: ParseLimits | None = None) -> Message:
-    """Raw bytes (or a file of them) -> stdlib Message (compat32, as mail-parser uses).
-
-    Large base64 bodies are left out of the tree (a placeholder stands in for them);
-    use parse_message for attachments.
-    """
-    return _load(raw, limits or ParseLimits()).msg
-
-
 def parse_message(raw: RawInput, limits: ParseLimits | None = None) -> ParsedMessage:
     """Parse raw bytes. Raises ParseError (or MessageTooLarge) for permanent failures."""
     return parse_loaded(raw, limits or ParseLimits())[1]
@@ -473,7 +464,6 @@ class _Walker:
         self.html: list[str] = []
         self.attachments: list[ParsedAttachment] = []
         self.defects: list[str] = []
-        self.total_attachment_bytes = 0
 
     def walk(self, part: Message, depth: int, inside_attachment: bool) -> None:
         for defect in getattr(part, "defects", ()) or ():
@@ -585,7 +575,6 @@ class _Walker:
                 f"attachment {att.filename!r} is {att.size} bytes, over the cap of "
                 f"{self.limits.max_attachment_bytes} bytes"
             )
-        self.total_attachment_bytes += att.size
         self.attachments.append(att)
 
 
