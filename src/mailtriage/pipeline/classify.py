@@ -226,6 +226,19 @@ class _Reader:
             raise self.fail(f"{path}{key}", f"expected a table, got {type(val).__name__}")
         return val
 
+    def tables(self, data: Mapping[str, Any], key: str, path: str) -> list[tuple[str, Any]]:
+        """An optional array of tables ``[[path.key]]``: (item path, table) pairs."""
+        raw = data.get(key, [])
+        if not isinstance(raw, list):
+            raise self.fail(f"{path}{key}", f"expected an array of tables ([[{path}{key}]])")
+        items = []
+        for i, item in enumerate(raw):
+            item_path = f"{path}{key}[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(item_path, "expected a table")
+            items.append((item_path, item))
+        return items
+
     def number(
         self, data: Mapping[str, Any], key: str, path: str, default: float | None = None
     ) -> float:
@@ -408,10 +421,10 @@ def _group(r: _Reader, data: Any, path: str, default_name: str) -> SignalGroup:
 def _groups(
     r: _Reader, data: Mapping[str, Any], key: str, path: str, base: str
 ) -> tuple[SignalGroup, ...]:
-    raw = data.get(key, [])
-    if not isinstance(raw, list):
-        raise r.fail(f"{path}{key}", "expected an array of tables ([[...]])")
-    return tuple(_group(r, g, f"{path}{key}[{i}]", f"{base}#{i}") for i, g in enumerate(raw))
+    return tuple(
+        _group(r, g, item_path, f"{base}#{i}")
+        for i, (item_path, g) in enumerate(r.tables(data, key, path))
+    )
 
 
 def _parse_rules(data: Mapping[str, Any], source: str) -> Rules:
@@ -497,13 +510,8 @@ def _parse_rules(data: Mapping[str, Any], source: str) -> Rules:
     )
 
     level_rules: list[LevelRule] = []
-    raw_lr = data.get("level_rules", [])
-    if not isinstance(raw_lr, list):
-        raise r.fail("level_rules", "expected an array of tables ([[level_rules]])")
-    for i, lr in enumerate(raw_lr):
-        path = f"level_rules[{i}]."
-        if not isinstance(lr, dict):
-            raise r.fail(path[:-1], "expected a table")
+    for i, (item_path, lr) in enumerate(r.tables(data, "level_rules", "")):
+        path = f"{item_path}."
         r.known(
             lr,
             {
@@ -563,11 +571,7 @@ def _parse_rules(data: Mapping[str, Any], source: str) -> Rules:
     r.known(thresholds_raw, set(_PRIO_TARGETS), "priority.thresholds.")
     thresholds = {k: r.number(thresholds_raw, k, "priority.thresholds.") for k in _PRIO_TARGETS}
     psignals: list[PrioritySignal] = []
-    raw_ps = prio.get("signals", [])
-    if not isinstance(raw_ps, list):
-        raise r.fail("priority.signals", "expected an array of tables ([[priority.signals]])")
-    for i, ps in enumerate(raw_ps):
-        path = f"priority.signals[{i}]"
+    for i, (path, ps) in enumerate(r.tables(prio, "signals", "priority.")):
         group = _group(r, ps, path, f"priority#{i}")
         ow = ps.get("overrides_workaround", False)
         if not isinstance(ow, bool):
@@ -581,13 +585,8 @@ def _parse_rules(data: Mapping[str, Any], source: str) -> Rules:
         )
 
     senders: list[SenderRule] = []
-    raw_sr = data.get("sender_rules", [])
-    if not isinstance(raw_sr, list):
-        raise r.fail("sender_rules", "expected an array of tables ([[sender_rules]])")
-    for i, sr in enumerate(raw_sr):
-        path = f"sender_rules[{i}]."
-        if not isinstance(sr, dict):
-            raise r.fail(path[:-1], "expected a table")
+    for item_path, sr in r.tables(data, "sender_rules", ""):
+        path = f"{item_path}."
         r.known(sr, {"domain", "priority_floor", "note"}, path)
         domain = r.string(sr, "domain", path).strip().lower().lstrip("@")
         if not domain or "@" in domain or " " in domain:
