@@ -184,6 +184,15 @@ class _Marker:
     subject: str = ""
 
 
+def _marker_with_headers(lines: list[str], index: int, start: int, kind: str) -> _Marker:
+    """A marker line at ``index``, followed from ``start`` by an optional header block
+    (From:/Von:, Subject:/Betreff:...) that the introduced message's body follows."""
+    block_end = _header_block_end(lines, start) if start < len(lines) else -1
+    if block_end > 0:
+        return _Marker(index, block_end, kind, _header_subject(lines, start, block_end))
+    return _Marker(index, start, kind)
+
+
 def _find_markers(lines: list[str]) -> list[_Marker]:
     markers: list[_Marker] = []
     i = 0
@@ -195,23 +204,12 @@ def _find_markers(lines: list[str]) -> list[_Marker]:
             end = i + 1
             while end < n and not lines[end].strip():
                 end += 1
-            block_end = _header_block_end(lines, end) if end < n else -1
-            subject = ""
-            if block_end > 0:
-                subject = _header_subject(lines, end, block_end)
-                end = block_end
-            markers.append(_Marker(i, end, "forward", subject))
-            i = end
+            markers.append(_marker_with_headers(lines, i, end, "forward"))
+            i = markers[-1].body_start
             continue
         if _ORIGINAL_MARKER.match(stripped):
-            end = i + 1
-            block_end = _header_block_end(lines, end) if end < n else -1
-            subject = ""
-            if block_end > 0:
-                subject = _header_subject(lines, end, block_end)
-                end = block_end
-            markers.append(_Marker(i, end, "block", subject))
-            i = end
+            markers.append(_marker_with_headers(lines, i, i + 1, "block"))
+            i = markers[-1].body_start
             continue
         if _SEPARATOR_LINE.match(line) and i + 1 < n:
             nxt = i + 1
