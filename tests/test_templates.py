@@ -63,7 +63,8 @@ def test_ack_renders(language: str, variables: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", [n for n in TEMPLATES.names() if not n.endswith(".md")])
 def test_every_template_file_renders_with_strict_undefined(name: str) -> None:
-    TEMPLATES.env.get_template(name).render(FULL)
+    rendered = TEMPLATES.env.get_template(name).render(FULL)
+    assert rendered.strip() or name.startswith(("de/_", "en/_"))  # _labels: macros only
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
