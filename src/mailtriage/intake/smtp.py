@@ -322,11 +322,8 @@ class GroupCommitter:
             for _, future in batch:
                 _settle(future, exception=exc)
             return
-        first_id = {r.raw_sha256: r.id for r in results if r.id != -1}
         for (_, future), result in zip(batch, results, strict=True):
-            if result.id == -1:  # the same bytes twice in this batch: the first one's id
-                result = Accepted(first_id[result.raw_sha256], result.raw_sha256, False)
-            _settle(future, result=result)
+            _settle(future, result=result)  # the same bytes twice: both get the one row
 
 
 def _settle(
