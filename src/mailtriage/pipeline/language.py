@@ -47,11 +47,9 @@ def _get_identifier() -> Any:
     if _identifier is None:
         with _lock:
             if _identifier is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+                from mailtriage.langid_model import load_identifier
 
-                ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-                available = set(ident.labels)
-                ident.set_languages([x for x in CANDIDATE_LANGUAGES if x in available])
+                ident = load_identifier(CANDIDATE_LANGUAGES)
                 _identifier = ident
     return _identifier
 
