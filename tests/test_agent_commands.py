@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mailtriage.pipeline.agent_commands import Command, Taxonomy, fold, parse_agent_reply
@@ -209,3 +211,13 @@ def test_assign_without_agents_configured():
 )
 def test_fold(text, folded):
     assert fold(text) == folded
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["#" + "a" * 200_000, "#status " + " " * 200_000 + "x", "#level L2\n" * 5_000, "\n" * 200_000],
+)
+def test_hostile_long_replies_are_fast(text):
+    started = time.monotonic()
+    parse_agent_reply(text, TAX)
+    assert time.monotonic() - started < 2

@@ -3,6 +3,8 @@ stranger could pose as an agent."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mailtriage.pipeline.authresults import (
@@ -234,3 +236,19 @@ def test_parse_edge_cases(header, expected):
 )
 def test_aligned(a, b, ok):
     assert aligned(a, b) is ok
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        OURS + "; dkim=pass" + " header.d=x.example" * 20_000,
+        OURS + "; " + "a" * 200_000,
+        OURS + "; dkim=pass header.d=" + '"' + "\\a" * 100_000 + '"',
+        OURS + "; " + "(" * 100_000 + ")" * 100_000 + "dkim=pass header.d=dataandmore.com",
+        OURS + ";" * 100_000,
+    ],
+)
+def test_hostile_long_headers_are_fast(header):
+    started = time.monotonic()
+    agent_authenticated([header], TRUSTED, AGENT)
+    assert time.monotonic() - started < 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mailtriage.pipeline.subject_tag import (
@@ -107,3 +109,15 @@ def test_find_ticket_tag(subject, expected):
 def test_find_ticket_tag_with_configured_prefix():
     assert find_ticket_tag("AW: [hd-42] x", prefix="HD") == "HD-000042"
     assert find_ticket_tag("AW: [DM-42] x", prefix="HD") is None
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Re: " * 50_000 + "x", "[" * 200_000, "[DM-" * 50_000, "[EXTERNAL] " * 30_000 + "RE: x"],
+)
+def test_hostile_long_subjects_are_fast(subject):
+    started = time.monotonic()
+    strip_prefixes(subject)
+    find_ticket_tag(subject)
+    is_reply_subject(subject)
+    assert time.monotonic() - started < 2

@@ -96,13 +96,14 @@ def parse_authentication_results(value: str) -> AuthResults | None:
 
 
 def _parse_result(part: str) -> MethodResult | None:
+    part = part.rstrip()
     match = _METHOD_RE.match(part)
     if not match:
         return None
     pos = match.end()
     reason = ""
     properties = []
-    while pos < len(part) and part[pos:].strip():
+    while pos < len(part):
         if m := _REASON_RE.match(part, pos):
             reason = _unquote(m.group(1))
         elif m := _PROP_RE.match(part, pos):
