@@ -221,3 +221,21 @@ def test_hostile_long_replies_are_fast(text):
     started = time.monotonic()
     parse_agent_reply(text, TAX)
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "note"),
+    [
+        ("＃close\nHi", [("status", "closed")], ""),  # full-width number sign
+        ("\u200b#close\nHi", [("status", "closed")], ""),  # zero-width space
+        ("\ufeff#level L2\nHi", [("level", "L2")], ""),  # BOM
+        ("Hi\n＃note\nsecret", [], "secret"),
+        ("Hi\n\u200b#note\nsecret", [], "secret"),
+        ("Hi\n\u00a0#note\u00a0secret", [], "secret"),  # no-break spaces
+    ],
+)
+def test_invisible_and_full_width_characters(text, expected, note):
+    parsed = parse_agent_reply(text, TAX)
+    assert [(c.name, c.value) for c in parsed.commands] == expected
+    assert parsed.note == note
+    assert "secret" not in parsed.public_text

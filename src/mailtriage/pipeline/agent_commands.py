@@ -22,6 +22,8 @@ Rules:
   optionally followed by text) anywhere outside quoted (``>``) lines starts the internal
   note, and everything below it is the note. Relaying a note by mistake is worse than
   keeping a line internal that was meant for the customer.
+* Lines are matched NFKC-normalised with invisible characters removed (a full-width
+  ``＃note`` or a zero-width space before ``#note`` still starts the note).
 * A command line is ``#name value`` or ``#name: value``. Names and values are matched
   folded: case-insensitive, accents removed, ``ß`` = ``ss`` (``#Priorität`` =
   ``#prioritat``); ``ä``/``ö``/``ü`` written ``ae``/``oe``/``ue`` are aliases too.
@@ -166,7 +168,7 @@ def parse_agent_reply(text: str, taxonomy: Taxonomy) -> ParsedReply:
         if note is not None:
             note.append(line)
             continue
-        stripped = line.strip()
+        stripped = _clean(line)
         note_match = _NOTE_LINE.fullmatch(stripped)
         if note_match:
             note = [note_match.group(2)] if note_match.group(2) else []
@@ -191,6 +193,13 @@ def parse_agent_reply(text: str, taxonomy: Taxonomy) -> ParsedReply:
         note="\n".join(note or ()).strip("\n").rstrip(),
         errors=tuple(sorted(errors, key=lambda e: e.line)),
     )
+
+
+def _clean(line: str) -> str:
+    """The line as matched: NFKC (full-width ``＃`` is ``#``), invisible format
+    characters (zero-width space, BOM) removed, stripped."""
+    normal = unicodedata.normalize("NFKC", line)
+    return "".join(ch for ch in normal if unicodedata.category(ch) != "Cf").strip()
 
 
 def _command(word: str, value: str, line: int, taxonomy: Taxonomy) -> Command | str:
