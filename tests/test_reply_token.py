@@ -7,6 +7,8 @@ import re
 import pytest
 
 from mailtriage.pipeline.reply_token import (
+    AGENT,
+    REPLY,
     TOKEN_LENGTH,
     MessageIdRef,
     ReplyRef,
@@ -180,3 +182,11 @@ def test_token_message_id_refuses_bad_parts(args):
 def test_reply_address_refuses_non_address():
     with pytest.raises(ValueError):
         reply_address("support", 1)
+
+
+def test_a_customer_token_does_not_authenticate_an_agent():
+    # An agent Cc'd on a customer mail holds the customer's reply token for their own
+    # address only if we sent it to them as an agent: purposes never cross.
+    token = make_token(SECRET, 7, "anna@dataandmore.com", REPLY)
+    assert verify_token(SECRET, token, 7, "anna@dataandmore.com", REPLY)
+    assert not verify_token(SECRET, token, 7, "anna@dataandmore.com", AGENT)

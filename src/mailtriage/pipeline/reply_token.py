@@ -28,7 +28,9 @@ import re
 from typing import NamedTuple
 
 __all__ = [
+    "AGENT",
     "MAX_TICKET_ID",
+    "REPLY",
     "TOKEN_LENGTH",
     "MessageIdRef",
     "ReplyRef",
@@ -39,6 +41,10 @@ __all__ = [
     "token_message_id",
     "verify_token",
 ]
+
+# Purposes: a token made for one is never valid for another.
+REPLY = "reply"  # mail to a customer or participant
+AGENT = "agent"  # a notification to an agent (a valid one authenticates the agent's reply)
 
 TOKEN_BYTES = 10  # 80 bits -> exactly 16 base32 characters, no padding
 TOKEN_LENGTH = 16
