@@ -604,7 +604,10 @@ class _Walker:
         self._add(_make_attachment(name, ctype, data, is_inline, content_id, self.limits))
 
     def _deferred_span(self, part: Message) -> tuple[int, int] | None:
-        payload = part.get_payload()
+        try:
+            payload = part.get_payload()
+        except (LookupError, ValueError, TypeError):  # a charset with NUL: not ours
+            return None
         if isinstance(payload, str) and payload.startswith(_DEFERRED):
             return self.loaded.deferred.get(payload.strip())
         return None
