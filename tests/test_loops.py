@@ -875,3 +875,14 @@ def test_every_corpus_file_is_classified_without_an_exception() -> None:
         if result.kind not in KINDS or (result.automated and not result.reasons):
             failures.append(f"{path.relative_to(CORPUS)}: bad verdict {result}")
     assert failures == []
+
+
+@pytest.mark.parametrize("spelling", ["Büro", "Buero", "Buro"])
+def test_umlauts_match_in_every_spelling(spelling: str) -> None:
+    # mime.fold spells umlauts out ("ü" -> "ue"); the patterns accept both spellings
+    result = verdict(
+        PERSON + "Subject: Re: Rechnung\nAuto-Submitted: auto-replied\n\n"
+        f"Ich bin bis 10.07. nicht im {spelling}.\n"
+    )
+    assert result.kind == "out_of_office"
+    assert "body:out-of-office" in result.reasons

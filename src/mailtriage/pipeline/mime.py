@@ -67,12 +67,15 @@ def header_text(value: object) -> str:
         return "".join(str(c[0]) for c in chunks)
 
 
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
+
+
 def decode_8bit_header(value: str) -> str:
     """8-bit header bytes (RFC 6532 UTF-8, or a legacy charset) as text.
 
     compat32 hands them out as surrogate escapes; UTF-8 is tried first, then cp1252.
     """
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or _SURROGATE_RE.search(value) is None:
         return value
     raw = value.encode("utf-8", "surrogateescape")
     try:
@@ -82,10 +85,11 @@ def decode_8bit_header(value: str) -> str:
 
 
 def decode_words(value: str) -> str:
-    """RFC 2047 encoded words and 8-bit bytes decoded; broken words stay as written.
+    """RFC 2047 encoded words and 8-bit bytes decoded.
 
-    Never raises: bad base64, unknown charsets and malformed words degrade to the
-    undecoded text of that word.
+    Never raises: a word with bad base64 yields what the stdlib could read of it (often
+    nothing or U+FFFD), an unknown charset is read as UTF-8 (else cp1252), a header
+    the stdlib cannot split is returned as written.
     """
     if "=?" not in value:
         return decode_8bit_header(value)

@@ -188,7 +188,9 @@ def _content_key(msg: Message, raw: bytes) -> str:
         carry_cr = chunk.endswith(b"\r")
         if carry_cr:
             chunk = chunk[:-1]
-        norm = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        norm = chunk.replace(b"\r\n", b"\n")
+        if b"\r" in norm:
+            norm = norm.replace(b"\r", b"\n")
         text = norm.rstrip()
         if text:
             digest.update(pending + text)
@@ -662,13 +664,19 @@ def _content_disposition(part: Message) -> str | None:
         return None
 
 
-def _b64decode_span(raw: bytes, start: int, end: int, step: int = 1 << 20) -> bytearray:
-    """Decode base64 text raw[start:end] slice by slice (line breaks carry no data).
+def _b64decode_span(raw: bytes, start: int, end: int, step: int = 1 << 20) -> bytes | bytearray:
+    """Decode base64 text raw[start:end] (line breaks carry no data).
 
-    A bytearray grown in place, so a large attachment exists once, not as a list of
-    slices plus their join.
+    One a2b_base64 call over a memoryview (it skips line breaks itself): no copy of
+    the base64 text. When the padding is off, slice by slice into a bytearray grown
+    in place, so a large attachment exists once, not as a list of slices plus their
+    join.
     """
     view = memoryview(raw)
+    try:
+        return binascii.a2b_base64(view[start:end])
+    except (ValueError, binascii.Error):
+        pass
     out = bytearray()
     rest = b""
     for offset in range(start, end, step):

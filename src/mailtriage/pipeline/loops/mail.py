@@ -71,14 +71,18 @@ class Mail:
         self.envelope_sender = envelope_sender
 
     # headers ---------------------------------------------------------------
-    def get(self, name: str) -> str | None:
+    @cached_property
+    def _first_values(self) -> dict[str, str]:
+        first: dict[str, str] = {}
         for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+            first.setdefault(key, value)
+        return first
+
+    def get(self, name: str) -> str | None:
+        return self._first_values.get(name)
 
     def has(self, name: str) -> bool:
-        return any(key == name for key, _ in self.headers)
+        return name in self._first_values
 
     def folded(self, name: str) -> str:
         return fold(self.get(name) or "")
