@@ -301,13 +301,13 @@ def parse_message(raw: RawInput, limits: ParseLimits | None = None) -> ParsedMes
 MAX_HTML_TO_TEXT = 4 * 1024 * 1024
 
 # What the stdlib's parser and the decoders raise on bad bytes (HeaderParseError,
-# CharsetError, "embedded null character", binascii.Error, struct.error...).
+# CharsetError, "embedded null character", binascii.Error, struct.error, a tree too
+# deep to recurse). Not TypeError or AttributeError: those are our bugs, and the
+# worker's retry-then-quarantine is the right answer to a bug.
 _DETERMINISTIC = (
     email.errors.MessageError,
     ValueError,
     LookupError,
-    TypeError,
-    AttributeError,
     struct.error,
     RecursionError,
 )
@@ -319,15 +319,15 @@ def _parse_message(raw: RawInput, limits: ParseLimits) -> ParsedMessage:
     header_info = _parse_headers(loaded.msg)
     walker = _Walker(limits, loaded)
     walker.walk(loaded.msg, depth=0, inside_attachment=False)
-    parts = walker.part_infos()
-    loaded.msg = Message()  # the tree is no longer needed; let it go before the joins
     text = "\n\n".join(t for t in walker.plain if t.strip())
     html = "\n".join(walker.html) if walker.html else None
-    if not text.strip() and html:
+    from_html = not text.strip() and bool(html)
+    if html and from_html:
         if len(html) > MAX_HTML_TO_TEXT:
             walker.defects.append(f"html: only the first {MAX_HTML_TO_TEXT} characters as text")
         text = html_to_text(html[:MAX_HTML_TO_TEXT])
     text = _WS_RE.sub("\n", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    parts = walker.part_infos(text if from_html else None)
     defects = tuple(header_info.pop("defects")) + tuple(walker.defects)
     return ParsedMessage(
         text=text,
@@ -453,6 +453,7 @@ class _Draft:
     is_attachment: bool
     text: str | None = None
     tnef_head: bytes | None = None
+    body_html: bool = False  # its HTML is part of ParsedMessage.html
 
 
 class _Walker:
@@ -513,12 +514,16 @@ class _Walker:
             (self.plain if ctype == "text/plain" else self.html).append(text)
             if draft is not None:
                 draft.text = text[: facts.MAX_PART_BYTES]
+                draft.body_html = ctype == "text/html"
             return
         self._attachment(part, ctype, disposition, filename, depth)
 
-    def part_infos(self) -> tuple[PartInfo, ...]:
+    def part_infos(self, html_text: str | None) -> tuple[PartInfo, ...]:
         """The recorded parts as frozen values (text decoded only where the loop guard
-        reads it; HTML converted only when the own tree has no plain text)."""
+        reads it; HTML converted only when the own tree has no plain text).
+
+        ``html_text``: the message's text when it was converted from all of its HTML,
+        reused when the own tree holds all the HTML (no second conversion)."""
         inline = [
             d
             for d in self.drafts
@@ -535,10 +540,19 @@ class _Walker:
                 draft.text = decode_text(data, facts.param(draft.params, "charset"))[0]
             texts[id(draft)] = draft.text[: facts.MAX_PART_TEXT]
         has_plain = any(texts[id(d)].strip() for d in inline if d.ctype != "text/html")
-        for draft in inline:
-            if draft.ctype == "text/html":
-                html = "" if has_plain else (draft.text or "")[: facts.MAX_PART_BYTES]
-                texts[id(draft)] = html_to_text(html)[: facts.MAX_PART_TEXT]
+        html_drafts = [d for d in inline if d.ctype == "text/html"]
+        if (
+            not has_plain
+            and html_text is not None
+            and len(html_drafts) == len(self.html)
+            and all(d.body_html for d in html_drafts)
+        ):
+            for index, draft in enumerate(html_drafts):
+                texts[id(draft)] = "" if index else html_text[: facts.MAX_PART_TEXT]
+            html_drafts = []
+        for draft in html_drafts:
+            html = "" if has_plain else (draft.text or "")[: facts.MAX_PART_BYTES]
+            texts[id(draft)] = html_to_text(html)[: facts.MAX_PART_TEXT]
         return tuple(self._info(d, texts.get(id(d))) for d in self.drafts)
 
     def _info(self, draft: _Draft, text: str | None) -> PartInfo:
