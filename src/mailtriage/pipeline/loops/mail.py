@@ -69,6 +69,7 @@ class Mail:
         self.top = self.parts[0]
         self.headers = self.top.headers
         self.envelope_sender = envelope_sender
+        self._parsed_sender = (parsed.sender_name, parsed.sender)
 
     # headers ---------------------------------------------------------------
     @cached_property
@@ -93,8 +94,11 @@ class Mail:
 
     @cached_property
     def sender(self) -> tuple[str, str, str]:
-        """(folded display name, address, folded local part) of From."""
-        name, addr = address((self.get("from") or "")[:MAX_HEADER])
+        """(folded display name, address, folded local part) of From (as the parser
+        read it; read again only when the parser found no address)."""
+        name, addr = self._parsed_sender
+        if not addr:
+            name, addr = address((self.get("from") or "")[:MAX_HEADER])
         return fold(name), addr, local_part(addr)
 
     @cached_property
