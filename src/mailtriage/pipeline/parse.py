@@ -5,7 +5,7 @@ bodies are decoded straight from the raw bytes), our walk collects body text,
 attachments and the facts the loop guard reads (:class:`facts.PartInfo`), and the
 header words, charsets and HTML are decoded by :mod:`mailtriage.pipeline.mime`.
 mail-parser is not called: we read seven headers, and its full header pass (every
-Received line, address parsing) cost more than the rest of our parse.
+Received line, address parsing) was a third of our parse time.
 
 The parser is total: whatever the bytes, it returns a ParsedMessage (with what it
 could not read in ``defects``) or raises ParseError, which the worker quarantines.
@@ -21,22 +21,24 @@ import email.errors
 import email.feedparser
 import email.parser
 import email.utils
-import hashlib
-import io
 import quopri
 import re
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
 from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from mailtriage.pipeline import facts
+from mailtriage.pipeline.attachments import (
+    ParsedAttachment,
+    default_name,
+    image_size,
+    make_attachment,
+    tnef_files,
+)
 from mailtriage.pipeline.facts import PartInfo
 from mailtriage.pipeline.mime import (
     clean,
@@ -47,6 +49,15 @@ from mailtriage.pipeline.mime import (
     html_to_text,
     message_ids,
     normalise_message_id,
+)
+from mailtriage.pipeline.rawmail import (
+    DEFERRED,
+    b64decode_span,
+    content_key,
+    content_key_of,
+    feed_parse,
+    split_head,
+    strip_leading_blank,
 )
 
 __all__ = [
@@ -67,7 +78,6 @@ __all__ = [
 
 _WS_RE = re.compile(r"[ \t]+\n")
 _OBS_COLON_RE = re.compile(rb"(?m)^([!-9;-~]+)[ \t]+:")
-_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
 
 
 class ParseError(Exception):
@@ -87,25 +97,6 @@ class ParseLimits:
     min_screenshot_side: int = 120
     min_screenshot_pixels: int = 200 * 150
     max_nesting: int = 20
-
-
-@dataclass(frozen=True)
-class ParsedAttachment:
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-    # The bytes; empty once they are in the blob store (see without_data()), so a
-    # parse result crossing a process boundary does not carry megabytes.
-    data: bytes | bytearray = field(repr=False, default=b"")
-    is_inline: bool = False
-    content_id: str | None = None
-    is_screenshot: bool = False
-    width: int | None = None
-    height: int | None = None
-
-    def without_data(self) -> ParsedAttachment:
-        return replace(self, data=b"")
 
 
 @dataclass(frozen=True)
@@ -137,14 +128,6 @@ class ParsedMessage:
 
 RawInput = bytes | Path
 
-# Base64 bodies at least this large are not fed through the stdlib's line-by-line
-# feed parser; they are decoded straight from the raw bytes (see _parse).
-DEFER_BASE64_BYTES = 64 * 1024
-_DEFERRED = "x-mailtriage-deferred-base64:"
-_B64_CTE_RE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
-_B64_BODY_RE = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
-_MESSAGE_TYPE_RE = re.compile(rb"(?im)^content-type:[ \t]*message/")
-
 
 @dataclass
 class _Loaded:
@@ -154,64 +137,13 @@ class _Loaded:
     deferred: dict[str, tuple[int, int]]
 
 
-def content_key(raw: bytes) -> str:
-    """Hash of what identifies a message's content across transports.
-
-    The same mail fetched over IMAP and received over SMTP differs in its trace
-    headers (Received, Return-Path, Delivered-To) and sometimes in line endings;
-    From, Subject, Date and the body bytes do not.
-    """
-    raw = _strip_leading_blank(raw)
-    match = _HEAD_END_RE.search(raw)
-    head = email.parser.BytesHeaderParser(policy=compat32).parsebytes(
-        raw[: match.end()] if match else raw
-    )
-    return _content_key(head, raw)
-
-
-def _content_key(msg: Message, raw: bytes) -> str:
-    digest = hashlib.sha256()
-    for name in ("from", "subject", "date", "content-type"):
-        digest.update(header_text(msg.get(name, "")).strip().encode("utf-8", "surrogateescape"))
-        digest.update(b"\0")
-    match = _HEAD_END_RE.search(raw)
-    if not match:
-        return digest.hexdigest()
-    body = memoryview(raw)[match.end() :]
-    pending = b""  # trailing white space, hashed only if more text follows
-    carry_cr = False
-    step = 1 << 20
-    for offset in range(0, len(body), step):
-        chunk = bytes(body[offset : offset + step])
-        if carry_cr:
-            chunk = b"\r" + chunk
-        carry_cr = chunk.endswith(b"\r")
-        if carry_cr:
-            chunk = chunk[:-1]
-        norm = chunk.replace(b"\r\n", b"\n")
-        if b"\r" in norm:
-            norm = norm.replace(b"\r", b"\n")
-        text = norm.rstrip()
-        if text:
-            digest.update(pending + text)
-            pending = norm[len(text) :]
-        else:
-            pending += norm
-    return digest.hexdigest()
-
-
-def _strip_leading_blank(raw: bytes) -> bytes:
-    """Some files start with blank lines, which would end the header block at once."""
-    return raw.lstrip(b" \t\r\n") if raw[:1] in (b" ", b"\t", b"\r", b"\n") else raw
-
-
 def _read(raw: RawInput, limits: ParseLimits) -> bytes:
     size = len(raw) if isinstance(raw, bytes) else raw.stat().st_size
     if size > limits.max_message_bytes:
         raise MessageTooLarge(
             f"message is {size} bytes, over the cap of {limits.max_message_bytes} bytes"
         )
-    data = _strip_leading_blank(raw if isinstance(raw, bytes) else raw.read_bytes())
+    data = strip_leading_blank(raw if isinstance(raw, bytes) else raw.read_bytes())
     if not data:
         raise ParseError("empty message")
     return data
@@ -219,69 +151,15 @@ def _read(raw: RawInput, limits: ParseLimits) -> bytes:
 
 def _load(raw_input: RawInput, limits: ParseLimits) -> _Loaded:
     raw = _read(raw_input, limits)
-    msg, deferred = _parse(raw)
+    msg, deferred = feed_parse(raw)
     if not msg.keys():
         # RFC 5322 obsolete syntax allows white space before the colon.
-        head, body = _split_head(raw)
+        head, body = split_head(raw)
         raw = _OBS_COLON_RE.sub(rb"\1:", head) + b"\n\n" + body
-        msg, deferred = _parse(raw)
+        msg, deferred = feed_parse(raw)
     if not msg.keys():
         raise ParseError("no headers found: not an RFC 5322 message")
     return _Loaded(msg, raw, deferred)
-
-
-def _parse(raw: bytes) -> tuple[Message, dict[str, tuple[int, int]]]:
-    """The stdlib's feed parser, except for large base64 bodies.
-
-    The feed parser handles a body line by line in Python: a 50 MB attachment is
-    700,000 lines, which costs far more time (and a str object per line) than the
-    MIME structure around it. A body that a Content-Transfer-Encoding: base64 header
-    block introduces, that runs to the next boundary line and holds nothing but
-    base64, is replaced by a placeholder for the parser and decoded later straight
-    from the raw bytes (_Walker._decode). Everything else is parsed as usual.
-    """
-    parser = email.feedparser.BytesFeedParser(policy=compat32)
-    deferred: dict[str, tuple[int, int]] = {}
-    pos = scan = 0
-    while cte := _B64_CTE_RE.search(raw, scan):
-        head_end = _HEAD_END_RE.search(raw, cte.end())
-        if head_end is None:
-            break
-        start = scan = head_end.end()
-        end = raw.find(b"\n--", start)  # bytes.find: memchr speed, unlike a regex
-        if end < 0:
-            end = len(raw)
-        elif raw[end - 1 : end] == b"\r":
-            end -= 1
-        if end - start < DEFER_BASE64_BYTES or not _looks_base64(raw, start, end):
-            continue
-        block_start = max(raw.rfind(b"\n\n", 0, cte.start()), raw.rfind(b"\n--", 0, cte.start()))
-        if _MESSAGE_TYPE_RE.search(raw, max(block_start, 0), start):
-            continue  # an encoded message/rfc822 is parsed as a message, see _attachment
-        key = f"{_DEFERRED}{len(deferred)}"
-        parser.feed(raw[pos:start])
-        parser.feed(key.encode("ascii"))
-        deferred[key] = (start, end)
-        pos = scan = end
-    parser.feed(raw[pos:] if pos else raw)
-    return parser.close(), deferred
-
-
-def _looks_base64(raw: bytes, start: int, end: int) -> bool:
-    """Head and tail of the body are base64 text (a CTE line quoted in a text body
-    is followed by prose). The middle is not scanned: like the stdlib, the decoder
-    skips stray characters there."""
-    return bool(
-        _B64_BODY_RE.fullmatch(raw, start, min(end, start + 4096))
-        and _B64_BODY_RE.fullmatch(raw, max(start, end - 4096), end)
-    )
-
-
-def _split_head(raw: bytes) -> tuple[bytes, bytes]:
-    match = _HEAD_END_RE.search(raw)
-    if not match:
-        return raw, b""
-    return raw[: match.start()], raw[match.end() :]
 
 
 def parse_message(raw: RawInput, limits: ParseLimits | None = None) -> ParsedMessage:
@@ -315,7 +193,7 @@ _DETERMINISTIC = (
 
 def _parse_message(raw: RawInput, limits: ParseLimits) -> ParsedMessage:
     loaded = _load(raw, limits)
-    key = _content_key(loaded.msg, loaded.raw)
+    key = content_key_of(loaded.msg, loaded.raw)
     header_info = _parse_headers(loaded.msg)
     walker = _Walker(limits, loaded)
     walker.walk(loaded.msg, depth=0, inside_attachment=False)
@@ -598,7 +476,7 @@ class _Walker:
                 serialised = self._serialise(inner_msg)
                 name = filename or _eml_name(inner_msg)
                 self._add(
-                    _make_attachment(
+                    make_attachment(
                         name, "message/rfc822", serialised, False, None, self.limits, sniff=False
                     )
                 )
@@ -615,22 +493,22 @@ class _Walker:
             draft.tnef_head = bytes(memoryview(data)[: facts.TNEF_HEAD])
         content_id = normalise_message_id(header_text(part.get("content-id")))
         is_inline = disposition == "inline" or (disposition != "attachment" and bool(content_id))
-        name = filename or _default_name(ctype, content_id)
+        name = filename or default_name(ctype, content_id)
         if ctype == "application/ms-tnef" or name.lower() == "winmail.dat":
-            unpacked = list(_tnef_files(data, self.limits))
+            unpacked = list(tnef_files(data, self.limits))
             if unpacked:
                 for att in unpacked:
                     self._add(att)
                 return
             self.defects.append("tnef: winmail.dat could not be unpacked; kept as is")
-        self._add(_make_attachment(name, ctype, data, is_inline, content_id, self.limits))
+        self._add(make_attachment(name, ctype, data, is_inline, content_id, self.limits))
 
     def _deferred_span(self, part: Message) -> tuple[int, int] | None:
         try:
             payload = part.get_payload()
         except (LookupError, ValueError, TypeError):  # a charset with NUL: not ours
             return None
-        if isinstance(payload, str) and payload.startswith(_DEFERRED):
+        if isinstance(payload, str) and payload.startswith(DEFERRED):
             return self.loaded.deferred.get(payload.strip())
         return None
 
@@ -639,7 +517,7 @@ class _Walker:
         span = self._deferred_span(part)
         if span is not None:
             try:
-                return _b64decode_span(self.loaded.raw, *span)
+                return b64decode_span(self.loaded.raw, *span)
             except (ValueError, binascii.Error):
                 self.defects.append("base64: invalid body; kept undecoded")
                 return self.loaded.raw[span[0] : span[1]]
@@ -678,31 +556,6 @@ def _content_disposition(part: Message) -> str | None:
         return None
 
 
-def _b64decode_span(raw: bytes, start: int, end: int, step: int = 1 << 20) -> bytes | bytearray:
-    """Decode base64 text raw[start:end] (line breaks carry no data).
-
-    One a2b_base64 call over a memoryview (it skips line breaks itself): no copy of
-    the base64 text. When the padding is off, slice by slice into a bytearray grown
-    in place, so a large attachment exists once, not as a list of slices plus their
-    join.
-    """
-    view = memoryview(raw)
-    try:
-        return binascii.a2b_base64(view[start:end])
-    except (ValueError, binascii.Error):
-        pass
-    out = bytearray()
-    rest = b""
-    for offset in range(start, end, step):
-        chunk = rest + bytes(view[offset : min(offset + step, end)]).translate(None, b"\r\n")
-        cut = len(chunk) - len(chunk) % 4
-        out += binascii.a2b_base64(chunk[:cut])
-        rest = chunk[cut:]
-    if rest.strip(b"="):
-        out += binascii.a2b_base64(rest + b"=" * (-len(rest) % 4))
-    return out
-
-
 def _decode_encoded_rfc822(parsed_as_text: Message, cte: str) -> Message:
     encoded = parsed_as_text.as_bytes(policy=compat32)
     try:
@@ -726,105 +579,3 @@ def _filename(part: Message) -> str:
 def _eml_name(msg: Message) -> str:
     subject = " ".join(clean(decode_words(header_text(msg.get("subject")))).split())[:80]
     return f"{subject or 'forwarded message'}.eml"
-
-
-_EXT = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/gif": "gif",
-    "image/bmp": "bmp",
-    "image/webp": "webp",
-    "application/pdf": "pdf",
-    "text/plain": "txt",
-    "text/html": "html",
-    "text/calendar": "ics",
-    "message/delivery-status": "txt",
-    "text/rfc822-headers": "txt",
-}
-
-
-def _default_name(ctype: str, content_id: str | None) -> str:
-    stem = (content_id or "part").split("@")[0][:60] or "part"
-    return f"{stem}.{_EXT.get(ctype, 'bin')}"
-
-
-def _make_attachment(
-    name: str,
-    ctype: str,
-    data: bytes | bytearray,
-    is_inline: bool,
-    content_id: str | None,
-    limits: ParseLimits,
-    *,
-    sniff: bool = True,
-) -> ParsedAttachment:
-    width, height, real_type = image_size(data) if sniff else (None, None, None)
-    if real_type:
-        ctype = real_type
-    is_screenshot = (
-        width is not None
-        and height is not None
-        and min(width, height) >= limits.min_screenshot_side
-        and width * height >= limits.min_screenshot_pixels
-    )
-    return ParsedAttachment(
-        filename=clean(name),
-        content_type=clean(ctype),
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        data=data,
-        is_inline=is_inline,
-        content_id=content_id,
-        is_screenshot=is_screenshot,
-        width=width,
-        height=height,
-    )
-
-
-_IMAGE_MIME = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-}
-
-
-_IMAGE_HEADER_BYTES = 256 * 1024
-
-
-def image_size(data: bytes | bytearray) -> tuple[int | None, int | None, str | None]:
-    """(width, height, mime type) when the bytes are an image, by content not name.
-
-    Pillow reads only the header here (``Image.open`` is lazy), so this is cheap
-    even for a large screenshot.
-    """
-    if len(data) < 16:
-        return None, None, None
-    try:
-        # The size is in the first bytes of every format we accept; reading only
-        # those keeps a 40 MB attachment from being copied for a look at its header.
-        head = bytes(memoryview(data)[:_IMAGE_HEADER_BYTES])
-        with Image.open(io.BytesIO(head), formats=tuple(_IMAGE_MIME)) as img:
-            mime = _IMAGE_MIME.get(img.format or "")
-            if mime is None:
-                return None, None, None
-            return int(img.width), int(img.height), mime
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None, None, None
-
-
-def _tnef_files(data: bytes | bytearray, limits: ParseLimits) -> Iterator[ParsedAttachment]:
-    try:
-        from tnefparse import TNEF
-
-        tnef = TNEF(data)
-    except Exception:  # tnefparse raises plain ValueError/struct.error on junk
-        return
-    for item in tnef.attachments:
-        raw = item.data if isinstance(item.data, bytes) else bytes(item.data or b"")
-        name = item.long_filename() or item.name or "winmail-part.bin"
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        yield _make_attachment(str(name), "application/octet-stream", raw, False, None, limits)
