@@ -9,6 +9,7 @@ from mailtriage.pipeline.mime import (
     decode_8bit_header,
     decode_text,
     decode_words,
+    find_message_id,
     fold,
     html_to_text,
     message_ids,
@@ -80,3 +81,9 @@ def test_html_to_text_has_no_markup() -> None:
     text = html_to_text("<p>Hallo</p><script>x()</script><p>Welt &amp; mehr</p>")
     assert "Hallo" in text and "Welt & mehr" in text and "<" not in text and "x()" not in text
     assert html_to_text("   ") == ""
+
+
+def test_find_message_id_reads_what_robots_write() -> None:
+    assert find_message_id("<a@b> (comment)") == "a@b"
+    assert find_message_id("junk a@b.example, c@d") == "a@b.example"
+    assert find_message_id("x" * 300) is None

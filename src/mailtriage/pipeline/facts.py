@@ -12,7 +12,13 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from mailtriage.pipeline.mime import clean, decode_8bit_header, decode_bytes, header_text
+from mailtriage.pipeline.mime import (
+    clean,
+    decode_8bit_header,
+    decode_bytes,
+    find_message_id,
+    header_text,
+)
 
 MAX_PARTS = 200  # parts of the own tree recorded
 MAX_DEPTH = 16  # multipart nesting followed
@@ -206,26 +212,10 @@ def returned_message_id(part: Message, ctype: str, text: str) -> str | None:
         for child in subparts(part):
             value = first(raw_headers(child), "message-id")
             if value:
-                return loop_msgid(value)
+                return find_message_id(value)
         text = clean(decode_bytes(payload_bytes(part), "utf-8"))
     match = _MSGID_IN_TEXT.search(text)
-    return loop_msgid(match.group(1)) if match else None
-
-
-def loop_msgid(value: str) -> str | None:
-    """A Message-ID as the loop guard reads one from text: the one in <>, else the
-    first token with an @."""
-    value = value.strip()
-    match = re.search(r"<([^<>\s]+)>", value)
-    if match:
-        ident = match.group(1)
-    else:
-        tokens = [t.strip("<>") for t in re.split(r"[\s,]+", value) if t.strip("<>")]
-        ident = next((t for t in tokens if "@" in t), tokens[0] if tokens else "")
-    ident = ident.strip()
-    if not ident or len(ident) > 250:
-        return None
-    return ident
+    return find_message_id(match.group(1)) if match else None
 
 
 _TNEF_SIGNATURE = 0x223E9F78

@@ -25,6 +25,7 @@ __all__ = [
     "decode_bytes",
     "decode_text",
     "decode_words",
+    "find_message_id",
     "fold",
     "header_text",
     "html_to_text",
@@ -163,6 +164,23 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     for ident in found:
         seen.setdefault(ident[:900], None)
     return tuple(seen)
+
+
+def find_message_id(value: str) -> str | None:
+    """A Message-ID as robots write them in text (returned headers, In-Reply-To): the
+    one in <>, else the first token with an @, else the first token; at most 250
+    characters. More lenient than normalise_message_id, which reads our own headers."""
+    value = value.strip()
+    match = _MSGID_RE.search(value)
+    if match:
+        ident = match.group(1)
+    else:
+        tokens = [t.strip("<>") for t in re.split(r"[\s,]+", value) if t.strip("<>")]
+        ident = next((t for t in tokens if "@" in t), tokens[0] if tokens else "")
+    ident = ident.strip()
+    if not ident or len(ident) > 250:
+        return None
+    return ident
 
 
 # --------------------------------------------------------------------------- bodies

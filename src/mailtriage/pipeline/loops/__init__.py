@@ -42,7 +42,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mailtriage.pipeline.facts import loop_msgid
 from mailtriage.pipeline.loops.auto import (
     auto_submitted,
     auto_verdict,
@@ -61,6 +60,7 @@ from mailtriage.pipeline.loops.reports import (
     tnef_verdict,
 )
 from mailtriage.pipeline.loops.verdict import LoopKind, LoopVerdict
+from mailtriage.pipeline.mime import find_message_id
 from mailtriage.pipeline.parse import ParsedMessage
 
 __all__ = ["LoopKind", "LoopVerdict", "detect_loop"]
@@ -76,7 +76,7 @@ def _own_marker(mail: Mail) -> str | None:
 
 
 def _own_message_id(mail: Mail, own: set[str]) -> str | None:
-    ident = loop_msgid(mail.get("message-id") or "")
+    ident = find_message_id(mail.get("message-id") or "")
     if not own or not ident or "@" not in ident:
         return None
     domain = ident.rsplit("@", 1)[1].strip().strip(".").casefold()

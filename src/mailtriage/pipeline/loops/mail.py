@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from functools import cached_property
 
-from mailtriage.pipeline.facts import PartInfo, field_blocks, loop_msgid
+from mailtriage.pipeline.facts import PartInfo, field_blocks
 from mailtriage.pipeline.loops import patterns as p
-from mailtriage.pipeline.mime import decode_words, fold
+from mailtriage.pipeline.mime import decode_words, find_message_id, fold
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.pipeline.text import split_body
 
@@ -226,7 +226,7 @@ def returned_message_id(mail: Mail) -> str | None:
 
 def reply_target(mail: Mail) -> str | None:
     in_reply_to = mail.get("in-reply-to")
-    return loop_msgid(in_reply_to) if in_reply_to else None
+    return find_message_id(in_reply_to) if in_reply_to else None
 
 
 def last_reference(mail: Mail) -> str | None:
@@ -240,7 +240,7 @@ def bounce_original_id(mail: Mail) -> str | None:
         return ident
     match = _MSGID_IN_TEXT.search(mail.text)
     if match:
-        return loop_msgid(match.group(1))
+        return find_message_id(match.group(1))
     return last_reference(mail)
 
 

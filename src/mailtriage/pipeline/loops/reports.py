@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailtriage.pipeline.facts import TNEF_TYPES, FieldBlock, PartInfo, loop_msgid, param
+from mailtriage.pipeline.facts import TNEF_TYPES, FieldBlock, PartInfo, param
 from mailtriage.pipeline.loops import patterns as p
 from mailtriage.pipeline.loops.auto import auto_subject
 from mailtriage.pipeline.loops.mail import (
@@ -19,7 +19,7 @@ from mailtriage.pipeline.loops.mail import (
     returned_message_id,
 )
 from mailtriage.pipeline.loops.verdict import LoopKind, LoopVerdict
-from mailtriage.pipeline.mime import fold
+from mailtriage.pipeline.mime import find_message_id, fold
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def mdn_verdict(mail: Mail, reasons: list[str]) -> LoopVerdict:
     for part in mail.parts_of("message/disposition-notification"):
         for block in map(dict, part.fields):
             if block.get("original-message-id") and ident is None:
-                ident = loop_msgid(block["original-message-id"])
+                ident = find_message_id(block["original-message-id"])
             disposition = fold(block.get("disposition", ""))
             if disposition.startswith("automatic-action") and re.search(
                 r";\s*(?:deleted|denied|failed)", disposition
