@@ -246,3 +246,34 @@ def test_a_parser_failure_on_the_bytes_is_a_parse_error(monkeypatch: pytest.Monk
     monkeypatch.setattr(parse_module, "feed_parse", broken)
     with pytest.raises(ParseError, match="embedded null character"):
         parse_message(b"Subject: x\r\n\r\nhi\r\n")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        (b"Content-Type: text/plain; charset=utf-8\r\n", "Zeile mit Umlauten: äöü\r\n".encode()),
+        (
+            b"Content-Type: text/plain; charset=latin-1\r\nContent-Transfer-Encoding: 8bit\r\n",
+            "Grüße aus Köln\r\n".encode("latin-1"),
+        ),
+        (
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+            b"quoted-printable\r\n",
+            b"Gr=C3=BC=C3=9Fe, eine sehr lange Zeile =\r\nweiter\r\n",
+        ),
+        (b"Content-Type: text/html; charset=utf-8\r\n", b"<p>Hallo <b>Welt</b></p>\r\n"),
+        (b"Content-Type: application/octet-stream\r\n", b"\x00\x01binary\r\n"),
+    ],
+)
+def test_a_large_single_part_body_is_read_from_the_raw_bytes(
+    headers: bytes, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mailtriage.pipeline.rawmail as rawmail
+
+    body = body * (rawmail.DEFER_BODY_BYTES // len(body) + 1)
+    raw = b"From: a@b.example\r\nSubject: big\r\n" + headers + b"\r\n" + body
+    assert len(raw) > rawmail.DEFER_BODY_BYTES
+    deferred = parse_message(raw)
+    monkeypatch.setattr(rawmail, "DEFER_BODY_BYTES", 1 << 40)
+    fed = parse_message(raw)  # the same message through the stdlib's feed parser
+    assert deferred == fed

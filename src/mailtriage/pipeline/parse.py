@@ -52,6 +52,7 @@ from mailtriage.pipeline.mime import (
 )
 from mailtriage.pipeline.rawmail import (
     DEFERRED,
+    DEFERRED_BODY,
     b64decode_span,
     content_key,
     content_key_of,
@@ -508,13 +509,17 @@ class _Walker:
             payload = part.get_payload()
         except (LookupError, ValueError, TypeError):  # a charset with NUL: not ours
             return None
-        if isinstance(payload, str) and payload.startswith(DEFERRED):
+        if isinstance(payload, str) and payload.startswith((DEFERRED, DEFERRED_BODY)):
             return self.loaded.deferred.get(payload.strip())
         return None
 
     def _decode(self, part: Message) -> bytes | bytearray:
-        """A leaf part's bytes; deferred base64 bodies straight from the raw bytes."""
+        """A leaf part's bytes; deferred bodies straight from the raw bytes."""
         span = self._deferred_span(part)
+        if span is not None and DEFERRED_BODY in self.loaded.deferred:
+            body = self.loaded.raw[span[0] : span[1]]
+            cte = header_text(part.get("content-transfer-encoding")).strip().lower()
+            return binascii.a2b_qp(body) if cte == "quoted-printable" else body
         if span is not None:
             try:
                 return b64decode_span(self.loaded.raw, *span)

@@ -25,6 +25,12 @@ DEFERRED = "x-mailtriage-deferred-base64:"
 _B64_CTE_RE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
 _B64_BODY_RE = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
 _MESSAGE_TYPE_RE = re.compile(rb"(?im)^content-type:[ \t]*message/")
+# The body of a single-part message at least this large (a pasted log, a text dump) is
+# not fed through the feed parser either (a str per line: 6x the body in memory); it
+# is read straight from the raw bytes.
+DEFER_BODY_BYTES = 1024 * 1024
+DEFERRED_BODY = "x-mailtriage-deferred-body:0"
+_PLAIN_CTES = frozenset({"", "7bit", "8bit", "binary", "quoted-printable"})
 
 
 def content_key(raw: bytes) -> str:
@@ -88,6 +94,9 @@ def feed_parse(raw: bytes) -> tuple[Message, dict[str, tuple[int, int]]]:
     base64, is replaced by a placeholder for the parser and decoded later straight
     from the raw bytes (_Walker._decode). Everything else is parsed as usual.
     """
+    top = _defer_top_body(raw)
+    if top is not None:
+        return top
     parser = email.feedparser.BytesFeedParser(policy=compat32)
     deferred: dict[str, tuple[int, int]] = {}
     pos = scan = 0
@@ -155,3 +164,25 @@ def b64decode_span(raw: bytes, start: int, end: int, step: int = 1 << 20) -> byt
     if rest.strip(b"="):
         out += binascii.a2b_base64(rest + b"=" * (-len(rest) % 4))
     return out
+
+
+def _defer_top_body(raw: bytes) -> tuple[Message, dict[str, tuple[int, int]]] | None:
+    """A large single-part body (not base64, not a message/*) as a placeholder; None
+    when the message is not one (or the parser did not end the header block where
+    we did)."""
+    head_end = HEAD_END_RE.search(raw)
+    if head_end is None or len(raw) - head_end.end() < DEFER_BODY_BYTES:
+        return None
+    head = raw[: head_end.end()]
+    parser = email.feedparser.BytesFeedParser(policy=compat32)
+    parser.feed(head)
+    parser.feed(DEFERRED_BODY.encode("ascii"))
+    msg = parser.close()
+    ctype = msg.get_content_type()
+    cte = header_text(msg.get("content-transfer-encoding", "")).strip().lower()
+    if ctype.startswith(("multipart/", "message/")) or cte not in _PLAIN_CTES:
+        return None
+    payload = msg.get_payload()
+    if not isinstance(payload, str) or payload != DEFERRED_BODY:
+        return None
+    return msg, {DEFERRED_BODY: (head_end.end(), len(raw))}
