@@ -20,7 +20,7 @@ from mailtriage.pipeline.classify import (
     load_rules,
 )
 from mailtriage.pipeline.loops import LoopVerdict, detect_loop
-from mailtriage.pipeline.parse import ParsedMessage, ParseLimits, RawInput, parse_loaded
+from mailtriage.pipeline.parse import ParsedMessage, ParseLimits, RawInput, parse_message
 
 if TYPE_CHECKING:
     from mailtriage.triage.model import TriageModel
@@ -51,8 +51,8 @@ def analyse(
 
     ``raw`` is the message's bytes or the path of a file holding them.
     """
-    msg, parsed = parse_loaded(raw, options.limits)
-    verdict = detect_loop(msg, own_domains=options.own_domains, envelope_sender=envelope_sender)
+    parsed = parse_message(raw, options.limits)
+    verdict = detect_loop(parsed, own_domains=options.own_domains, envelope_sender=envelope_sender)
     classification = None
     ocr: tuple[tuple[str, str], ...] = ()
     if not verdict.automated:
