@@ -151,6 +151,11 @@ class Ticket(Base):
     classification_reasons: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The conversation: who answers (an agent's address), when we first answered a
+    # human word, when the ticket was last resolved (the reopen window counts from it).
+    assignee: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     requester: Mapped[Contact | None] = relationship()
     organisation: Mapped[Organisation | None] = relationship()
@@ -185,9 +190,16 @@ class Article(Base):
     in_reply_to: Mapped[list[Any]] = mapped_column(JSON, default=list)
     references: Mapped[list[Any]] = mapped_column(JSON, default=list)
     content_key: Mapped[str] = mapped_column(String(64))
+    # The new text of the message (quoted history and signature set apart); the whole
+    # text is ``full_text`` (NULL when it is the same).
     text: Mapped[str] = mapped_column(Text, default="")
+    full_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     html: Mapped[str | None] = mapped_column(Text, nullable=True)
     defects: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # An internal note (an agent's #note): never shown or sent to a customer.
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Who wrote an outgoing article or a note (an agent's address); NULL: the system.
+    author: Mapped[str | None] = mapped_column(String(320), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="articles")
@@ -257,3 +269,39 @@ class ArticleRef(Base):
     first: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
     __table_args__ = (UniqueConstraint("message_key", "first", name="uq_article_ref_first"),)
+
+
+class Participant(Base):
+    """Someone besides the requester who takes part in a ticket's conversation: Cc'd on
+    the customer's mail, or the end user whose mail a helpdesk forwarded. Participants
+    may reply to the ticket and get our replies."""
+
+    __tablename__ = "participant"
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("ticket.id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # lower-cased
+    name: Mapped[str] = mapped_column(String(255), default="")
+    role: Mapped[str] = mapped_column(String(20))  # "cc", "to", "forwarded"
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_participant_address", "address"),)
+
+
+class TicketLink(Base):
+    """A ticket opened because a message could not join another one (a stranger's
+    reply, a reply after the reopen window): the link says why."""
+
+    __tablename__ = "ticket_link"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    linked_ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "linked_ticket_id", name="uq_ticket_link"),
+        Index("ix_ticket_link_linked", "linked_ticket_id"),
+    )
