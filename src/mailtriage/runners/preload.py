@@ -7,6 +7,7 @@ second loading them (and holding its own copy). Importing this module is its eff
 
 from __future__ import annotations
 
-from mailtriage.pipeline.analyse import AnalysisOptions, warm_up
+from mailtriage.pipeline.analyse import Analyser, warm_up
+from mailtriage.pipeline.classify import load_rules
 
-warm_up(AnalysisOptions())
+warm_up(Analyser(rules=load_rules()))
