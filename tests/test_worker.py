@@ -27,7 +27,7 @@ def count(app: App, model: Any) -> int:
 
 
 def test_transient_database_error_is_retried(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = worker_module.apply_analysis
+    real = worker_module.store_analysis
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -36,7 +36,7 @@ def test_transient_database_error_is_retried(app: App, monkeypatch: pytest.Monke
             raise OperationalError("INSERT", {}, Exception("database is locked"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "apply_analysis", flaky)
+    monkeypatch.setattr(worker_module, "store_analysis", flaky)
     app.inbox.accept(mail(), "test")
     worker = app.worker()
     [first] = worker.run_once()
@@ -57,7 +57,7 @@ def test_unexpected_error_is_quarantined_after_max_attempts(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in the store")
 
-    monkeypatch.setattr(worker_module, "apply_analysis", broken)
+    monkeypatch.setattr(worker_module, "store_analysis", broken)
     app.inbox.accept(mail(), "test")
     worker = app.worker()
     outcomes = []
@@ -190,7 +190,7 @@ def test_import_waits_for_its_deferred_messages(
 ) -> None:
     """A concurrent write (retried after 0.2 s) and a database error (backoff) are
     retried before import returns: nothing is left pending."""
-    real = worker_module.apply_analysis
+    real = worker_module.store_analysis
     failures = [
         IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")),
         OperationalError("INSERT", {}, Exception("database is locked")),
@@ -201,7 +201,7 @@ def test_import_waits_for_its_deferred_messages(
             raise failures.pop(0)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "apply_analysis", flaky)
+    monkeypatch.setattr(worker_module, "store_analysis", flaky)
     _write_messages(tmp_path / "in", "retry", 2)
     report = import_paths(app, [tmp_path / "in"])
     assert failures == []

@@ -1,6 +1,7 @@
 """The one loop that owns claiming, retries and quarantine.
 
-claim (lease) -> read raw blob -> analyse (pure) -> store.apply in one transaction.
+claim (lease) -> read raw blob -> analyse (pure) -> store_analysis: facts from the
+store -> conversation.match (pure) -> store.apply -> outbound mail, one transaction.
 The Worker claims; a Processor analyses and stores what was claimed, in this process
 or, when there is work for several cores, in each process of a pool (every pool
 process has its own database connection, so parsing, classifying and writing all
@@ -27,7 +28,7 @@ import threading
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -38,11 +39,15 @@ from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
-from mailtriage.outbound.ack import cached_policy
+from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
+from mailtriage.outbound.outbox import note_automated_answer, queue_ack
 from mailtriage.pipeline.analyse import Analyser, Analysis, analyse, warm_up
+from mailtriage.pipeline.conversation import match
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
-from mailtriage.store.apply import LeaseLost, apply_analysis
+from mailtriage.store.apply import Applied, LeaseLost, apply_decision
+from mailtriage.store.lookups import lookup_conversation
+from mailtriage.store.models import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +82,41 @@ def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
         stored.append(att.without_data())
     parsed = dataclasses.replace(analysis.parsed, attachments=tuple(stored))
     return dataclasses.replace(analysis, parsed=parsed)
+
+
+def store_analysis(
+    session: Session,
+    inbound_id: int,
+    owner: str | None,
+    analysis: Analysis,
+    *,
+    freemail_domains: Collection[str] = (),
+    outbound: OutboundPolicy | None = None,
+) -> Applied:
+    """File one analysed message in the caller's transaction: look up what the store
+    knows, match the conversation (pure), write the decision, queue outbound mail.
+    ``outbound``: how to acknowledge new tickets (None: no acknowledgements)."""
+    facts = lookup_conversation(session, analysis.parsed, analysis.loop)
+    decision = match(analysis.parsed, analysis.loop, facts)
+    applied = apply_decision(
+        session, inbound_id, owner, analysis, decision, freemail_domains=freemail_domains
+    )
+    policy = outbound or NO_ACK
+    if decision.action == "create" and applied.ticket_id is not None:
+        ticket = session.get(Ticket, applied.ticket_id)
+        assert ticket is not None
+        queue_ack(session, ticket, inbound_id, analysis.parsed, analysis.classification, policy)
+    elif decision.note and facts.our_mail is not None:
+        note_automated_answer(
+            session,
+            facts.our_mail.ticket_id,
+            inbound_id,
+            analysis.parsed,
+            analysis.loop,
+            facts.our_mail,
+            policy,
+        )
+    return applied
 
 
 class Processor:
@@ -182,7 +222,7 @@ class Processor:
                 for item, analysis in ready:
                     try:
                         with session.begin_nested():
-                            applied = apply_analysis(
+                            applied = store_analysis(
                                 session,
                                 item.id,
                                 self.owner,
