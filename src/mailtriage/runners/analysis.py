@@ -17,6 +17,7 @@ from mailtriage.config import Settings
 from mailtriage.pipeline.analyse import Analyser, OcrFunction
 from mailtriage.pipeline.classify import Rules, load_rules
 from mailtriage.pipeline.parse import ParseLimits
+from mailtriage.runners.language_model import prepare_language_model
 
 if TYPE_CHECKING:
     from mailtriage.triage.model import TriageModel
@@ -55,6 +56,7 @@ class AnalyserSource:
 
             self._model_file = str(model_path(settings))
         self._model_mtime: int | None = None
+        prepare_language_model(settings.storage_dir / "cache")
         self._analyser = Analyser(
             rules=rules or configured_rules(settings),
             limits=parse_limits(settings),
