@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING
 
 from mailtriage.config import Settings
@@ -37,6 +37,14 @@ def configured_rules(settings: Settings) -> Rules:
     return load_rules(settings.triage.rules_file or None)
 
 
+@lru_cache(maxsize=4)
+def process_rules(path: str | None) -> Rules:
+    """The rules at ``path`` (None: the default), compiled once per process: the fork
+    server compiles the default rules before it forks the pool processes, which then
+    share them instead of compiling their own (a third of a second each)."""
+    return load_rules(path)
+
+
 def configured_ocr(settings: Settings) -> OcrFunction | None:
     """Tesseract on screenshots when ``triage.ocr`` is on (it says once if it cannot)."""
     if not settings.triage.ocr:
@@ -47,9 +55,13 @@ def configured_ocr(settings: Settings) -> OcrFunction | None:
 
 
 class AnalyserSource:
-    """The current :class:`Analyser` for ``settings``; reloads a replaced model file."""
+    """The current :class:`Analyser` for ``settings``; reloads a replaced model file.
 
-    def __init__(self, settings: Settings, *, rules: Rules | None = None) -> None:
+    Rules and language model are loaded at once, so that a broken rules file is an
+    error before any message is claimed, and pool processes find the model's cache.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self._model_file = ""
         if settings.triage.use_model:
             from mailtriage.triage.model import model_path
@@ -58,7 +70,7 @@ class AnalyserSource:
         self._model_mtime: int | None = None
         prepare_language_model(settings.storage_dir / "cache")
         self._analyser = Analyser(
-            rules=rules or configured_rules(settings),
+            rules=process_rules(settings.triage.rules_file or None),
             limits=parse_limits(settings),
             own_domains=settings.mail.own_domains,
             ocr=configured_ocr(settings),
