@@ -135,15 +135,25 @@ class Processor:
         self.blobs = blobs
         self.settings = settings
         self.owner = owner
-        self.analysers = AnalyserSource(settings)
+        self._analysers: AnalyserSource | None = None
+
+    @property
+    def analysers(self) -> AnalyserSource:
+        """Rules and models, loaded when the first message needs them (an import of
+        files that are all stored already never does)."""
+        if self._analysers is None:
+            self._analysers = AnalyserSource(self.settings)
+        return self._analysers
 
     def warm_up(self) -> None:
-        """Load the language model now rather than on the first message."""
+        """Load rules and language model now rather than on the first message."""
         warm_up(self.analysers.current())
 
     def process(self, claimed: list[Claimed]) -> list[Processed]:
         out: dict[int, Processed] = {}
         analysed: list[tuple[Claimed, _Analysed]] = []
+        # Outside the per-message handling: a broken rules file is not the messages'
+        # fault (the caller fails; closing the worker hands the leases back).
         analyser = self.analysers.current() if claimed else None
         for item in claimed:
             if item.attempts > self.settings.worker.max_attempts:

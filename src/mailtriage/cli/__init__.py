@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from mailtriage import __version__
-from mailtriage.cli.common import Command, UserError
+from mailtriage.cli.common import Command, LazyConsole, UserError
 from mailtriage.cli.db import add_db_commands
 from mailtriage.cli.intake import add_intake_commands
 from mailtriage.cli.outbox import add_outbox_commands
@@ -63,7 +63,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from rich.console import Console
     from sqlalchemy.exc import DBAPIError, OperationalError
 
     from mailtriage.config import load_settings
@@ -73,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         setup_logging("DEBUG" if args.verbose else settings.logging.level, settings.logging.json)
         func: Command = args.func
-        return func(args, settings, Console())
+        return func(args, settings, LazyConsole())  # type: ignore[arg-type]
     except (OperationalError, DBAPIError) as exc:
         return _fail(f"database error: {_first_line(exc)}")
     except KeyboardInterrupt:

@@ -24,6 +24,21 @@ class UserError(Exception):
     """Something the user can fix; printed as one line, exit status 2."""
 
 
+class LazyConsole:
+    """rich's Console, made on first use: a command that prints JSON never needs it,
+    and importing rich is a noticeable part of a start-up."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console()
+        return getattr(self._console, name)
+
+
 def open_app(settings: Settings, *, migrate: bool = True) -> App:
     """The composition root for one command; applies pending migrations unless told not
     to (database.auto_migrate = false: insists the schema is current)."""

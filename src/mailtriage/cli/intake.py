@@ -28,7 +28,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> in
     from mailtriage.backfill import import_paths
 
     with open_app(settings) as app:
-        if out.is_terminal and not args.json:
+        if not args.json and out.is_terminal:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
