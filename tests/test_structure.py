@@ -151,6 +151,28 @@ def test_pipeline_imports_no_edge_module(path: Path) -> None:
     assert bad == [], f"{path.name} imports {bad}"
 
 
+# Arrows point down only: the store writes and looks up, outbound plans and sends;
+# neither reaches up into what runs or wires them.
+NO_ARROWS_UP = {
+    "mailtriage.store": ("mailtriage.outbound", "mailtriage.runners", "mailtriage.worker"),
+    "mailtriage.outbound": ("mailtriage.runners", "mailtriage.worker"),
+}
+EDGE_OF_THE_APP = ("mailtriage.cli", "mailtriage.app", "mailtriage.service")
+
+
+@pytest.mark.parametrize("package", ["mailtriage.store", "mailtriage.outbound"])
+def test_no_arrows_back_up(package: str) -> None:
+    forbidden = (*NO_ARROWS_UP[package], *EDGE_OF_THE_APP)
+    bad = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph().items()
+        if name == package or name.startswith(package + ".")
+        for target in targets
+        if any(target == f or target.startswith(f + ".") for f in forbidden)
+    )
+    assert bad == []
+
+
 def _io_calls(path: Path, package: Path = PACKAGE) -> set[tuple[str, str, str]]:
     """(file, enclosing function, call) for each file-I/O call in ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
