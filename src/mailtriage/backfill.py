@@ -60,9 +60,10 @@ def import_paths(
     """
     check_paths(paths)
     worker = app.worker()
-    if any(path.is_dir() or is_mbox(path) for path in paths):
+    if len(paths) >= POOL_THRESHOLD or any(path.is_dir() or is_mbox(path) for path in paths):
         # Many messages to come: let the pool processes load (rules, language model)
-        # while this thread reads and accepts the first files.
+        # before this thread reads and accepts the first files. (One file: no pool,
+        # it is processed here.)
         worker.start_pool()
     report = ImportReport()
     mine: list[int] = []

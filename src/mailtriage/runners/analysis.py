@@ -68,7 +68,7 @@ class AnalyserSource:
 
             self._model_file = str(model_path(settings))
         self._model_mtime: int | None = None
-        prepare_language_model(settings.storage_dir / "cache")
+        prepare_language_model()
         self._analyser = Analyser(
             rules=process_rules(settings.triage.rules_file or None),
             limits=parse_limits(settings),

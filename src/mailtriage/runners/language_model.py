@@ -3,10 +3,13 @@
 The packaged model is LZMA-compressed; decompressing it is most of a second of every
 start (importing one message took 3.6 s). The first start writes the model, already
 restricted to our candidate languages, as plain ``.npy`` arrays in a directory under
-``<storage.dir>/cache/``; later starts map those files into memory (``mmap``) in a
-few milliseconds, and the pages are shared by every process of the worker pool. The
-directory name carries the py3langid version and the language list, so an upgrade
-writes a new one. A cache that cannot be read or written is skipped, never an error.
+the user's cache directory (``$MAILTRIAGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/mailtriage``
+or ``~/.cache/mailtriage``: derived data, shared by every database and storage
+directory of the installation); later starts map those files into memory (``mmap``)
+in a few milliseconds, and the pages are shared by every process of the worker pool.
+The directory name carries the py3langid version and the language list, so an
+upgrade writes a new one. A cache that cannot be read or written is skipped, never an
+error.
 """
 
 from __future__ import annotations
@@ -25,13 +28,28 @@ from mailtriage.pipeline import language
 log = logging.getLogger(__name__)
 
 _ARRAY_TYPES = {"H": "<u2", "I": "<u4", "L": "<u8"}
+ENV_CACHE_DIR = "MAILTRIAGE_CACHE_DIR"
 
 
-def prepare_language_model(cache_dir: Path) -> None:
+def default_cache_dir() -> Path | None:
+    """None when there is no place for it (no home directory)."""
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "mailtriage"
+    home = os.path.expanduser("~")
+    return Path(home) / ".cache" / "mailtriage" if home != "~" else None
+
+
+def prepare_language_model(cache_dir: Path | None = None) -> None:
     """Load the language model into this process (no-op when it is loaded already)."""
     if language.identifier_loaded():
         return
-    path = cache_dir / _cache_name()
+    directory = cache_dir or default_cache_dir()
+    if directory is None:
+        language.use_identifier(language.packaged_identifier())
+        return
+    path = directory / _cache_name()
     identifier = None
     if path.is_dir():
         try:
