@@ -63,8 +63,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
     from mailtriage.config import load_settings
     from mailtriage.ops.logs import setup_logging
 
@@ -73,14 +71,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging("DEBUG" if args.verbose else settings.logging.level, settings.logging.json)
         func: Command = args.func
         return func(args, settings, LazyConsole())  # type: ignore[arg-type]
-    except (OperationalError, DBAPIError) as exc:
-        return _fail(f"database error: {_first_line(exc)}")
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if isinstance(exc, user_errors()):
             return _fail(str(exc))
+        if _is_database_error(exc):
+            return _fail(f"database error: {_first_line(exc)}")
         raise
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """SQLAlchemy's OperationalError/DBAPIError, without importing SQLAlchemy for
+    commands that never did (then the error cannot be one)."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.DBAPIError)
 
 
 def _first_line(exc: BaseException) -> str:
