@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from mailtriage.pipeline import ocr
 from mailtriage.pipeline.analyse import Analyser, analyse
 from mailtriage.pipeline.classify import load_rules
+from mailtriage.runners import ocr
 
 from conftest import CLI
 from mails import mail, png
@@ -147,7 +147,7 @@ def test_without_tesseract_one_log_line_and_no_error(
         pytesseract = pytest.importorskip("pytesseract")
         monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
     analyser = Analyser(rules=load_rules(), ocr=partial(ocr.ocr_screenshots, languages="deu+eng"))
-    with caplog.at_level(logging.WARNING, logger="mailtriage.pipeline.ocr"):
+    with caplog.at_level(logging.WARNING, logger="mailtriage.runners.ocr"):
         for _ in range(3):
             result = analyse(_shot_mail(), analyser)
             assert result.ocr_text == ()
@@ -160,6 +160,6 @@ def test_without_tesseract_one_log_line_and_no_error(
 
 @pytest.mark.usefixtures("tesseract")
 def test_an_unreadable_image_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="mailtriage.pipeline.ocr"):
+    with caplog.at_level(logging.WARNING, logger="mailtriage.runners.ocr"):
         assert ocr.ocr_image(b"\x89PNG\r\n\x1a\nbroken", "deu+eng") == ""
     assert "OCR of one image skipped" in caplog.text

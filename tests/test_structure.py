@@ -30,6 +30,9 @@ PIPELINE_MUST_NOT_IMPORT = (
     "mailtriage.inbox",
     "mailtriage.blobs",
     "mailtriage.intake",
+    "subprocess",
+    "pytesseract",
+    "socket",
 )
 # Calls that read or write files.
 IO_CALLS = {"open", "read_bytes", "read_text", "write_bytes", "write_text", "stat"}

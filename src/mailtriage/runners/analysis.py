@@ -49,7 +49,7 @@ def configured_ocr(settings: Settings) -> OcrFunction | None:
     """Tesseract on screenshots when ``triage.ocr`` is on (it says once if it cannot)."""
     if not settings.triage.ocr:
         return None
-    from mailtriage.pipeline.ocr import ocr_screenshots
+    from mailtriage.runners.ocr import ocr_screenshots
 
     return partial(ocr_screenshots, languages=settings.triage.ocr_languages)
 
