@@ -1,112 +1,53 @@
-"""Import throughput against mail-parser's parse-only rate, and peak RSS on a 50 MB mail.
+"""Import throughput on the shared corpus against mail-parser's parse-only rate; start-up,
+large messages and memory.
 
-Usage: python bench/ingest.py [--messages N] [--seed S] [--big-mb MB]
+Usage: python bench/ingest.py [--corpus DIR | --count N --seed S] [--big-mb MB]
+                              [--text-mb MB] [--flat N] [--ocr-messages N]
 
-Generates a seeded corpus of support mails (German and English, ~30% with 50 KB-2 MB
-screenshots, replies, HTML), then in one run measures
-  1. parse-only: mailparser.parse_from_bytes over every file, one process (the baseline),
-  2. import: `mailtriage import DIR` into a fresh SQLite database and blob store,
-and prints both rates and their ratio (machines here are noisy: compare ratios).
-Finally it imports one message of --big-mb MB in a child process and reports that
-process's peak RSS as a multiple of the message size.
+Without --corpus it writes the shared benchmark corpus with
+``../shared/bench/make_corpus.py --count 2400 --seed 11`` (610 MB) into a temporary
+directory. Then, in one run (machines here are noisy, 2 cores: compare ratios):
+  1. parse-only: mailparser.parse_from_bytes over every file, one process, timed once
+     before and once after the import; the baseline is the mean of the two;
+  2. import: the whole `mailtriage import DIR --json` process into a fresh SQLite
+     database and blob store (start-up included), and its counts (`pending` must be 0);
+  3. importing one message into a new database (the whole process);
+  4. peak RSS of importing one --big-mb MB message (a base64 attachment), as a multiple
+     of its size;
+  5. the time to import one message with a --text-mb MB text/plain body;
+  6. with --flat N: the resident memory of an import of N small messages (the process
+     and its pool), early against late, to show it stays flat.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 from pathlib import Path
 
 import mailparser
-from PIL import Image
 
-SUBJECTS = {
-    "de": [
-        "Anmeldung nicht möglich",
-        "Export bricht ab",
-        "Fehlermeldung beim Speichern",
-        "VPN verbindet nicht",
-        "Frage zur Aufbewahrungsfrist",
-        "Bericht ist leer",
-    ],
-    "en": [
-        "Cannot log in",
-        "Export fails with timeout",
-        "Error when saving",
-        "SSO login broken since update",
-        "Question about retention",
-        "Report is empty",
-    ],
-}
-BODIES = {
-    "de": (
-        "Hallo Support-Team,\n\nseit heute Morgen erhalten wir beim Öffnen des Moduls eine "
-        "Fehlermeldung. Betroffen sind etwa {n} Kollegen. Unser Helpdesk hat bereits einen "
-        "Neustart versucht.\n\nMit freundlichen Grüßen\n{name}\n"
-    ),
-    "en": (
-        "Hi support,\n\nsince this morning we get an error when opening the module. About "
-        "{n} colleagues are affected. Our helpdesk already tried a restart.\n\n"
-        "Best regards\n{name}\n"
-    ),
-}
+ROOT = Path(__file__).resolve().parent.parent
+MAKE_CORPUS = ROOT.parent / "shared" / "bench" / "make_corpus.py"
 
 
-def screenshot(rng: random.Random, size: int) -> bytes:
-    """A PNG of roughly ``size`` bytes (noise does not compress)."""
-    pixels = max(64 * 64, size // 3)
-    width = int(pixels**0.5)
-    height = max(64, pixels // width)
-    img = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
-    out = io.BytesIO()
-    img.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
-
-
-def generate(directory: Path, count: int, seed: int) -> int:
-    rng = random.Random(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    sent: list[str] = []
-    total = 0
-    start = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
-    for i in range(count):
-        lang = rng.choice(["de", "en"])
-        name = rng.choice(["Erika Muster", "John Smith", "Anna Schmidt", "Li Wei"])
-        msg = EmailMessage()
-        msg["From"] = f"{name} <user{rng.randrange(200)}@customer{rng.randrange(40)}.example>"
-        msg["To"] = "support@dataandmore.com"
-        subject = rng.choice(SUBJECTS[lang])
-        msg["Date"] = format_datetime(start + timedelta(minutes=7 * i))
-        mid = make_msgid(idstring=f"b{seed}.{i}", domain="customer.example")
-        msg["Message-ID"] = mid
-        if sent and rng.random() < 0.25:
-            parent = rng.choice(sent)
-            msg["In-Reply-To"] = parent
-            msg["References"] = parent
-            subject = ("AW: " if lang == "de" else "Re: ") + subject
-        msg["Subject"] = subject
-        body = BODIES[lang].format(n=rng.randrange(2, 400), name=name)
-        msg.set_content(body)
-        if rng.random() < 0.5:
-            html = "<html><body>" + "".join(f"<p>{line}</p>" for line in body.splitlines())
-            msg.add_alternative(html + "</body></html>", subtype="html")
-        if rng.random() < 0.3:
-            data = screenshot(rng, rng.randrange(50_000, 2_000_000))
-            msg.add_attachment(data, maintype="image", subtype="png", filename="screenshot.png")
-        raw = msg.as_bytes()
-        (directory / f"{i:05d}.eml").write_bytes(raw)
-        total += len(raw)
-        sent.append(mid)
-    return total
+def make_corpus(out: Path, count: int, seed: int, attach_ratio: float | None = None) -> None:
+    if not MAKE_CORPUS.exists():
+        sys.exit(f"{MAKE_CORPUS}: not found; pass --corpus DIR")
+    cmd = [sys.executable, str(MAKE_CORPUS), "--count", str(count), "--seed", str(seed)]
+    if attach_ratio is not None:
+        cmd += ["--attach-ratio", str(attach_ratio)]
+    subprocess.run([*cmd, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
 
 
 def parse_only(files: list[Path]) -> float:
@@ -116,24 +57,68 @@ def parse_only(files: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def run_import(directory: Path, work: Path, *, ocr: bool) -> float:
-    """Seconds for `mailtriage import DIR` into a fresh store (start-up included)."""
+def _env(work: Path) -> dict[str, str]:
     work.mkdir(parents=True, exist_ok=True)
     config = work / "bench.toml"
-    config.write_text(f"[triage]\nocr = {str(ocr).lower()}\n", encoding="utf-8")
-    env = os.environ | {
+    config.write_text("[triage]\nocr = false\n", encoding="utf-8")
+    return os.environ | {
         "MAILTRIAGE_STORAGE_DIR": str(work),
         "MAILTRIAGE_DATABASE_URL": "",
         "MAILTRIAGE_CONFIG": str(config),
     }
+
+
+def run_import(
+    paths: list[Path], work: Path, *, ocr: bool = False, sample_rss: bool = False
+) -> tuple[float, dict[str, int], list[int]]:
+    """(seconds, counts, RSS samples) of a whole `mailtriage import PATH... --json` process
+    into a fresh store."""
+    env = _env(work)
+    if ocr:
+        (work / "bench.toml").write_text("[triage]\nocr = true\n", encoding="utf-8")
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "mailtriage", "import", str(directory), "--json"],
-        check=True,
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailtriage", "import", *map(str, paths), "--json"],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
-    return time.perf_counter() - start
+    samples: list[int] = []
+    if sample_rss:
+        done = threading.Event()
+        sampler = threading.Thread(target=_sample, args=(proc.pid, samples, done), daemon=True)
+        sampler.start()
+    out, _ = proc.communicate()
+    elapsed = time.perf_counter() - start
+    if sample_rss:
+        done.set()
+        sampler.join()
+    if proc.returncode != 0:
+        sys.exit(f"mailtriage import failed with status {proc.returncode}")
+    return elapsed, json.loads(out), samples
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS"):
+                        total += int(line.split()[1]) * 1024
+            with open(f"/proc/{current}/task/{current}/children") as children:
+                stack.extend(int(c) for c in children.read().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
+
+
+def _sample(pid: int, samples: list[int], done: threading.Event) -> None:
+    while not done.wait(0.25):
+        samples.append(_tree_rss(pid))
 
 
 def big_message(path: Path, megabytes: float) -> int:
@@ -145,6 +130,27 @@ def big_message(path: Path, megabytes: float) -> int:
     msg.set_content("Attached is the full log archive.")
     payload = random.Random(1).randbytes(int(megabytes * 1024 * 1024 * 3 / 4))
     msg.add_attachment(payload, maintype="application", subtype="gzip", filename="logs.tar.gz")
+    raw = msg.as_bytes()
+    path.write_bytes(raw)
+    return len(raw)
+
+
+def big_text_message(path: Path, megabytes: float) -> int:
+    """A text/plain mail of about ``megabytes`` MB: a pasted log below a short request."""
+    rng = random.Random(2)
+    words = ["ERROR", "export", "timeout", "Server", "Fehler", "job", "retry", "module", "42"]
+    lines = ["Hello support, the export fails every night, log below.", ""]
+    size = 0
+    while size < megabytes * 1024 * 1024:
+        line = " ".join(rng.choice(words) for _ in range(12))
+        lines.append(line)
+        size += len(line) + 1
+    msg = EmailMessage()
+    msg["From"] = "logs@customer.example"
+    msg["To"] = "support@dataandmore.com"
+    msg["Subject"] = "Nightly export fails, full log inside"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("\n".join(lines), cte="8bit")
     raw = msg.as_bytes()
     path.write_bytes(raw)
     return len(raw)
@@ -165,85 +171,110 @@ sys.exit(code)
 
 def peak_rss_import(path: Path, work: Path) -> int:
     """Peak RSS (bytes) of a child `mailtriage import` of one file."""
-    env = os.environ | {"MAILTRIAGE_STORAGE_DIR": str(work), "MAILTRIAGE_DATABASE_URL": ""}
-    env.pop("MAILTRIAGE_CONFIG", None)
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, "import", str(path), "--json"],
         check=True,
-        env=env,
+        env=_env(work),
         capture_output=True,
         text=True,
     )
     return int(result.stderr.strip().splitlines()[-1])
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=7)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--corpus", type=Path, help="a directory of .eml files (default: make one)")
+    parser.add_argument("--count", type=int, default=2400)
+    parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--big-mb", type=float, default=50.0)
+    parser.add_argument("--text-mb", type=float, default=30.0)
     parser.add_argument(
-        "--ocr-messages", type=int, default=20, help="also time OCR on this many messages (0: skip)"
+        "--flat", type=int, default=0, help="RSS over an import of N small messages (0: skip)"
+    )
+    parser.add_argument(
+        "--ocr-messages", type=int, default=0, help="also time OCR on this many messages"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
         root = Path(tmp)
+        corpus = args.corpus
+        if corpus is None:
+            corpus = root / "corpus"
+            make_corpus(corpus, args.count, args.seed)
+            label = f"make_corpus.py --count {args.count} --seed {args.seed}"
+        else:
+            label = str(corpus)
+        files = sorted(corpus.glob("*.eml"))
+        mb = sum(f.stat().st_size for f in files) / 1024 / 1024
+        print(f"corpus: {len(files)} messages, {mb:.0f} MB ({label})")
+
+        parse_before = parse_only(files)
+        import_s, counts, _ = run_import([corpus], root / "var")
+        parse_after = parse_only(files)
+        parse_s = (parse_before + parse_after) / 2
+        print(
+            f"parse-only (mail-parser, 1 process): {len(files) / parse_s:7.1f} msg/s "
+            f"({parse_before:.1f} s before, {parse_after:.1f} s after the import)"
+        )
+        print(
+            f"mailtriage import, whole process:    {len(files) / import_s:7.1f} msg/s "
+            f"({import_s:.1f} s; {_counts(counts)})"
+        )
+        print(f"ratio import / parse-only: {parse_s / import_s:.2f}x (goal >= 1.0x)")
+
+        one = root / "one.eml"
+        one.write_bytes(files[0].read_bytes())
+        one_s = statistics.median(run_import([one], root / f"var-one-{i}")[0] for i in range(3))
+        print(f"importing one message into a new database: {one_s:.2f} s (goal <= 1.0 s)")
+
         big = root / "big.eml"
         big_size = big_message(big, args.big_mb)
         small = root / "small.eml"
         small.write_bytes(big.read_bytes()[:2000].split(b"\n\n")[0] + b"\n\nhello\n")
         rss = peak_rss_import(big, root / "var-big")
-        idle = peak_rss_import(small, root / "var-small")  # the same process, a tiny mail
-        corpus = root / "corpus"
-        size = generate(corpus, args.messages, args.seed)
-        files = sorted(corpus.glob("*.eml"))
-        mb = size / 1024 / 1024
-        print(f"corpus: {len(files)} messages, {mb:.1f} MB (seed {args.seed})")
-        parse_s = parse_only(files)
-        # OCR (an optional extra) reads every screenshot with Tesseract, ~0.4 s an image
-        # and far more for the noise pictures generated here: measured apart.
-        import_s = run_import(corpus, root / "var", ocr=False)
-        # Start-up (interpreter, migrations of a new database, pool processes loading
-        # the rules and the language model) is paid once per command: measured on a
-        # one-message import and reported apart.
-        one = root / "one"
-        one.mkdir()
-        (one / files[0].name).write_bytes(files[0].read_bytes())
-        startup_s = run_import(one, root / "var-one", ocr=False)
+        idle = peak_rss_import(small, root / "var-small")
         print(
-            f"parse-only (mail-parser, 1 process): {len(files) / parse_s:8.1f} msg/s "
-            f"{mb / parse_s:7.1f} MB/s"
+            f"peak RSS importing one {big_size / 1024 / 1024:.1f} MB message: "
+            f"{rss / 1024 / 1024:.0f} MB = {rss / big_size:.2f}x its size (goal <= 4x); "
+            f"a tiny message: {idle / 1024 / 1024:.0f} MB, so the large one adds "
+            f"{(rss - idle) / big_size:.2f}x its size"
         )
+
+        text = root / "text.eml"
+        text_size = big_text_message(text, args.text_mb)
+        text_s, text_counts, _ = run_import([text], root / "var-text")
         print(
-            f"mailtriage import (incl. start-up):  {len(files) / import_s:8.1f} msg/s "
-            f"{mb / import_s:7.1f} MB/s"
+            f"importing one {text_size / 1024 / 1024:.0f} MB text/plain message: "
+            f"{text_s:.1f} s, {_counts(text_counts)} (goal < 10 s)"
         )
-        steady_s = max(1e-9, import_s - startup_s)
-        print(
-            f"mailtriage import, start-up ({startup_s:.1f} s) taken out: "
-            f"{len(files) / steady_s:8.1f} msg/s {mb / steady_s:7.1f} MB/s"
-        )
-        print(
-            f"ratio import / parse-only: {parse_s / import_s:.2f}x with start-up, "
-            f"{parse_s / steady_s:.2f}x without (goal >= 1.0x, stretch 1.6x)"
-        )
+
+        if args.flat:
+            flat = root / "flat"
+            make_corpus(flat, args.flat, args.seed, attach_ratio=0.0)
+            flat_s, flat_counts, samples = run_import([flat], root / "var-flat", sample_rss=True)
+            if len(samples) >= 10:
+                tenth = len(samples) // 10
+                early = max(samples[tenth : 2 * tenth])
+                late = max(samples[-tenth:])
+                print(
+                    f"RSS importing {args.flat} small messages ({flat_s:.0f} s, "
+                    f"{_counts(flat_counts)}): {early / 1024 / 1024:.0f} MB at 10-20% "
+                    f"of the run, {late / 1024 / 1024:.0f} MB in the last 10% "
+                    f"({late / early:.2f}x)"
+                )
+
         if args.ocr_messages:
-            sample = root / "ocr-sample"
-            sample.mkdir()
-            for path in files[: args.ocr_messages]:
-                (sample / path.name).write_bytes(path.read_bytes())
-            plain = run_import(sample, root / "var-ocr-off", ocr=False)
-            with_ocr = run_import(sample, root / "var-ocr-on", ocr=True)
+            sample = files[: args.ocr_messages]
+            plain = run_import(sample, root / "var-ocr-off")[0]
+            with_ocr = run_import(sample, root / "var-ocr-on", ocr=True)[0]
             print(
                 f"OCR on, first {args.ocr_messages} messages: {with_ocr:.1f} s "
                 f"against {plain:.1f} s without ({with_ocr / plain:.1f}x)"
             )
-        print(
-            f"peak RSS importing one {big_size / 1024 / 1024:.1f} MB message: "
-            f"{rss / 1024 / 1024:.0f} MB = {rss / big_size:.2f}x its size (goal <= 4x); "
-            f"importing a tiny message: {idle / 1024 / 1024:.0f} MB, so the large one "
-            f"adds {(rss - idle) / big_size:.2f}x its size"
-        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from mailtriage.cli import main
 from mailtriage.config import ConfigError, Settings, load_settings, settings_from_dict
 
 ROOT = Path(__file__).parent.parent
+AGENT = {"address": "anna@dataandmore.com", "name": "Anna Schmidt", "level": "L2"}
 
 
 def test_defaults() -> None:
@@ -28,8 +29,13 @@ def test_example_config_loads_and_documents_every_key() -> None:
         if section.name == "source":
             continue
         assert section.name in data, f"[{section.name}] missing from config.example.toml"
-        documented = set(data[section.name])
-        keys = {f.name for f in dataclasses.fields(getattr(settings, section.name))}
+        value = getattr(settings, section.name)
+        if isinstance(value, tuple):  # an array of tables ([[agents]]): its first entry
+            assert value, f"[[{section.name}]] has no example entry"
+            value, documented = value[0], set(data[section.name][0])
+        else:
+            documented = set(data[section.name])
+        keys = {f.name for f in dataclasses.fields(value)}
         assert keys == documented, f"[{section.name}] keys differ: {keys ^ documented}"
 
 
@@ -50,12 +56,90 @@ def test_example_config_loads_and_documents_every_key() -> None:
         ),
         ({"mail": {"own_domains": [1]}}, "mail.own_domains[0]: expected a string, got 1"),
         ({"database": "sqlite://"}, 'database: expected a table, got "sqlite://"'),
+        ({"agents": {"address": "a@b.de"}}, "agents: expected a list, got a table"),
+        (
+            {"agents": [AGENT, {**AGENT, "address": "bo@dataandmore.com", "level": "L4"}]},
+            'agents[1].level: expected one of "L1", "L2", "L3", got "L4"',
+        ),
+        ({"agents": [{**AGENT, "level": 2}]}, 'agents[0].level: expected one of "L1"'),
+        ({"agents": [{**AGENT, "address": "anna"}]}, "agents[0].address: expected an address"),
+        ({"agents": [{**AGENT, "address": ""}]}, "agents[0].address: expected an address"),
+        (
+            {"agents": [{**AGENT, "address": "Anna <anna@dataandmore.com>"}]},
+            "agents[0].address: expected an address",
+        ),
+        ({"agents": [{**AGENT, "address": "anna@localhost"}]}, "agents[0].address: expected"),
+        ({"agents": [{**AGENT, "address": 7}]}, "agents[0].address: expected a string, got 7"),
+        ({"agents": [{"address": "anna@dataandmore.com"}]}, "agents[0].name: required"),
+        ({"agents": [{**AGENT, "email": "x"}]}, "agents[0].email: unknown key"),
+        (
+            {"agents": [AGENT, {**AGENT, "address": "ANNA@dataandmore.com"}]},
+            "agents[1].address: ANNA@dataandmore.com is agents[0] already",
+        ),
+        (
+            {"agents": [{**AGENT, "address": "support+anna@dataandmore.com"}]},
+            "agents[0].address: is mail.support_address",
+        ),
+        (
+            {"security": {"secret": "x" * 20, "secret_file": "/run/secret"}},
+            "security.secret: set either secret or secret_file, not both",
+        ),
+        ({"security": {"secret": "short"}}, "security.secret: at least 16 characters"),
+        ({"security": {"secret": 12345678901234567}}, "security.secret: expected a string"),
+        (
+            {"security": {"trust_agents_by_address": "yes"}},
+            'security.trust_agents_by_address: expected true or false, got "yes"',
+        ),
+        (
+            {"security": {"authserv_ids": "mx.dataandmore.com"}},
+            'security.authserv_ids: expected a list, got "mx.dataandmore.com"',
+        ),
+        (
+            {"security": {"authserv_ids": ["mx.dataandmore.com", "mx two"]}},
+            'security.authserv_ids[1]: not an authserv-id: "mx two"',
+        ),
+        ({"security": {"authserv_ids": [""]}}, "security.authserv_ids[0]: not an authserv-id"),
+        (
+            {"conversation": {"reopen_days": -1}},
+            "conversation.reopen_days: expected a number >= 0, got -1.0",
+        ),
+        (
+            {"conversation": {"reopen_days": "14"}},
+            'conversation.reopen_days: expected a number, got "14"',
+        ),
+        (
+            {"conversation": {"organisation_participants": 1}},
+            "conversation.organisation_participants: expected true or false, got 1",
+        ),
     ],
 )
 def test_errors_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         settings_from_dict(data)
     assert str(err.value).startswith(message)
+
+
+def test_conversation_defaults_and_agents() -> None:
+    settings = settings_from_dict({})
+    assert settings.agents == ()
+    assert settings.security.trust_agents_by_address is False
+    assert settings.security.authserv_ids == ()
+    assert settings.security.secret == settings.security.secret_file == ""
+    assert settings.conversation.reopen_days == 14.0
+    assert settings.conversation.organisation_participants is False
+    settings = settings_from_dict(
+        {
+            "agents": [AGENT, {"address": "bo@dataandmore.com", "name": "Bo", "level": "L3"}],
+            "security": {"authserv_ids": ["mx.dataandmore.com"], "secret": "s" * 16},
+            "conversation": {"reopen_days": 0},
+        }
+    )
+    assert [(a.address, a.name, a.level) for a in settings.agents] == [
+        ("anna@dataandmore.com", "Anna Schmidt", "L2"),
+        ("bo@dataandmore.com", "Bo", "L3"),
+    ]
+    assert settings.security.authserv_ids == ("mx.dataandmore.com",)
+    assert settings.conversation.reopen_days == 0.0
 
 
 def test_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,3 +64,27 @@ def test_the_cached_model_answers_like_the_packaged_one(tmp_path: Path) -> None:
         assert directory.name.startswith("langid-")
     finally:
         language.use_identifier(saved)
+
+
+def test_compact_model_scores_like_py3langid_own_loader():
+    """The compact loader (langid_model) must give py3langid's own scores."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from mailtriage.langid_model import load_identifier
+    from mailtriage.pipeline.language import CANDIDATE_LANGUAGES
+
+    reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    reference.set_languages([x for x in CANDIDATE_LANGUAGES if x in set(reference.labels)])
+    compact = load_identifier(CANDIDATE_LANGUAGES)
+    assert compact.nb_classes == reference.nb_classes
+    texts = [
+        "Hallo, seit heute Morgen kann ich mich nicht mehr anmelden.",
+        "Hi, since this morning I cannot log in anymore. Could you help?",
+        "Bonjour, depuis hier je n'arrive plus à me connecter.",
+        "Dzień dobry, nie mogę się zalogować od rana.",
+        "Добрый день, не могу войти в систему.",
+    ]
+    for text in texts:
+        ours, theirs = compact.rank(text), reference.rank(text)
+        assert [lang for lang, _ in ours[:5]] == [lang for lang, _ in theirs[:5]]
+        assert ours[0][1] == pytest.approx(theirs[0][1], abs=1e-6)

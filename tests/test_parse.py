@@ -202,3 +202,78 @@ def test_raw_utf8_headers_are_read_as_utf8() -> None:
     assert parsed.subject == "Grüße, Anmeldung klappt nicht"
     assert parsed.sender == "jürgen@kunde.example"
     assert parsed.sender_name == "Jürgen"
+
+
+def test_the_walk_records_the_own_tree_for_the_loop_guard() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nThis is the mail system.\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        b"Final-Recipient: rfc822; a@b.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\nMessage-ID: <orig@dataandmore.com>\r\n"
+        b"Content-Type: text/plain\r\n\r\nthe returned text\r\n--b--\r\n"
+    )
+    parsed = parse_message(raw)
+    types = [p.content_type for p in parsed.parts]
+    # the attached message's own parts are not the report's parts
+    assert types == [
+        "multipart/report",
+        "text/plain",
+        "message/delivery-status",
+        "message/rfc822",
+    ]
+    top, text, status, returned = parsed.parts
+    assert ("subject", "Undelivered") in top.headers
+    assert text.text.strip() == "This is the mail system."
+    assert ("status", "5.1.1") in status.fields[1]
+    assert returned.returned_message_id == "orig@dataandmore.com"
+    assert "the returned text" in parsed.text  # the stored text still has it
+
+
+def test_an_unreadable_date_is_a_defect() -> None:
+    parsed = parse_message(b"Subject: x\r\nDate: yesterday-ish\r\n\r\nhi\r\n")
+    assert parsed.date is None
+    assert any(d.startswith("header: unreadable Date") for d in parsed.defects)
+
+
+def test_a_parser_failure_on_the_bytes_is_a_parse_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailtriage.pipeline.parse as parse_module
+
+    def broken(raw: bytes) -> None:
+        raise ValueError("embedded null character")
+
+    monkeypatch.setattr(parse_module, "feed_parse", broken)
+    with pytest.raises(ParseError, match="embedded null character"):
+        parse_message(b"Subject: x\r\n\r\nhi\r\n")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        (b"Content-Type: text/plain; charset=utf-8\r\n", "Zeile mit Umlauten: äöü\r\n".encode()),
+        (
+            b"Content-Type: text/plain; charset=latin-1\r\nContent-Transfer-Encoding: 8bit\r\n",
+            "Grüße aus Köln\r\n".encode("latin-1"),
+        ),
+        (
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+            b"quoted-printable\r\n",
+            b"Gr=C3=BC=C3=9Fe, eine sehr lange Zeile =\r\nweiter\r\n",
+        ),
+        (b"Content-Type: text/html; charset=utf-8\r\n", b"<p>Hallo <b>Welt</b></p>\r\n"),
+        (b"Content-Type: application/octet-stream\r\n", b"\x00\x01binary\r\n"),
+    ],
+)
+def test_a_large_single_part_body_is_read_from_the_raw_bytes(
+    headers: bytes, body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mailtriage.pipeline.rawmail as rawmail
+
+    body = body * (rawmail.DEFER_BODY_BYTES // len(body) + 1)
+    raw = b"From: a@b.example\r\nSubject: big\r\n" + headers + b"\r\n" + body
+    assert len(raw) > rawmail.DEFER_BODY_BYTES
+    deferred = parse_message(raw)
+    monkeypatch.setattr(rawmail, "DEFER_BODY_BYTES", 1 << 40)
+    fed = parse_message(raw)  # the same message through the stdlib's feed parser
+    assert deferred == fed

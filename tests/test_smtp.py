@@ -195,7 +195,10 @@ def test_group_commit_puts_concurrent_messages_in_one_transaction(
     for _ in range(3):
         committer.announce()
     same = mail(subject="twice")
-    futures = [committer.submit(_stored(intake, raw)) for raw in (mail(), same, same)]
+    # The blobs are written (fsync) first, so the three submits follow each other within
+    # the committer's short wait even on a loaded machine.
+    stored = [_stored(intake, raw) for raw in (mail(), same, same)]
+    futures = [committer.submit(item) for item in stored]
     results = [f.result(10) for f in futures]
     assert batches == [3]  # it waited for the announced ones
     assert results[1].id == results[2].id and not results[2].created

@@ -221,3 +221,15 @@ def test_empty_and_quote_only():
     parts = split_body("> only a quote\n> nothing new\n")
     assert parts.new_text == ""
     assert "only a quote" in parts.quoted
+
+
+def test_a_huge_body_is_searched_only_at_its_top() -> None:
+    from mailtriage.pipeline.text import MAX_SPLIT_CHARS
+
+    log = "".join(f"> line {i} of a pasted log\n" for i in range(MAX_SPLIT_CHARS // 10))
+    reply = "Hallo,\nanbei das Log.\n\nAm 03.07.2026 um 05:21 schrieb Anna <a@b.example>:\n"
+    parts = split_body(reply + log)
+    assert parts.new_text == "Hallo,\nanbei das Log."
+    assert parts.quoted.endswith(f"line {MAX_SPLIT_CHARS // 10 - 1} of a pasted log")
+    plain = "".join(f"Zeile {i}\n" for i in range(MAX_SPLIT_CHARS // 5))
+    assert split_body(plain).new_text == plain.strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -20,6 +21,7 @@ from typing import Any, Literal, TypeVar
 ENV_CONFIG = "MAILTRIAGE_CONFIG"
 ENV_DATABASE_URL = "MAILTRIAGE_DATABASE_URL"
 ENV_STORAGE_DIR = "MAILTRIAGE_STORAGE_DIR"
+MIN_SECRET_LENGTH = 16
 
 
 class ConfigError(Exception):
@@ -250,6 +252,69 @@ class KbSettings:
     min_score: float = 3.0
 
 
+_ADDRESS_RE = re.compile(
+    r"[^@\s<>\"(),;:]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
+)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """One agent (``[[agents]]``): notified of new tickets of their level, may answer
+    and give commands by email (when the mail is authenticated, see [security])."""
+
+    address: str = ""
+    name: str = ""
+    level: Literal["L1", "L2", "L3"] = "L1"
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not _ADDRESS_RE.fullmatch(self.address):
+            out.append(
+                ("address", f"expected an address like anna@example.com, got {_show(self.address)}")
+            )
+        if not self.name.strip():
+            out.append(("name", "required (shown to customers as the one who answers)"))
+        return out
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    # The HMAC secret of reply tokens: secret, else the first line of secret_file, else
+    # one generated on first use in <storage.dir>/secret (mode 0600).
+    secret: str = ""
+    secret_file: str = ""
+    # Take a mail's From address as proof that an agent wrote it (small setups only).
+    trust_agents_by_address: bool = False
+    # authserv-ids of our receiving server's Authentication-Results header.
+    authserv_ids: tuple[str, ...] = ()
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.secret and self.secret_file:
+            out.append(("secret", "set either secret or secret_file, not both"))
+        if self.secret and len(self.secret) < MIN_SECRET_LENGTH:
+            out.append(("secret", f"at least {MIN_SECRET_LENGTH} characters"))
+        for i, authserv_id in enumerate(self.authserv_ids):
+            if not authserv_id.strip() or any(c.isspace() or c in ";()" for c in authserv_id):
+                out.append((f"authserv_ids[{i}]", f"not an authserv-id: {_show(authserv_id)}"))
+        return out
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    # A customer's reply reopens a resolved ticket within this many days; later (or
+    # after closed) it opens a new ticket linked to the old one.
+    reopen_days: float = 14.0
+    # Anyone from the requester's organisation (mail domain, not a freemail domain)
+    # counts as a participant of the requester's tickets.
+    organisation_participants: bool = False
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.reopen_days < 0:
+            return [("reopen_days", f"expected a number >= 0, got {_show(self.reopen_days)}")]
+        return []
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -264,7 +329,25 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     sla: SlaSettings = field(default_factory=SlaSettings)
     kb: KbSettings = field(default_factory=KbSettings)
+    agents: tuple[AgentSettings, ...] = ()
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
     source: str = ""  # the file these came from ("" for defaults)
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        seen: dict[str, int] = {}
+        for i, agent in enumerate(self.agents):
+            address = agent.address.lower()
+            if address in seen:
+                out.append(
+                    (f"agents[{i}].address", f"{agent.address} is agents[{seen[address]}] already")
+                )
+            seen.setdefault(address, i)
+            local, _, domain = address.partition("@")
+            if f"{local.split('+')[0]}@{domain}" == self.mail.support_address.lower():
+                out.append((f"agents[{i}].address", "is mail.support_address (our own address)"))
+        return out
 
     @property
     def storage_dir(self) -> Path:
@@ -340,7 +423,13 @@ def _build(
     values = {}
     for name, value in data.items():
         values[name] = _convert(hints[name], value, f"{prefix}{name}")
-    return cls(**values)
+    built = cls(**values)
+    # A section may check what types alone cannot: problems() -> [(key, message)].
+    problems = built.problems() if hasattr(built, "problems") else []
+    if problems:
+        key, message = problems[0]
+        raise ConfigError(f"{prefix}{key}: {message}")
+    return built
 
 
 def _convert(hint: Any, value: Any, key: str) -> Any:

@@ -18,12 +18,12 @@ subject, two keywords, or one keyword and the category are.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mailtriage.config import read_toml
+from mailtriage.pipeline.mime import fold as fold_text
 
 __all__ = ["KbArticle", "KbError", "KbIndex", "KbMatch", "load_index", "match_articles"]
 
@@ -34,7 +34,6 @@ TITLE_WORD = 0.5
 TITLE_CAP = 1.0
 _TEXT_CHARS = 20_000  # of the ticket's text looked at
 
-_FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"})
 _WORD_RE = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset({
     "and", "the", "for", "with", "your", "you", "how", "what", "when", "does", "from",
@@ -82,11 +81,9 @@ class KbMatch:
 
 
 def fold(text: str) -> str:
-    """Lower case, umlauts spelled out, other accents dropped, whitespace collapsed."""
-    text = text.casefold().translate(_FOLD)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(_WORD_RE.findall(text))
+    """The words of ``text``, folded (mime.fold: lower case, umlauts spelled out,
+    other accents dropped), one space apart."""
+    return " ".join(_WORD_RE.findall(fold_text(text)))
 
 
 def _contains(haystack: str, needle: str) -> bool:

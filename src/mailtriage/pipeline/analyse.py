@@ -20,7 +20,7 @@ from mailtriage.pipeline.classify import (
     input_from_text,
 )
 from mailtriage.pipeline.loops import LoopVerdict, detect_loop
-from mailtriage.pipeline.parse import ParsedAttachment, ParsedMessage, ParseLimits, parse_loaded
+from mailtriage.pipeline.parse import ParsedAttachment, ParsedMessage, ParseLimits, parse_message
 
 if TYPE_CHECKING:
     from mailtriage.triage.model import TriageModel
@@ -49,9 +49,9 @@ class Analysis:
 
 
 def analyse(raw: bytes, analyser: Analyser, envelope_sender: str | None = None) -> Analysis:
-    """Parse, tell automated mail from human mail, classify. Raises ParseError."""
-    msg, parsed = parse_loaded(raw, analyser.limits)
-    verdict = detect_loop(msg, own_domains=analyser.own_domains, envelope_sender=envelope_sender)
+    """Parse once, tell automated mail from human mail, classify. Raises ParseError."""
+    parsed = parse_message(raw, analyser.limits)
+    verdict = detect_loop(parsed, own_domains=analyser.own_domains, envelope_sender=envelope_sender)
     classification = None
     ocr: tuple[tuple[str, str], ...] = ()
     if not verdict.automated:

@@ -53,13 +53,11 @@ _identifier: Any = None
 
 
 def packaged_identifier() -> Any:
-    """py3langid's packaged model, restricted to CANDIDATE_LANGUAGES."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    """py3langid's packaged model, restricted to CANDIDATE_LANGUAGES (read compactly,
+    see mailtriage.langid_model)."""
+    from mailtriage.langid_model import load_identifier
 
-    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    available = set(ident.labels)
-    ident.set_languages([x for x in CANDIDATE_LANGUAGES if x in available])
-    return ident
+    return load_identifier(CANDIDATE_LANGUAGES)
 
 
 def use_identifier(identifier: Any) -> None:

@@ -1,9 +1,15 @@
 """Raw RFC 5322 bytes -> ParsedMessage, a frozen value with everything later stages need.
 
-Header decoding (RFC 2047, address lists, dates) is mail-parser's; the MIME walk for
-bodies and attachments is ours so that attachment bytes stay bytes (mail-parser
-base64-encodes them into strings, which doubles memory on large mails) and charset
-repair, nested ``message/rfc822`` and TNEF are handled in one place.
+One parse, one walk: the stdlib's compat32 parser splits the message (large base64
+bodies are decoded straight from the raw bytes), our walk collects body text,
+attachments and the facts the loop guard reads (:class:`facts.PartInfo`), and the
+header words, charsets and HTML are decoded by :mod:`mailtriage.pipeline.mime`.
+mail-parser is not called: we read seven headers, and its full header pass (every
+Received line, address parsing) was a third of our parse time.
+
+The parser is total: whatever the bytes, it returns a ParsedMessage (with what it
+could not read in ``defects``) or raises ParseError, which the worker quarantines.
+No text it returns holds NUL or other control characters.
 """
 
 from __future__ import annotations
@@ -11,35 +17,68 @@ from __future__ import annotations
 import base64
 import binascii
 import email
+import email.errors
 import email.feedparser
-import email.header
-import email.message
 import email.parser
 import email.utils
-import hashlib
-import io
 import quopri
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+import struct
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
 from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
-import charset_normalizer
-import mailparser
-from inscriptis import get_text
-from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.model.config import ParserConfig
-from PIL import Image, UnidentifiedImageError
+from mailtriage.pipeline import facts
+from mailtriage.pipeline.attachments import (
+    ParsedAttachment,
+    default_name,
+    image_size,
+    make_attachment,
+    tnef_files,
+)
+from mailtriage.pipeline.facts import PartInfo
+from mailtriage.pipeline.mime import (
+    clean,
+    decode_8bit_header,
+    decode_text,
+    decode_words,
+    header_text,
+    html_to_text,
+    message_ids,
+    normalise_message_id,
+)
+from mailtriage.pipeline.rawmail import (
+    DEFERRED,
+    DEFERRED_BODY,
+    b64decode_span,
+    content_key,
+    content_key_of,
+    feed_parse,
+    split_head,
+    strip_leading_blank,
+)
 
-_HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=False)
-_MSGID_RE = re.compile(r"<([^<>\s]+)>")
+__all__ = [
+    "MessageTooLarge",
+    "ParseError",
+    "ParseLimits",
+    "ParsedAttachment",
+    "ParsedMessage",
+    "PartInfo",
+    "content_key",
+    "decode_8bit_header",
+    "html_to_text",
+    "image_size",
+    "message_ids",
+    "normalise_message_id",
+    "parse_message",
+]
+
 _WS_RE = re.compile(r"[ \t]+\n")
 _OBS_COLON_RE = re.compile(rb"(?m)^([!-9;-~]+)[ \t]+:")
-_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
 
 
 class ParseError(Exception):
@@ -62,25 +101,6 @@ class ParseLimits:
 
 
 @dataclass(frozen=True)
-class ParsedAttachment:
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-    # The bytes; empty once they are in the blob store (see without_data()), so a
-    # parse result crossing a process boundary does not carry megabytes.
-    data: bytes | bytearray = field(repr=False, default=b"")
-    is_inline: bool = False
-    content_id: str | None = None
-    is_screenshot: bool = False
-    width: int | None = None
-    height: int | None = None
-
-    def without_data(self) -> ParsedAttachment:
-        return replace(self, data=b"")
-
-
-@dataclass(frozen=True)
 class ParsedMessage:
     subject: str
     sender: str  # lower-cased address, "" when there is none
@@ -97,48 +117,17 @@ class ParsedMessage:
     attachments: tuple[ParsedAttachment, ...]
     defects: tuple[str, ...]
     content_key: str  # sha256 over what a transport does not change (see content_key())
+    # (name, value) of the top-level header lines, 8-bit decoded, control characters removed
     headers: tuple[tuple[str, str], ...] = ()
+    # the message's own MIME tree as the loop guard reads it; parts[0] is the message
+    parts: tuple[PartInfo, ...] = field(default=(), repr=False)
 
     @property
     def sender_domain(self) -> str:
         return self.sender.rpartition("@")[2]
 
 
-def normalise_message_id(value: str | None) -> str | None:
-    """``<abc@x>`` -> ``abc@x``; junk or empty -> None."""
-    if not value:
-        return None
-    value = str(value).strip()
-    found = _MSGID_RE.search(value)
-    ident = found.group(1) if found else value.strip("<> \t\r\n")
-    if not ident or any(ch.isspace() for ch in ident):
-        return None
-    return ident[:900]
-
-
-def message_ids(value: str | None) -> tuple[str, ...]:
-    """All Message-IDs in a References/In-Reply-To header, in order, deduplicated."""
-    if not value:
-        return ()
-    found = _MSGID_RE.findall(str(value))
-    if not found:
-        one = normalise_message_id(value)
-        found = [one] if one else []
-    seen: dict[str, None] = {}
-    for ident in found:
-        seen.setdefault(ident[:900], None)
-    return tuple(seen)
-
-
 RawInput = bytes | Path
-
-# Base64 bodies at least this large are not fed through the stdlib's line-by-line
-# feed parser; they are decoded straight from the raw bytes (see _parse).
-DEFER_BASE64_BYTES = 64 * 1024
-_DEFERRED = "x-mailtriage-deferred-base64:"
-_B64_CTE_RE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
-_B64_BODY_RE = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
-_MESSAGE_TYPE_RE = re.compile(rb"(?im)^content-type:[ \t]*message/")
 
 
 @dataclass
@@ -149,62 +138,13 @@ class _Loaded:
     deferred: dict[str, tuple[int, int]]
 
 
-def content_key(raw: bytes) -> str:
-    """Hash of what identifies a message's content across transports.
-
-    The same mail fetched over IMAP and received over SMTP differs in its trace
-    headers (Received, Return-Path, Delivered-To) and sometimes in line endings;
-    From, Subject, Date and the body bytes do not.
-    """
-    raw = _strip_leading_blank(raw)
-    match = _HEAD_END_RE.search(raw)
-    head = email.parser.BytesHeaderParser(policy=compat32).parsebytes(
-        raw[: match.end()] if match else raw
-    )
-    return _content_key(head, raw)
-
-
-def _content_key(msg: Message, raw: bytes) -> str:
-    digest = hashlib.sha256()
-    for name in ("from", "subject", "date", "content-type"):
-        digest.update(_header_str(msg.get(name, "")).strip().encode("utf-8", "surrogateescape"))
-        digest.update(b"\0")
-    match = _HEAD_END_RE.search(raw)
-    if not match:
-        return digest.hexdigest()
-    body = memoryview(raw)[match.end() :]
-    pending = b""  # trailing white space, hashed only if more text follows
-    carry_cr = False
-    step = 1 << 20
-    for offset in range(0, len(body), step):
-        chunk = bytes(body[offset : offset + step])
-        if carry_cr:
-            chunk = b"\r" + chunk
-        carry_cr = chunk.endswith(b"\r")
-        if carry_cr:
-            chunk = chunk[:-1]
-        norm = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        text = norm.rstrip()
-        if text:
-            digest.update(pending + text)
-            pending = norm[len(text) :]
-        else:
-            pending += norm
-    return digest.hexdigest()
-
-
-def _strip_leading_blank(raw: bytes) -> bytes:
-    """Some files start with blank lines, which would end the header block at once."""
-    return raw.lstrip(b" \t\r\n") if raw[:1] in (b" ", b"\t", b"\r", b"\n") else raw
-
-
 def _read(raw: RawInput, limits: ParseLimits) -> bytes:
     size = len(raw) if isinstance(raw, bytes) else raw.stat().st_size
     if size > limits.max_message_bytes:
         raise MessageTooLarge(
             f"message is {size} bytes, over the cap of {limits.max_message_bytes} bytes"
         )
-    data = _strip_leading_blank(raw if isinstance(raw, bytes) else raw.read_bytes())
+    data = strip_leading_blank(raw if isinstance(raw, bytes) else raw.read_bytes())
     if not data:
         raise ParseError("empty message")
     return data
@@ -212,164 +152,135 @@ def _read(raw: RawInput, limits: ParseLimits) -> bytes:
 
 def _load(raw_input: RawInput, limits: ParseLimits) -> _Loaded:
     raw = _read(raw_input, limits)
-    msg, deferred = _parse(raw)
+    msg, deferred = feed_parse(raw)
     if not msg.keys():
         # RFC 5322 obsolete syntax allows white space before the colon.
-        head, body = _split_head(raw)
+        head, body = split_head(raw)
         raw = _OBS_COLON_RE.sub(rb"\1:", head) + b"\n\n" + body
-        msg, deferred = _parse(raw)
+        msg, deferred = feed_parse(raw)
     if not msg.keys():
         raise ParseError("no headers found: not an RFC 5322 message")
     return _Loaded(msg, raw, deferred)
 
 
-def _parse(raw: bytes) -> tuple[Message, dict[str, tuple[int, int]]]:
-    """The stdlib's feed parser, except for large base64 bodies.
-
-    The feed parser handles a body line by line in Python: a 50 MB attachment is
-    700,000 lines, which costs far more time (and a str object per line) than the
-    MIME structure around it. A body that a Content-Transfer-Encoding: base64 header
-    block introduces, that runs to the next boundary line and holds nothing but
-    base64, is replaced by a placeholder for the parser and decoded later straight
-    from the raw bytes (_Walker._decode). Everything else is parsed as usual.
-    """
-    parser = email.feedparser.BytesFeedParser(policy=compat32)
-    deferred: dict[str, tuple[int, int]] = {}
-    pos = scan = 0
-    while cte := _B64_CTE_RE.search(raw, scan):
-        head_end = _HEAD_END_RE.search(raw, cte.end())
-        if head_end is None:
-            break
-        start = scan = head_end.end()
-        end = raw.find(b"\n--", start)  # bytes.find: memchr speed, unlike a regex
-        if end < 0:
-            end = len(raw)
-        elif raw[end - 1 : end] == b"\r":
-            end -= 1
-        if end - start < DEFER_BASE64_BYTES or not _looks_base64(raw, start, end):
-            continue
-        block_start = max(raw.rfind(b"\n\n", 0, cte.start()), raw.rfind(b"\n--", 0, cte.start()))
-        if _MESSAGE_TYPE_RE.search(raw, max(block_start, 0), start):
-            continue  # an encoded message/rfc822 is parsed as a message, see _attachment
-        key = f"{_DEFERRED}{len(deferred)}"
-        parser.feed(raw[pos:start])
-        parser.feed(key.encode("ascii"))
-        deferred[key] = (start, end)
-        pos = scan = end
-    parser.feed(raw[pos:] if pos else raw)
-    return parser.close(), deferred
-
-
-def _looks_base64(raw: bytes, start: int, end: int) -> bool:
-    """Head and tail of the body are base64 text (a CTE line quoted in a text body
-    is followed by prose). The middle is not scanned: like the stdlib, the decoder
-    skips stray characters there."""
-    return bool(
-        _B64_BODY_RE.fullmatch(raw, start, min(end, start + 4096))
-        and _B64_BODY_RE.fullmatch(raw, max(start, end - 4096), end)
-    )
-
-
-def _split_head(raw: bytes) -> tuple[bytes, bytes]:
-    match = _HEAD_END_RE.search(raw)
-    if not match:
-        return raw, b""
-    return raw[: match.start()], raw[match.end() :]
-
-
 def parse_message(raw: RawInput, limits: ParseLimits | None = None) -> ParsedMessage:
-    """Parse raw bytes. Raises ParseError (or MessageTooLarge) for permanent failures."""
-    return parse_loaded(raw, limits or ParseLimits())[1]
+    """Parse raw bytes. Raises ParseError (or MessageTooLarge) for permanent failures,
+    and nothing else: a deterministic failure of the stdlib's parser or of a decoder
+    on these bytes is permanent too, so it must not look like a transient error."""
+    try:
+        return _parse_message(raw, limits or ParseLimits())
+    except ParseError:
+        raise
+    except _DETERMINISTIC as exc:
+        raise ParseError(f"unreadable message: {type(exc).__name__}: {exc}") from exc
 
 
-def parse_loaded(raw: RawInput, limits: ParseLimits) -> tuple[Message, ParsedMessage]:
-    """The stdlib Message (for the loop guard, which reads headers and small parts)
-    and the ParsedMessage."""
+# HTML converted to text for a message without a plain part (inscriptis does about
+# 3 MB/s; the HTML itself is kept whole).
+MAX_HTML_TO_TEXT = 4 * 1024 * 1024
+
+# What the stdlib's parser and the decoders raise on bad bytes (HeaderParseError,
+# CharsetError, "embedded null character", binascii.Error, struct.error, a tree too
+# deep to recurse). Not TypeError or AttributeError: those are our bugs, and the
+# worker's retry-then-quarantine is the right answer to a bug.
+_DETERMINISTIC = (
+    email.errors.MessageError,
+    ValueError,
+    LookupError,
+    struct.error,
+    RecursionError,
+)
+
+
+def _parse_message(raw: RawInput, limits: ParseLimits) -> ParsedMessage:
     loaded = _load(raw, limits)
-    key = _content_key(loaded.msg, loaded.raw)
+    key = content_key_of(loaded.msg, loaded.raw)
     header_info = _parse_headers(loaded.msg)
     walker = _Walker(limits, loaded)
     walker.walk(loaded.msg, depth=0, inside_attachment=False)
     text = "\n\n".join(t for t in walker.plain if t.strip())
     html = "\n".join(walker.html) if walker.html else None
-    if not text.strip() and html:
-        text = html_to_text(html)
+    from_html = not text.strip() and bool(html)
+    if html and from_html:
+        if len(html) > MAX_HTML_TO_TEXT:
+            walker.defects.append(f"html: only the first {MAX_HTML_TO_TEXT} characters as text")
+        text = html_to_text(html[:MAX_HTML_TO_TEXT])
     text = _WS_RE.sub("\n", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    parts = walker.part_infos(text if from_html else None)
     defects = tuple(header_info.pop("defects")) + tuple(walker.defects)
-    parsed = ParsedMessage(
+    return ParsedMessage(
         text=text,
         html=html,
         attachments=tuple(walker.attachments),
         defects=defects,
         content_key=key,
+        parts=parts,
         **header_info,
     )
-    return loaded.msg, parsed
 
 
-def html_to_text(html: str) -> str:
-    """Readable text from HTML (layout-aware: tables, lists, line breaks)."""
-    try:
-        return str(get_text(html, _HTML_CONFIG))
-    except Exception:  # inscriptis is robust, but lxml can reject pathological input
-        from lxml import html as lxml_html  # inscriptis depends on lxml
-
-        return str(lxml_html.fromstring(html).text_content()) if html.strip() else ""
+def _first_raw(msg: Message, name: str) -> str | None:
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            return decode_8bit_header(header_text(value))
+    return None
 
 
 def _parse_headers(msg: Message) -> dict[str, Any]:
-    # mail-parser decodes the headers; it gets them without the body (and without
-    # the MIME headers that would make it walk one), since the body is ours.
-    head = email.message.Message()
-    for name, value in msg.raw_items():
-        if name.lower() in _HEADERS_FOR_MAILPARSER:
-            head[name] = decode_8bit_header(str(value))  # SMTPUTF8 / RFC 6532 headers
-    head.set_payload("")
-    parser = mailparser.MailParser(message=head)  # parses in __init__
+    defects: list[str] = []
     from_ = _raw_addresses(msg, "from")
     sender_name, sender = from_[0] if from_ else ("", "")
-    defects = [
-        f"header: {d}" for d in (*parser.address_header_defects, *parser.date_header_defects)
-    ]
-    date = parser.date
-    if isinstance(date, datetime) and date.tzinfo is None:
-        date = date.replace(tzinfo=UTC)
+    date, date_defect = _parse_date(_first_raw(msg, "date"))
+    if date_defect:
+        defects.append(date_defect)
+    headers = tuple(
+        (clean(str(k)), clean(decode_8bit_header(header_text(v)))) for k, v in msg.raw_items()
+    )
     return {
-        "subject": " ".join(str(parser.subject or "").split()),
-        "sender": sender.strip().lower(),
-        "sender_name": sender_name.strip(),
+        "subject": " ".join(clean(decode_words(_first_raw(msg, "subject") or "")).split()),
+        "sender": sender,
+        "sender_name": sender_name,
         "to": tuple(a for _, a in _raw_addresses(msg, "to")),
         "cc": tuple(a for _, a in _raw_addresses(msg, "cc")),
         "reply_to": tuple(a for _, a in _raw_addresses(msg, "reply-to")),
-        "date": date if isinstance(date, datetime) else None,
-        "message_id": normalise_message_id(_header_str(msg.get("message-id"))),
-        "in_reply_to": message_ids(_header_str(msg.get("in-reply-to"))),
-        "references": message_ids(_header_str(msg.get("references"))),
-        "headers": tuple((k, _header_str(v)) for k, v in msg.items()),
+        "date": date,
+        "message_id": normalise_message_id(_first_raw(msg, "message-id")),
+        "in_reply_to": message_ids(_first_raw(msg, "in-reply-to")),
+        "references": message_ids(_first_raw(msg, "references")),
+        "headers": headers,
         "defects": defects,
     }
 
 
-# The headers whose decoding we take from mail-parser (it also parses every Received
-# line, which is slow and which we do not need).
-_HEADERS_FOR_MAILPARSER = frozenset({"from", "to", "cc", "reply-to", "subject", "date"})
-# (Addresses themselves are read from the raw headers, see _raw_addresses.)
+def _parse_date(value: str | None) -> tuple[datetime | None, str | None]:
+    """A Date header as an aware UTC datetime; (None, defect) when unreadable."""
+    if not value or not value.strip():
+        return None, None
+    try:
+        date = email.utils.parsedate_to_datetime(clean(value).strip())
+        if date.tzinfo is None:  # "-0000": the zone is unknown
+            date = date.replace(tzinfo=UTC)
+        return date.astimezone(UTC), None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None, f"header: unreadable Date {value.strip()[:80]!r}"
 
 
 def _raw_addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """(display name, lower-cased address) pairs of an address header.
 
     The addresses come from the header as sent: an address is never an encoded word,
-    and decoding first (as mail-parser does) lets a display name such as
-    ``=?utf-8?q?boss=40bank.example?=`` pose as the address. Only the display
-    names are decoded.
+    and decoding first lets a display name such as ``=?utf-8?q?boss=40bank.example?=``
+    pose as the address. Only the display names are decoded.
     """
     result = []
     for key, value in msg.raw_items():
         if key.lower() != name:
             continue
-        text = decode_8bit_header(str(value))
-        pairs = email.utils.getaddresses([text])
+        text = clean(decode_8bit_header(header_text(value)))
+        try:
+            pairs = email.utils.getaddresses([text])
+        except (ValueError, IndexError, TypeError):
+            pairs = []
         # "alice@example.com <bob@example.com>": the address is the one in <>, the
         # other is an unquoted display name.
         posing = set(_POSING_NAME_RE.findall(text)) - set(_ANGLE_ADDR_RE.findall(text))
@@ -379,7 +290,7 @@ def _raw_addresses(msg: Message, name: str) -> list[tuple[str, str]]:
         for display, addr in pairs:
             cleaned = _clean_address(addr)
             if cleaned:
-                result.append((_decode_words(display), cleaned))
+                result.append((" ".join(clean(decode_words(display)).split()), cleaned))
     return result
 
 
@@ -398,64 +309,34 @@ def _clean_address(addr: str) -> str:
     return addr
 
 
-def decode_8bit_header(value: str) -> str:
-    """8-bit header bytes (RFC 6532 UTF-8, or a legacy charset) as text."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
-        return value
-    raw = value.encode("utf-8", "surrogateescape")
+def _content_charset(part: Message) -> str | None:
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", "replace")
-
-
-def _decode_words(value: str) -> str:
-    try:
-        return " ".join(str(email.header.make_header(email.header.decode_header(value))).split())
-    except (ValueError, LookupError, UnicodeError):
-        return value
-
-
-def _header_str(value: Any) -> str:
-    """A header value as text; compat32 yields Header objects for 8-bit values."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    try:
-        return str(value)
-    except Exception:  # email.header.Header.__str__ fails on some broken encodings
-        chunks = getattr(value, "_chunks", [])
-        return "".join(str(c[0]) for c in chunks)
+        return part.get_content_charset()
+    except (LookupError, ValueError, TypeError, email.errors.MessageError):
+        return None
 
 
 def decode_text_part(part: Message, payload: bytes | bytearray) -> tuple[str, str | None]:
-    """Decode a text part's bytes; returns (text, defect or None).
+    """Decode a text part's bytes; returns (text, defect or None). See mime.decode_text."""
+    return decode_text(payload, _content_charset(part))
 
-    Trusts the declared charset when the bytes decode cleanly with it; otherwise
-    (missing, unknown or wrong charset) charset-normalizer picks the encoding.
-    """
-    if not payload:
-        return "", None
-    declared = part.get_content_charset()
-    if declared:
-        try:
-            return payload.decode(declared), None
-        except (LookupError, UnicodeDecodeError):
-            pass
-    else:
-        try:
-            return payload.decode("ascii"), None
-        except UnicodeDecodeError:
-            pass
-    best = charset_normalizer.from_bytes(payload).best()
-    if best is not None:
-        return str(best), f"charset: declared {declared!r} did not decode; used {best.encoding}"
-    return payload.decode("utf-8", "replace"), f"charset: undecodable text (declared {declared!r})"
+
+@dataclass
+class _Draft:
+    """A PartInfo being recorded during the walk."""
+
+    part: Message
+    ctype: str
+    params: str
+    headers: facts.Headers
+    is_attachment: bool
+    text: str | None = None
+    tnef_head: bytes | None = None
+    body_html: bool = False  # its HTML is part of ParsedMessage.html
 
 
 class _Walker:
-    """Collects body text and attachments from a MIME tree in one pass."""
+    """Collects body text, attachments and the loop guard's facts in one pass."""
 
     def __init__(self, limits: ParseLimits, loaded: _Loaded) -> None:
         self.limits = limits
@@ -464,15 +345,36 @@ class _Walker:
         self.html: list[str] = []
         self.attachments: list[ParsedAttachment] = []
         self.defects: list[str] = []
+        self.drafts: list[_Draft] = []
+        self._current: _Draft | None = None
 
     def walk(self, part: Message, depth: int, inside_attachment: bool) -> None:
+        self._walk(part, depth, inside_attachment, record=not inside_attachment)
+
+    def _record(self, part: Message, depth: int, record: bool) -> tuple[_Draft | None, bool]:
+        """Record ``part`` for the loop guard; also says whether its children count."""
+        if not record or len(self.drafts) >= facts.MAX_PARTS:
+            return None, False
+        headers = facts.raw_headers(part)
+        try:
+            default = str(part.get_default_type())
+        except (AttributeError, TypeError):
+            default = "text/plain"
+        ctype, params = facts.content_type_of(headers, default)
+        draft = _Draft(part, ctype, params, headers, facts.is_attachment(ctype, params, headers))
+        self.drafts.append(draft)
+        return draft, ctype.startswith("multipart/") and depth < facts.MAX_DEPTH
+
+    def _walk(self, part: Message, depth: int, inside_attachment: bool, record: bool) -> None:
         for defect in getattr(part, "defects", ()) or ():
             self.defects.append(f"mime: {type(defect).__name__}")
         if depth > self.limits.max_nesting:
             self.defects.append("mime: nesting too deep; inner parts kept only in the raw message")
             return
-        ctype = part.get_content_type()
-        disposition = (part.get_content_disposition() or "").lower()
+        draft, record_children = self._record(part, depth, record)
+        self._current = draft
+        ctype = clean(part.get_content_type())
+        disposition = (_content_disposition(part) or "").lower()
         filename = _filename(part)
         if ctype in ("message/rfc822", "message/global"):
             self._attachment(part, ctype, disposition, filename, depth)
@@ -480,30 +382,85 @@ class _Walker:
         if part.is_multipart():
             payload = part.get_payload()
             children = payload if isinstance(payload, list) else []
-            if ctype == "multipart/alternative" and not inside_attachment:
-                self._walk_alternative(children, depth)
-                return
             for child in children:
                 if isinstance(child, Message):
-                    self.walk(child, depth + 1, inside_attachment)
+                    self._walk(child, depth + 1, inside_attachment, record_children)
             return
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
             text, defect = decode_text_part(part, self._decode(part))
             if defect:
                 self.defects.append(defect)
             (self.plain if ctype == "text/plain" else self.html).append(text)
+            if draft is not None:
+                draft.text = text[: facts.MAX_PART_BYTES]
+                draft.body_html = ctype == "text/html"
             return
         self._attachment(part, ctype, disposition, filename, depth)
 
-    def _walk_alternative(self, children: list[Any], depth: int) -> None:
-        """Prefer text/plain; keep HTML for display; walk nested alternatives."""
-        before_plain = len(self.plain)
-        for child in children:
-            if isinstance(child, Message):
-                self.walk(child, depth + 1, inside_attachment=False)
-        if len(self.plain) > before_plain:
-            return
-        # no plain alternative: the HTML we collected becomes the text later
+    def part_infos(self, html_text: str | None) -> tuple[PartInfo, ...]:
+        """The recorded parts as frozen values (text decoded only where the loop guard
+        reads it; HTML converted only when the own tree has no plain text).
+
+        ``html_text``: the message's text when it was converted from all of its HTML,
+        reused when the own tree holds all the HTML (no second conversion)."""
+        inline = [
+            d
+            for d in self.drafts
+            if not d.is_attachment
+            and (
+                d.ctype in ("text/plain", "text/html")
+                or (d.ctype.startswith("multipart/") and not facts.subparts(d.part))
+            )
+        ]
+        texts: dict[int, str] = {}
+        for draft in inline:
+            if draft.text is None:
+                data = bytes(memoryview(self._decode(draft.part))[: facts.MAX_PART_BYTES])
+                draft.text = decode_text(data, facts.param(draft.params, "charset"))[0]
+            texts[id(draft)] = draft.text[: facts.MAX_PART_TEXT]
+        has_plain = any(texts[id(d)].strip() for d in inline if d.ctype != "text/html")
+        html_drafts = [d for d in inline if d.ctype == "text/html"]
+        if (
+            not has_plain
+            and html_text is not None
+            and len(html_drafts) == len(self.html)
+            and all(d.body_html for d in html_drafts)
+        ):
+            for index, draft in enumerate(html_drafts):
+                texts[id(draft)] = "" if index else html_text[: facts.MAX_PART_TEXT]
+            html_drafts = []
+        for draft in html_drafts:
+            html = "" if has_plain else (draft.text or "")[: facts.MAX_PART_BYTES]
+            texts[id(draft)] = html_to_text(html)[: facts.MAX_PART_TEXT]
+        return tuple(self._info(d, texts.get(id(d))) for d in self.drafts)
+
+    def _info(self, draft: _Draft, text: str | None) -> PartInfo:
+        ctype = draft.ctype
+        fields: tuple[facts.FieldBlock, ...] = ()
+        returned = tnef_class = None
+        if ctype in facts.REPORT_TYPES:
+            fields = facts.report_blocks(draft.part)
+        if ctype in facts.RETURNED_TYPES:
+            own = text
+            if own is None and ctype not in ("message/rfc822", "message/global"):
+                data = bytes(memoryview(self._decode(draft.part))[: facts.MAX_PART_BYTES])
+                own = decode_text(data, facts.param(draft.params, "charset"))[0]
+            returned = facts.returned_message_id(draft.part, ctype, own or "")
+        if ctype in facts.TNEF_TYPES:
+            head = draft.tnef_head
+            if head is None:
+                head = bytes(memoryview(self._decode(draft.part))[: facts.TNEF_HEAD])
+            tnef_class = facts.tnef_message_class(head)
+        return PartInfo(
+            content_type=ctype,
+            params=draft.params,
+            headers=draft.headers,
+            is_attachment=draft.is_attachment,
+            text=text or "",
+            fields=fields,
+            returned_message_id=returned,
+            tnef_class=tnef_class,
+        )
 
     def _attachment(
         self, part: Message, ctype: str, disposition: str, filename: str, depth: int
@@ -512,7 +469,7 @@ class _Walker:
             # A forwarded mail: keep it whole as an .eml and walk its parts.
             inner = part.get_payload()
             inner_msg = inner[0] if isinstance(inner, list) and inner else None
-            cte = _header_str(part.get("content-transfer-encoding")).strip().lower()
+            cte = header_text(part.get("content-transfer-encoding")).strip().lower()
             if cte in ("base64", "quoted-printable") and isinstance(inner_msg, Message):
                 # Encoded message/rfc822 is invalid (RFC 2046 5.2.1) but clients send it.
                 inner_msg = _decode_encoded_rfc822(inner_msg, cte)
@@ -520,42 +477,61 @@ class _Walker:
                 serialised = self._serialise(inner_msg)
                 name = filename or _eml_name(inner_msg)
                 self._add(
-                    _make_attachment(
+                    make_attachment(
                         name, "message/rfc822", serialised, False, None, self.limits, sniff=False
                     )
                 )
                 self.walk(inner_msg, depth + 1, inside_attachment=True)
             return
+        draft = self._current
         data = self._decode(part)
-        content_id = normalise_message_id(_header_str(part.get("content-id")))
+        if draft is not None and not draft.is_attachment and draft.ctype.startswith("text/"):
+            # text the loop guard reads although we keep it as a file (a named text part)
+            draft.text = decode_text(
+                bytes(memoryview(data)[: facts.MAX_PART_BYTES]), _content_charset(part)
+            )[0]
+        if draft is not None and draft.ctype in facts.TNEF_TYPES:
+            draft.tnef_head = bytes(memoryview(data)[: facts.TNEF_HEAD])
+        content_id = normalise_message_id(header_text(part.get("content-id")))
         is_inline = disposition == "inline" or (disposition != "attachment" and bool(content_id))
-        name = filename or _default_name(ctype, content_id)
+        name = filename or default_name(ctype, content_id)
         if ctype == "application/ms-tnef" or name.lower() == "winmail.dat":
-            unpacked = list(_tnef_files(data, self.limits))
+            unpacked = list(tnef_files(data, self.limits))
             if unpacked:
                 for att in unpacked:
                     self._add(att)
                 return
             self.defects.append("tnef: winmail.dat could not be unpacked; kept as is")
-        self._add(_make_attachment(name, ctype, data, is_inline, content_id, self.limits))
+        self._add(make_attachment(name, ctype, data, is_inline, content_id, self.limits))
 
     def _deferred_span(self, part: Message) -> tuple[int, int] | None:
-        payload = part.get_payload()
-        if isinstance(payload, str) and payload.startswith(_DEFERRED):
+        try:
+            payload = part.get_payload()
+        except (LookupError, ValueError, TypeError):  # a charset with NUL: not ours
+            return None
+        if isinstance(payload, str) and payload.startswith((DEFERRED, DEFERRED_BODY)):
             return self.loaded.deferred.get(payload.strip())
         return None
 
     def _decode(self, part: Message) -> bytes | bytearray:
-        """A leaf part's bytes; deferred base64 bodies straight from the raw bytes."""
+        """A leaf part's bytes; deferred bodies straight from the raw bytes."""
         span = self._deferred_span(part)
+        if span is not None and DEFERRED_BODY in self.loaded.deferred:
+            body = self.loaded.raw[span[0] : span[1]]
+            cte = header_text(part.get("content-transfer-encoding")).strip().lower()
+            return binascii.a2b_qp(body) if cte == "quoted-printable" else body
         if span is not None:
             try:
-                return _b64decode_span(self.loaded.raw, *span)
+                return b64decode_span(self.loaded.raw, *span)
             except (ValueError, binascii.Error):
                 self.defects.append("base64: invalid body; kept undecoded")
                 return self.loaded.raw[span[0] : span[1]]
-        data = part.get_payload(decode=True)
-        return data if isinstance(data, bytes) else b""
+        try:
+            data = part.get_payload(decode=True)
+        except (LookupError, ValueError, TypeError, AttributeError, NameError):
+            self.defects.append("mime: body could not be decoded; kept as sent")
+            data = facts.payload_bytes(part, limit=self.limits.max_attachment_bytes + 1)
+        return data if isinstance(data, bytes | bytearray) else b""
 
     def _serialise(self, msg: Message) -> bytes:
         """A nested message as .eml bytes, with deferred base64 bodies put back."""
@@ -578,23 +554,11 @@ class _Walker:
         self.attachments.append(att)
 
 
-def _b64decode_span(raw: bytes, start: int, end: int, step: int = 1 << 20) -> bytearray:
-    """Decode base64 text raw[start:end] slice by slice (line breaks carry no data).
-
-    A bytearray grown in place, so a large attachment exists once, not as a list of
-    slices plus their join.
-    """
-    view = memoryview(raw)
-    out = bytearray()
-    rest = b""
-    for offset in range(start, end, step):
-        chunk = rest + bytes(view[offset : min(offset + step, end)]).translate(None, b"\r\n")
-        cut = len(chunk) - len(chunk) % 4
-        out += binascii.a2b_base64(chunk[:cut])
-        rest = chunk[cut:]
-    if rest.strip(b"="):
-        out += binascii.a2b_base64(rest + b"=" * (-len(rest) % 4))
-    return out
+def _content_disposition(part: Message) -> str | None:
+    try:
+        return part.get_content_disposition()
+    except (LookupError, ValueError, TypeError, email.errors.MessageError):
+        return None
 
 
 def _decode_encoded_rfc822(parsed_as_text: Message, cte: str) -> Message:
@@ -609,116 +573,14 @@ def _decode_encoded_rfc822(parsed_as_text: Message, cte: str) -> Message:
 def _filename(part: Message) -> str:
     try:
         name = part.get_filename()
-    except Exception:
+    except (LookupError, ValueError, TypeError, email.errors.MessageError):
         name = None
     if not name:
         return ""
-    decoded = mailparser.utils.decode_header_part(name) if hasattr(mailparser, "utils") else name
-    return " ".join(str(decoded).replace("/", "_").replace("\\", "_").split())[:255]
+    decoded = clean(decode_words(str(name)))
+    return " ".join(decoded.replace("/", "_").replace("\\", "_").split())[:255]
 
 
 def _eml_name(msg: Message) -> str:
-    subject = " ".join(_header_str(msg.get("subject")).split())[:80]
+    subject = " ".join(clean(decode_words(header_text(msg.get("subject")))).split())[:80]
     return f"{subject or 'forwarded message'}.eml"
-
-
-_EXT = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/gif": "gif",
-    "image/bmp": "bmp",
-    "image/webp": "webp",
-    "application/pdf": "pdf",
-    "text/plain": "txt",
-    "text/html": "html",
-    "text/calendar": "ics",
-    "message/delivery-status": "txt",
-    "text/rfc822-headers": "txt",
-}
-
-
-def _default_name(ctype: str, content_id: str | None) -> str:
-    stem = (content_id or "part").split("@")[0][:60] or "part"
-    return f"{stem}.{_EXT.get(ctype, 'bin')}"
-
-
-def _make_attachment(
-    name: str,
-    ctype: str,
-    data: bytes | bytearray,
-    is_inline: bool,
-    content_id: str | None,
-    limits: ParseLimits,
-    *,
-    sniff: bool = True,
-) -> ParsedAttachment:
-    width, height, real_type = image_size(data) if sniff else (None, None, None)
-    if real_type:
-        ctype = real_type
-    is_screenshot = (
-        width is not None
-        and height is not None
-        and min(width, height) >= limits.min_screenshot_side
-        and width * height >= limits.min_screenshot_pixels
-    )
-    return ParsedAttachment(
-        filename=name,
-        content_type=ctype,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        data=data,
-        is_inline=is_inline,
-        content_id=content_id,
-        is_screenshot=is_screenshot,
-        width=width,
-        height=height,
-    )
-
-
-_IMAGE_MIME = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-}
-
-
-_IMAGE_HEADER_BYTES = 256 * 1024
-
-
-def image_size(data: bytes | bytearray) -> tuple[int | None, int | None, str | None]:
-    """(width, height, mime type) when the bytes are an image, by content not name.
-
-    Pillow reads only the header here (``Image.open`` is lazy), so this is cheap
-    even for a large screenshot.
-    """
-    if len(data) < 16:
-        return None, None, None
-    try:
-        # The size is in the first bytes of every format we accept; reading only
-        # those keeps a 40 MB attachment from being copied for a look at its header.
-        head = bytes(memoryview(data)[:_IMAGE_HEADER_BYTES])
-        with Image.open(io.BytesIO(head), formats=tuple(_IMAGE_MIME)) as img:
-            mime = _IMAGE_MIME.get(img.format or "")
-            if mime is None:
-                return None, None, None
-            return int(img.width), int(img.height), mime
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None, None, None
-
-
-def _tnef_files(data: bytes | bytearray, limits: ParseLimits) -> Iterator[ParsedAttachment]:
-    try:
-        from tnefparse import TNEF
-
-        tnef = TNEF(data)
-    except Exception:  # tnefparse raises plain ValueError/struct.error on junk
-        return
-    for item in tnef.attachments:
-        raw = item.data if isinstance(item.data, bytes) else bytes(item.data or b"")
-        name = item.long_filename() or item.name or "winmail-part.bin"
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        yield _make_attachment(str(name), "application/octet-stream", raw, False, None, limits)

@@ -15,7 +15,7 @@ its output would take as much code as this module, with less control.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["BodyParts", "split_body"]
 
@@ -358,13 +358,34 @@ def _unquote(lines: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- public
 
 
+# Characters of a body that are searched for markers. A reply's own text, its quote
+# header and its signature are at the top; a 30 MB log pasted into a mail is not
+# searched line by line for them (the whole text is still stored).
+MAX_SPLIT_CHARS = 256 * 1024
+
+
 def split_body(text: str, subject: str = "") -> BodyParts:
     """Separate new text, quoted history, signature and forwarded message.
 
     ``subject`` is optional; a forward prefix there ("WG:", "Fwd:", "FW:") tells that
     an Outlook-style header block ("Von: ... Gesendet: ...") introduces a forwarded
-    message rather than reply history.
+    message rather than reply history. Only the first MAX_SPLIT_CHARS are searched;
+    the rest joins the part the searched text ends in.
     """
+    if len(text) <= MAX_SPLIT_CHARS:
+        return _split_body(text, subject)
+    cut = text.rfind("\n", 0, MAX_SPLIT_CHARS)
+    cut = cut if cut > 0 else MAX_SPLIT_CHARS
+    parts = _split_body(text[:cut], subject)
+    tail = text[cut:].rstrip()
+    if parts.quoted:
+        return replace(parts, quoted=parts.quoted + tail)
+    if parts.forwarded:
+        return replace(parts, forwarded=parts.forwarded + tail)
+    return replace(parts, new_text=parts.new_text + tail)
+
+
+def _split_body(text: str, subject: str) -> BodyParts:
     text = _dedent(text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " "))
     lines = text.split("\n")
     markers = _find_markers(lines)

@@ -1,0 +1,188 @@
+"""Raw message bytes: the content key, and the stdlib's compat32 parse with large
+base64 bodies left in the raw bytes (decoded from there, without a copy of the text).
+
+Bytes in, values out; no knowledge of ParsedMessage.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.feedparser
+import email.parser
+import hashlib
+import re
+from email.message import Message
+from email.policy import compat32
+
+from mailtriage.pipeline.mime import header_text
+
+HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+
+# Base64 bodies at least this large are not fed through the stdlib's line-by-line
+# feed parser; they are decoded straight from the raw bytes (see _parse).
+DEFER_BASE64_BYTES = 64 * 1024
+DEFERRED = "x-mailtriage-deferred-base64:"
+_B64_CTE_RE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*base64[ \t]*\r?$")
+_B64_BODY_RE = re.compile(rb"[A-Za-z0-9+/=\r\n]*")
+_MESSAGE_TYPE_RE = re.compile(rb"(?im)^content-type:[ \t]*message/")
+# The body of a single-part message at least this large (a pasted log, a text dump) is
+# not fed through the feed parser either (a str per line: 6x the body in memory); it
+# is read straight from the raw bytes.
+DEFER_BODY_BYTES = 1024 * 1024
+DEFERRED_BODY = "x-mailtriage-deferred-body:0"
+_PLAIN_CTES = frozenset({"", "7bit", "8bit", "binary", "quoted-printable"})
+
+
+def content_key(raw: bytes) -> str:
+    """Hash of what identifies a message's content across transports.
+
+    The same mail fetched over IMAP and received over SMTP differs in its trace
+    headers (Received, Return-Path, Delivered-To) and sometimes in line endings;
+    From, Subject, Date and the body bytes do not.
+    """
+    raw = strip_leading_blank(raw)
+    match = HEAD_END_RE.search(raw)
+    head = email.parser.BytesHeaderParser(policy=compat32).parsebytes(
+        raw[: match.end()] if match else raw
+    )
+    return content_key_of(head, raw)
+
+
+def content_key_of(msg: Message, raw: bytes) -> str:
+    digest = hashlib.sha256()
+    for name in ("from", "subject", "date", "content-type"):
+        digest.update(header_text(msg.get(name, "")).strip().encode("utf-8", "surrogateescape"))
+        digest.update(b"\0")
+    match = HEAD_END_RE.search(raw)
+    if not match:
+        return digest.hexdigest()
+    body = memoryview(raw)[match.end() :]
+    pending = b""  # trailing white space, hashed only if more text follows
+    carry_cr = False
+    step = 1 << 20
+    for offset in range(0, len(body), step):
+        chunk = bytes(body[offset : offset + step])
+        if carry_cr:
+            chunk = b"\r" + chunk
+        carry_cr = chunk.endswith(b"\r")
+        if carry_cr:
+            chunk = chunk[:-1]
+        norm = chunk.replace(b"\r\n", b"\n")
+        if b"\r" in norm:
+            norm = norm.replace(b"\r", b"\n")
+        text = norm.rstrip()
+        if text:
+            digest.update(pending + text)
+            pending = norm[len(text) :]
+        else:
+            pending += norm
+    return digest.hexdigest()
+
+
+def strip_leading_blank(raw: bytes) -> bytes:
+    """Some files start with blank lines, which would end the header block at once."""
+    return raw.lstrip(b" \t\r\n") if raw[:1] in (b" ", b"\t", b"\r", b"\n") else raw
+
+
+def feed_parse(raw: bytes) -> tuple[Message, dict[str, tuple[int, int]]]:
+    """The stdlib's feed parser, except for large base64 bodies.
+
+    The feed parser handles a body line by line in Python: a 50 MB attachment is
+    700,000 lines, which costs far more time (and a str object per line) than the
+    MIME structure around it. A body that a Content-Transfer-Encoding: base64 header
+    block introduces, that runs to the next boundary line and holds nothing but
+    base64, is replaced by a placeholder for the parser and decoded later straight
+    from the raw bytes (_Walker._decode). Everything else is parsed as usual.
+    """
+    top = _defer_top_body(raw)
+    if top is not None:
+        return top
+    parser = email.feedparser.BytesFeedParser(policy=compat32)
+    deferred: dict[str, tuple[int, int]] = {}
+    pos = scan = 0
+    while cte := _B64_CTE_RE.search(raw, scan):
+        head_end = HEAD_END_RE.search(raw, cte.end())
+        if head_end is None:
+            break
+        start = scan = head_end.end()
+        end = raw.find(b"\n--", start)  # bytes.find: memchr speed, unlike a regex
+        if end < 0:
+            end = len(raw)
+        elif raw[end - 1 : end] == b"\r":
+            end -= 1
+        if end - start < DEFER_BASE64_BYTES or not _looks_base64(raw, start, end):
+            continue
+        block_start = max(raw.rfind(b"\n\n", 0, cte.start()), raw.rfind(b"\n--", 0, cte.start()))
+        if _MESSAGE_TYPE_RE.search(raw, max(block_start, 0), start):
+            continue  # an encoded message/rfc822 is parsed as a message, see _attachment
+        key = f"{DEFERRED}{len(deferred)}"
+        parser.feed(raw[pos:start])
+        parser.feed(key.encode("ascii"))
+        deferred[key] = (start, end)
+        pos = scan = end
+    parser.feed(raw[pos:] if pos else raw)
+    return parser.close(), deferred
+
+
+def _looks_base64(raw: bytes, start: int, end: int) -> bool:
+    """Head and tail of the body are base64 text (a CTE line quoted in a text body
+    is followed by prose). The middle is not scanned: like the stdlib, the decoder
+    skips stray characters there."""
+    return bool(
+        _B64_BODY_RE.fullmatch(raw, start, min(end, start + 4096))
+        and _B64_BODY_RE.fullmatch(raw, max(start, end - 4096), end)
+    )
+
+
+def split_head(raw: bytes) -> tuple[bytes, bytes]:
+    match = HEAD_END_RE.search(raw)
+    if not match:
+        return raw, b""
+    return raw[: match.start()], raw[match.end() :]
+
+
+def b64decode_span(raw: bytes, start: int, end: int, step: int = 1 << 20) -> bytes | bytearray:
+    """Decode base64 text raw[start:end] (line breaks carry no data).
+
+    One a2b_base64 call over a memoryview (it skips line breaks itself): no copy of
+    the base64 text. When the padding is off, slice by slice into a bytearray grown
+    in place, so a large attachment exists once, not as a list of slices plus their
+    join.
+    """
+    view = memoryview(raw)
+    try:
+        return binascii.a2b_base64(view[start:end])
+    except (ValueError, binascii.Error):
+        pass
+    out = bytearray()
+    rest = b""
+    for offset in range(start, end, step):
+        chunk = rest + bytes(view[offset : min(offset + step, end)]).translate(None, b"\r\n")
+        cut = len(chunk) - len(chunk) % 4
+        out += binascii.a2b_base64(chunk[:cut])
+        rest = chunk[cut:]
+    if rest.strip(b"="):
+        out += binascii.a2b_base64(rest + b"=" * (-len(rest) % 4))
+    return out
+
+
+def _defer_top_body(raw: bytes) -> tuple[Message, dict[str, tuple[int, int]]] | None:
+    """A large single-part body (not base64, not a message/*) as a placeholder; None
+    when the message is not one (or the parser did not end the header block where
+    we did)."""
+    head_end = HEAD_END_RE.search(raw)
+    if head_end is None or len(raw) - head_end.end() < DEFER_BODY_BYTES:
+        return None
+    head = raw[: head_end.end()]
+    parser = email.feedparser.BytesFeedParser(policy=compat32)
+    parser.feed(head)
+    parser.feed(DEFERRED_BODY.encode("ascii"))
+    msg = parser.close()
+    ctype = msg.get_content_type()
+    cte = header_text(msg.get("content-transfer-encoding", "")).strip().lower()
+    if ctype.startswith(("multipart/", "message/")) or cte not in _PLAIN_CTES:
+        return None
+    payload = msg.get_payload()
+    if not isinstance(payload, str) or payload != DEFERRED_BODY:
+        return None
+    return msg, {DEFERRED_BODY: (head_end.end(), len(raw))}
