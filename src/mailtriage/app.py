@@ -34,7 +34,7 @@ class App:
     def prepare_database(self) -> None:
         """Apply pending migrations (database.auto_migrate) or insist the schema is current."""
         if self.settings.database.auto_migrate:
-            db.upgrade(self.engine)
+            db.prepare(self.engine)
         else:
             db.check_schema(self.engine)
 
