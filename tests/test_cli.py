@@ -80,3 +80,22 @@ def test_db_commands(cli: CLI) -> None:
     assert code == 0 and "revision" in out
     code, out, _ = cli("db", "current")
     assert code == 0 and "code expects" in out
+
+
+def test_outbox_status_choices_are_the_model_s() -> None:
+    from mailtriage.cli.outbox import OUTBOX_STATUSES
+    from mailtriage.store.outbound_models import OutboxStatus
+
+    assert OUTBOX_STATUSES == OutboxStatus.ALL
+
+
+def test_help_and_classify_do_not_import_the_database_layer() -> None:
+    """`--version`, `--help` and `classify` (no database) start without SQLAlchemy."""
+    eml = ROOT / "samples" / "0001.eml"
+    code = (
+        "import sys; from mailtriage.cli import main; "
+        f"main(['classify', {str(eml)!r}, '--json']); "
+        "print('sqlalchemy' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.splitlines()[-1] == "False", result.stderr

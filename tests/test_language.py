@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from mailtriage.pipeline import language
 from mailtriage.pipeline.language import detect_language
+from mailtriage.runners.language_model import prepare_language_model
 
 
 @pytest.mark.parametrize(
@@ -37,6 +41,29 @@ def test_noise_is_ignored():
 @pytest.mark.parametrize("text", ["", "   ", "OK", "12.03.2026 14:00", "https://example.com"])
 def test_too_short_is_other_with_zero_confidence(text):
     assert detect_language(text) == ("other", 0.0)
+
+
+def test_the_cached_model_answers_like_the_packaged_one(tmp_path: Path) -> None:
+    texts = [
+        "Hallo, unser Drucker druckt seit heute nicht mehr.",
+        "Hello, I forgot my password, please reset it",
+        "Bonjour, je n'arrive pas à me connecter au serveur",
+        "Grüezi mitenand, mis Passwort gaht nüme",
+    ]
+    packaged = language.packaged_identifier()
+    expected = [packaged.rank(t) for t in texts]
+    saved = language._identifier
+    try:
+        for _ in range(2):  # the first call writes the cache, the second reads it
+            language.use_identifier(None)
+            prepare_language_model(tmp_path)
+            cached = language._identifier
+            assert cached is not packaged
+            assert [cached.rank(t) for t in texts] == expected
+        [directory] = tmp_path.iterdir()
+        assert directory.name.startswith("langid-")
+    finally:
+        language.use_identifier(saved)
 
 
 def test_compact_model_scores_like_py3langid_own_loader():

@@ -9,13 +9,15 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from mailtriage.pipeline import ocr
-from mailtriage.pipeline.analyse import AnalysisOptions, analyse
+from mailtriage.pipeline.analyse import Analyser, analyse
+from mailtriage.pipeline.classify import load_rules
+from mailtriage.runners import ocr
 
 from conftest import CLI
 from mails import mail, png
@@ -120,7 +122,8 @@ def test_only_screenshots_are_read_once_each() -> None:
             ("logo.png", "image/png", png(40, 40)),  # too small to be a screenshot
         ],
     )
-    result = analyse(raw, AnalysisOptions(ocr=True, ocr_languages="deu+eng"))
+    analyser = Analyser(rules=load_rules(), ocr=partial(ocr.ocr_screenshots, languages="deu+eng"))
+    result = analyse(raw, analyser)
     [(sha, text)] = result.ocr_text
     assert "0x80070005" in text
     assert sha in {a.sha256 for a in result.parsed.attachments if a.filename == "a.png"}
@@ -143,10 +146,10 @@ def test_without_tesseract_one_log_line_and_no_error(
     else:
         pytesseract = pytest.importorskip("pytesseract")
         monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
-    options = AnalysisOptions(ocr=True)
-    with caplog.at_level(logging.WARNING, logger="mailtriage.pipeline.ocr"):
+    analyser = Analyser(rules=load_rules(), ocr=partial(ocr.ocr_screenshots, languages="deu+eng"))
+    with caplog.at_level(logging.WARNING, logger="mailtriage.runners.ocr"):
         for _ in range(3):
-            result = analyse(_shot_mail(), options)
+            result = analyse(_shot_mail(), analyser)
             assert result.ocr_text == ()
             assert result.classification is not None
             assert result.classification.category == "other"
@@ -157,6 +160,6 @@ def test_without_tesseract_one_log_line_and_no_error(
 
 @pytest.mark.usefixtures("tesseract")
 def test_an_unreadable_image_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="mailtriage.pipeline.ocr"):
+    with caplog.at_level(logging.WARNING, logger="mailtriage.runners.ocr"):
         assert ocr.ocr_image(b"\x89PNG\r\n\x1a\nbroken", "deu+eng") == ""
     assert "OCR of one image skipped" in caplog.text

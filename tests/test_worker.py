@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from mailtriage import worker as worker_module
 from mailtriage.app import App
@@ -17,7 +17,7 @@ from mailtriage.backfill import import_paths
 from mailtriage.config import Settings
 from mailtriage.store.models import Article, Inbound, Ticket, utcnow
 
-from conftest import make_settings
+from conftest import CLI, make_settings
 from mails import mail
 
 
@@ -27,7 +27,7 @@ def count(app: App, model: Any) -> int:
 
 
 def test_transient_database_error_is_retried(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = worker_module.apply_analysis
+    real = worker_module.store_analysis
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -36,7 +36,7 @@ def test_transient_database_error_is_retried(app: App, monkeypatch: pytest.Monke
             raise OperationalError("INSERT", {}, Exception("database is locked"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "apply_analysis", flaky)
+    monkeypatch.setattr(worker_module, "store_analysis", flaky)
     app.inbox.accept(mail(), "test")
     worker = app.worker()
     [first] = worker.run_once()
@@ -57,7 +57,7 @@ def test_unexpected_error_is_quarantined_after_max_attempts(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in the store")
 
-    monkeypatch.setattr(worker_module, "apply_analysis", broken)
+    monkeypatch.setattr(worker_module, "store_analysis", broken)
     app.inbox.accept(mail(), "test")
     worker = app.worker()
     outcomes = []
@@ -159,3 +159,50 @@ def test_two_instances_share_one_database(tmp_path: Path, settings: Settings) ->
             statuses = set(session.scalars(select(Inbound.status)).all())
         assert len(set(ids)) == 40
         assert statuses == {"done"}
+
+
+def test_analysis_error_is_deterministic_quarantined_at_once(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception from the pure analysis would recur on every attempt: no retries."""
+    real = worker_module.analyse
+
+    def fails_on_one(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        if b"poison" in raw:
+            raise ValueError("embedded null character")
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "analyse", fails_on_one)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.eml").write_bytes(mail(subject="poison", message_id="<p@x.example>"))
+    (tmp_path / "in" / "good.eml").write_bytes(mail(subject="fine", message_id="<g@x.example>"))
+    report = cli.json("import", str(tmp_path / "in"))
+    assert report["read"] == 2 and report["created"] == 1
+    assert report["quarantined"] == 1 and report["pending"] == 0
+    [row] = cli.json("quarantine", "list")
+    shown = cli.json("quarantine", "show", str(row["id"]))
+    assert shown["stage"] == "analyse" and "ValueError: embedded null character" in shown["reason"]
+    assert shown["attempts"] == 1
+
+
+def test_import_waits_for_its_deferred_messages(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent write (retried after 0.2 s) and a database error (backoff) are
+    retried before import returns: nothing is left pending."""
+    real = worker_module.store_analysis
+    failures = [
+        IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")),
+        OperationalError("INSERT", {}, Exception("database is locked")),
+    ]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "store_analysis", flaky)
+    _write_messages(tmp_path / "in", "retry", 2)
+    report = import_paths(app, [tmp_path / "in"])
+    assert failures == []
+    assert (report.created, report.pending, report.quarantined) == (2, 0, 0)

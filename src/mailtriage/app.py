@@ -11,7 +11,7 @@ from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Inbox
 from mailtriage.store import db
-from mailtriage.worker import Worker
+from mailtriage.worker import Processor, Worker
 
 
 @dataclass
@@ -34,12 +34,19 @@ class App:
     def prepare_database(self) -> None:
         """Apply pending migrations (database.auto_migrate) or insist the schema is current."""
         if self.settings.database.auto_migrate:
-            db.upgrade(self.engine)
+            db.prepare(self.engine)
         else:
             db.check_schema(self.engine)
 
-    def worker(self) -> Worker:
-        worker = Worker(self.inbox, self.factory, self.blobs, self.settings)
+    def worker(self, owner: str | None = None) -> Worker:
+        worker = Worker(
+            self.inbox,
+            self.factory,
+            self.blobs,
+            self.settings,
+            owner=owner,
+            pool_processor=pool_processor,
+        )
         self._workers.append(worker)
         return worker
 
@@ -54,3 +61,9 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def pool_processor(settings: Settings, owner: str) -> Processor:
+    """The Processor of one worker pool process: its own engine and sessions."""
+    app = App.from_settings(settings)
+    return Processor(app.inbox, app.factory, app.blobs, settings, owner)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailtriage.app import App
 from mailtriage.inbox import Accepted, Incoming
 from mailtriage.intake.files import FileMessage, check_paths, is_mbox, iter_messages
-from mailtriage.store.models import Inbound, InboundStatus
+from mailtriage.store.models import Inbound, InboundStatus, utcnow
 from mailtriage.worker import POOL_THRESHOLD
 
 ACCEPT_BATCH = 64
@@ -20,6 +21,9 @@ ACCEPT_BATCH_BYTES = 16 * 1024 * 1024
 # Claimed per round while importing: enough for the parser pool to run ahead while
 # this process writes the results of earlier messages.
 IMPORT_CLAIM = 128
+# Longest sleep while messages of this import wait for a retry (backoff, a concurrent
+# write, a lease of another instance): then look again.
+MAX_RETRY_WAIT = 1.0
 
 
 @dataclass
@@ -30,7 +34,8 @@ class ImportReport:
     duplicates: int = 0
     ignored: int = 0
     quarantined: int = 0
-    pending: int = 0  # deferred for a retry (transient error) or taken by another instance
+    # not finished when import returned: only when it was interrupted
+    pending: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -46,15 +51,19 @@ def import_paths(
     """Accept every message under ``paths`` durably, then process them all.
 
     Reading and accepting run in this thread while a worker thread processes what
-    is already accepted, so disk, database and the parser pool overlap. Running it
-    twice creates nothing new: the second run finds every raw sha256 in the inbox
-    and counts the messages as duplicates.
+    is already accepted, so disk, database and the parser pool overlap. It returns
+    when every message it accepted is done or quarantined: messages deferred for a
+    retry (a concurrent write, a database hiccup) are waited for and processed again
+    (a retry that keeps failing ends in quarantine after worker.max_attempts).
+    Running it twice creates nothing new: the second run finds every raw sha256 in
+    the inbox and counts the messages as duplicates.
     """
     check_paths(paths)
     worker = app.worker()
-    if any(path.is_dir() or is_mbox(path) for path in paths):
+    if len(paths) >= POOL_THRESHOLD or any(path.is_dir() or is_mbox(path) for path in paths):
         # Many messages to come: let the pool processes load (rules, language model)
-        # while this thread reads and accepts the first files.
+        # before this thread reads and accepts the first files. (One file: no pool,
+        # it is processed here.)
         worker.start_pool()
     report = ImportReport()
     mine: list[int] = []
@@ -70,7 +79,12 @@ def import_paths(
                     on_processed(len(batch))
                 if not batch:
                     if finished:
-                        return
+                        due = _next_retry(app, mine)
+                        if due is None:
+                            return
+                        wait = (due - utcnow()).total_seconds()
+                        reading_done.wait(min(max(wait, 0.01), MAX_RETRY_WAIT))
+                        continue
                     reading_done.wait(0.02)
         except BaseException as exc:  # re-raised in the calling thread below
             failure.append(exc)
@@ -123,6 +137,33 @@ def _count_accepted(report: ImportReport, accepted: list[Accepted], mine: list[i
             mine.append(item.id)
         else:
             report.duplicates += 1
+
+
+def _next_retry(app: App, ids: list[int]) -> datetime | None:
+    """When the first unfinished message of ``ids`` is due again; None: all finished.
+
+    A row another instance holds is due when its lease expires."""
+    unfinished = Inbound.status.not_in((InboundStatus.DONE, InboundStatus.QUARANTINED))
+    due = func.min(func.coalesce(Inbound.lease_until, Inbound.next_attempt_at))
+    first: datetime | None = None
+    found = False
+    with app.factory() as session:
+        for chunk in _chunks(ids, 500):
+            count, when = session.execute(
+                select(func.count(), due).where(Inbound.id.in_(chunk), unfinished)
+            ).one()
+            if count:
+                found = True
+                if when is not None and (first is None or _aware(when) < first):
+                    first = _aware(when)
+    if not found:
+        return None
+    return first or utcnow()
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite gives naive datetimes back (stored in UTC)."""
+    return when if when.tzinfo else when.replace(tzinfo=utcnow().tzinfo)
 
 
 def _count_outcomes(app: App, report: ImportReport, ids: list[int]) -> None:

@@ -44,7 +44,6 @@ from mailtriage.inbox import Accepted
 from mailtriage.intake.imap import ImapPoller, check_account
 from mailtriage.intake.smtp import SmtpListener
 from mailtriage.outbound.scheduler import OutboundScheduler, start_outbound
-from mailtriage.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +199,6 @@ class _ChildStop(threading.Event):
 def worker_main(settings: Settings, owner: str, wake: Connection, log_level: int) -> None:
     """Body of the worker process: run the worker until SIGTERM or the daemon is gone."""
     from mailtriage.ops.logs import setup_logging
-    from mailtriage.pipeline.analyse import warm_up
 
     # Ctrl-C reaches the whole process group; the daemon decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -209,11 +207,11 @@ def worker_main(settings: Settings, owner: str, wake: Connection, log_level: int
     setup_logging(logging.getLevelName(log_level), settings.logging.json)
     _lower_priority(settings.service.worker_nice)
     with App.from_settings(settings) as app:
-        worker = Worker(app.inbox, app.factory, app.blobs, settings, owner=owner)
+        worker = app.worker(owner)
         try:
             # Load rules, language model and parser processes now: the first messages
             # should not wait seconds for them.
-            warm_up(worker.processor.options)
+            worker.processor.warm_up()
             worker.start_pool()
             worker.run_forever(stop)
         finally:

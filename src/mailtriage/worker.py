@@ -1,12 +1,19 @@
 """The one loop that owns claiming, retries and quarantine.
 
-claim (lease) -> read raw blob -> analyse (pure) -> store.apply in one transaction.
+claim (lease) -> read raw blob -> analyse (pure) -> store_analysis: facts from the
+store -> conversation.match (pure) -> store.apply -> outbound mail, one transaction.
 The Worker claims; a Processor analyses and stores what was claimed, in this process
 or, when there is work for several cores, in each process of a pool (every pool
 process has its own database connection, so parsing, classifying and writing all
-run in parallel). The Processor is the only place that catches broad exceptions:
-an unexpected error counts as one attempt, and after ``max_attempts`` the message is
-quarantined with its stage, reason and traceback. Nothing is ever dropped.
+run in parallel). The Processor is the only place that catches broad exceptions.
+
+What is retried and what is not: the analysis is a pure function of the raw bytes,
+the rules and the model, so an exception from it (other than running out of memory)
+happens again on every attempt: the message is quarantined at once with the stage
+and reason. Only trouble with the disk (reading the blob, writing attachments) or
+the database is retried with backoff; an unexpected error while storing counts as
+one attempt, and after ``max_attempts`` the message is quarantined with its stage,
+reason and traceback. Nothing is ever dropped.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import threading
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -32,11 +39,15 @@ from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
-from mailtriage.outbound.ack import cached_policy
-from mailtriage.pipeline.analyse import Analysis, AnalysisOptions, analyse
-from mailtriage.pipeline.parse import ParseError, ParseLimits
-from mailtriage.store.apply import LeaseLost, apply_analysis
-from mailtriage.triage.model import model_path
+from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
+from mailtriage.outbound.outbox import note_automated_answer, queue_ack
+from mailtriage.pipeline.analyse import Analyser, Analysis, analyse, warm_up
+from mailtriage.pipeline.conversation import match
+from mailtriage.pipeline.parse import ParseError
+from mailtriage.runners.analysis import AnalyserSource
+from mailtriage.store.apply import Applied, LeaseLost, apply_decision
+from mailtriage.store.lookups import lookup_conversation
+from mailtriage.store.models import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +73,6 @@ class _Analysed:
     permanent: bool = False
 
 
-def analysis_options(settings: Settings) -> AnalysisOptions:
-    mb = 1024 * 1024
-    return AnalysisOptions(
-        limits=ParseLimits(
-            max_message_bytes=int(settings.storage.max_message_mb * mb),
-            max_attachment_bytes=int(settings.storage.max_attachment_mb * mb),
-        ),
-        own_domains=settings.mail.own_domains,
-        rules_file=settings.triage.rules_file,
-        model_file=str(model_path(settings)) if settings.triage.use_model else "",
-        ocr=settings.triage.ocr,
-        ocr_languages=settings.triage.ocr_languages,
-    )
-
-
 def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
     """Attachment bytes -> blob store (idempotent; derived from the raw message, so
     not fsynced); the analysis is returned without them."""
@@ -86,6 +82,41 @@ def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
         stored.append(att.without_data())
     parsed = dataclasses.replace(analysis.parsed, attachments=tuple(stored))
     return dataclasses.replace(analysis, parsed=parsed)
+
+
+def store_analysis(
+    session: Session,
+    inbound_id: int,
+    owner: str | None,
+    analysis: Analysis,
+    *,
+    freemail_domains: Collection[str] = (),
+    outbound: OutboundPolicy | None = None,
+) -> Applied:
+    """File one analysed message in the caller's transaction: look up what the store
+    knows, match the conversation (pure), write the decision, queue outbound mail.
+    ``outbound``: how to acknowledge new tickets (None: no acknowledgements)."""
+    facts = lookup_conversation(session, analysis.parsed, analysis.loop)
+    decision = match(analysis.parsed, analysis.loop, facts)
+    applied = apply_decision(
+        session, inbound_id, owner, analysis, decision, freemail_domains=freemail_domains
+    )
+    policy = outbound or NO_ACK
+    if decision.action == "create" and applied.ticket_id is not None:
+        ticket = session.get(Ticket, applied.ticket_id)
+        assert ticket is not None
+        queue_ack(session, ticket, inbound_id, analysis.parsed, analysis.classification, policy)
+    elif decision.note and facts.our_mail is not None:
+        note_automated_answer(
+            session,
+            facts.our_mail.ticket_id,
+            inbound_id,
+            analysis.parsed,
+            analysis.loop,
+            facts.our_mail,
+            policy,
+        )
+    return applied
 
 
 class Processor:
@@ -104,11 +135,26 @@ class Processor:
         self.blobs = blobs
         self.settings = settings
         self.owner = owner
-        self.options = analysis_options(settings)
+        self._analysers: AnalyserSource | None = None
+
+    @property
+    def analysers(self) -> AnalyserSource:
+        """Rules and models, loaded when the first message needs them (an import of
+        files that are all stored already never does)."""
+        if self._analysers is None:
+            self._analysers = AnalyserSource(self.settings)
+        return self._analysers
+
+    def warm_up(self) -> None:
+        """Load rules and language model now rather than on the first message."""
+        warm_up(self.analysers.current())
 
     def process(self, claimed: list[Claimed]) -> list[Processed]:
         out: dict[int, Processed] = {}
         analysed: list[tuple[Claimed, _Analysed]] = []
+        # Outside the per-message handling: a broken rules file is not the messages'
+        # fault (the caller fails; closing the worker hands the leases back).
+        analyser = self.analysers.current() if claimed else None
         for item in claimed:
             if item.attempts > self.settings.worker.max_attempts:
                 out[item.id] = self._quarantine(
@@ -127,14 +173,19 @@ class Processor:
                     permanent=False,
                 )
             else:
-                analysed.append((item, self._analyse(item)))
+                assert analyser is not None
+                analysed.append((item, self._analyse(item, analyser)))
         out.update(self._store(analysed))
         return [out[item.id] for item in claimed]
 
-    def _analyse(self, item: Claimed) -> _Analysed:
+    def _analyse(self, item: Claimed, analyser: Analyser) -> _Analysed:
         sender = (item.envelope or {}).get("mail_from")
         try:
-            analysis = analyse(self.blobs.path(item.raw_sha256), self.options, sender)
+            raw = self.blobs.get(item.raw_sha256)
+        except OSError as exc:  # disk trouble: worth another attempt
+            return _Analysed(None, "read", f"raw message unreadable: {exc}", traceback.format_exc())
+        try:
+            analysis = analyse(raw, analyser, sender)
         except ParseError as exc:
             return _Analysed(None, "parse", str(exc), traceback.format_exc(), permanent=True)
         except RecursionError as exc:
@@ -145,12 +196,19 @@ class Processor:
                 traceback.format_exc(),
                 permanent=True,
             )
-        except OSError as exc:
-            return _Analysed(None, "read", f"raw message unreadable: {exc}", traceback.format_exc())
+        except MemoryError as exc:  # may pass when the machine is less busy
+            return _Analysed(None, "analyse", f"out of memory: {exc}", traceback.format_exc())
         except Exception as exc:
+            # Pure and deterministic: the same bytes fail the same way next time.
             return _Analysed(
-                None, "analyse", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                None,
+                "analyse",
+                f"{type(exc).__name__}: {exc}",
+                traceback.format_exc(),
+                permanent=True,
             )
+        finally:
+            del raw
         try:
             return _Analysed(store_attachments(self.blobs, analysis))
         except OSError as exc:
@@ -174,7 +232,7 @@ class Processor:
                 for item, analysis in ready:
                     try:
                         with session.begin_nested():
-                            applied = apply_analysis(
+                            applied = store_analysis(
                                 session,
                                 item.id,
                                 self.owner,
@@ -249,16 +307,16 @@ class Processor:
 
 _pool_processor: Processor | None = None
 
+# Builds a Processor with its own engine and sessions (given by the composition root,
+# so this module does not import it); module-level, so it can be sent to the pool.
+ProcessorFactory = Callable[[Settings, str], Processor]
 
-def _pool_init(settings: Settings, owner: str) -> None:
+
+def _pool_init(make_processor: ProcessorFactory, settings: Settings, owner: str) -> None:
     """Each pool process: its own engine and sessions, rules and language model loaded."""
     global _pool_processor
-    from mailtriage.app import App  # the composition root imports this module
-    from mailtriage.pipeline.analyse import warm_up
-
-    app = App.from_settings(settings)
-    _pool_processor = Processor(app.inbox, app.factory, app.blobs, settings, owner)
-    warm_up(_pool_processor.options)
+    _pool_processor = make_processor(settings, owner)
+    _pool_processor.warm_up()
 
 
 def _pool_process(claimed: list[Claimed]) -> list[Processed]:
@@ -279,11 +337,15 @@ class Worker:
         settings: Settings,
         *,
         owner: str | None = None,
+        pool_processor: ProcessorFactory | None = None,
     ) -> None:
+        """``pool_processor``: builds the Processor of each pool process; without it,
+        everything is processed in this process."""
         self.inbox = inbox
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.processor = Processor(inbox, factory, blobs, settings, self.owner)
+        self._pool_processor = pool_processor
         self._pool: Executor | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -305,18 +367,18 @@ class Worker:
         return wanted if wanted > 0 else (os.cpu_count() or 1)
 
     def _executor(self) -> Executor | None:
-        if self._processes() <= 1:
+        if self._processes() <= 1 or self._pool_processor is None:
             return None
         if self._pool is None:
             # forkserver: children fork from a clean server that has already imported
             # the pipeline, not from this process with its threads and connections.
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["mailtriage.app", "mailtriage.pipeline.preload"])
+            ctx.set_forkserver_preload(["mailtriage.app", "mailtriage.runners.preload"])
             self._pool = ProcessPoolExecutor(
                 max_workers=self._processes(),
                 mp_context=ctx,
                 initializer=_pool_init,
-                initargs=(self.settings, self.owner),
+                initargs=(self._pool_processor, self.settings, self.owner),
             )
         return self._pool
 

@@ -1,15 +1,16 @@
 """The outbox in the database: queue (inside the caller's transaction), claim with a
 lease, record results; note automatic answers to our mail; suppress bounced addresses.
 
-Queueing happens in the transaction that creates the ticket (``store.apply``), so a
-ticket and its acknowledgement exist together or not at all. The key (ticket, kind,
-step) is UNIQUE: a second instance or a replay cannot queue the same mail twice.
+Queueing happens in the transaction that creates the ticket (the worker's
+``store_analysis``), so a ticket and its acknowledgement exist together or not at all.
+The key (ticket, kind, step) is UNIQUE: a second instance or a replay cannot queue the
+same mail twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_ack
 from mailtriage.pipeline.classify import Classification
+from mailtriage.pipeline.conversation import OurMail
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.store.leases import release_all, take_due
@@ -27,11 +29,9 @@ from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
 
 __all__ = [
     "GuardFacts",
-    "OurMail",
     "OutboxJob",
     "OutboxStore",
     "enqueue",
-    "find_our_mail",
     "note_automated_answer",
     "queue_ack",
 ]
@@ -123,35 +123,6 @@ def enqueue(
         )
     session.flush()
     return row
-
-
-@dataclass(frozen=True)
-class OurMail:
-    """One of our outgoing mails that an inbound message refers to."""
-
-    ticket_id: int
-    message_id: str
-    recipients: tuple[str, ...]
-
-
-def find_our_mail(session: Session, message_ids: Iterable[str | None]) -> OurMail | None:
-    """The first of ``message_ids`` that is one of our outgoing articles."""
-    ids = [m for m in dict.fromkeys(message_ids) if m]
-    if not ids:
-        return None
-    rows = {
-        key: (ticket_id, recipients)
-        for key, ticket_id, recipients in session.execute(
-            select(Article.message_key, Article.ticket_id, Article.recipients).where(
-                Article.message_key.in_(ids), Article.direction == "out"
-            )
-        )
-    }
-    for ident in ids:
-        if ident in rows:
-            ticket_id, recipients = rows[ident]
-            return OurMail(ticket_id, ident, tuple(recipients or ()))
-    return None
 
 
 def note_automated_answer(

@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from typing import TYPE_CHECKING, Any
 
 from mailtriage.outbound.headers import clean_header_value
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 __all__ = ["RenderError", "Rendered", "Templates", "default_templates_dir"]
 
@@ -69,8 +71,15 @@ class Templates:
             dirs.append(path)
         dirs.append(default_templates_dir())
         self.dirs = tuple(dirs)
-        self.env = Environment(
-            loader=FileSystemLoader([str(d) for d in dirs]),
+
+    @cached_property
+    def env(self) -> Environment:
+        """Made on first use: the worker only asks which languages exist (queueing a
+        mail renders nothing), and importing Jinja2 is part of every start-up."""
+        from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+        return Environment(
+            loader=FileSystemLoader([str(d) for d in self.dirs]),
             undefined=StrictUndefined,
             autoescape=_autoescape,
             keep_trailing_newline=True,
@@ -99,6 +108,8 @@ class Templates:
 
     def render(self, kind: str, language: str, variables: Mapping[str, Any]) -> Rendered:
         """Subject (one clean line), plain text and HTML of one mail."""
+        from jinja2 import TemplateError
+
         try:
             subject = self.env.get_template(f"{language}/{kind}.subject.txt").render(variables)
             text = self.env.get_template(f"{language}/{kind}.txt").render(variables)

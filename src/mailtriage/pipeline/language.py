@@ -11,6 +11,10 @@ alone gets 149/150 right; restricting it to the languages a European support des
 plausibly receives (no pidgins or creoles, which win on very short English
 snippets) fixes the remaining one. Its model costs about 100 MB of memory per
 process, loaded once.
+
+Loading the packaged model means decompressing it (LZMA), most of a second. A runner
+may load a cached copy faster and hand it in with :func:`use_identifier`
+(``runners.language_model``); otherwise the packaged one is loaded on first use.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["CANDIDATE_LANGUAGES", "detect_language"]
+__all__ = [
+    "CANDIDATE_LANGUAGES",
+    "detect_language",
+    "identifier_loaded",
+    "packaged_identifier",
+    "use_identifier",
+]
 
 # Languages the model may answer with. Everything that is not de/en maps to "other";
 # the list only keeps exotic look-alikes (e.g. Nigerian Pidgin for terse English,
@@ -42,15 +52,31 @@ _lock = threading.Lock()
 _identifier: Any = None
 
 
+def packaged_identifier() -> Any:
+    """py3langid's packaged model, restricted to CANDIDATE_LANGUAGES (read compactly,
+    see mailtriage.langid_model)."""
+    from mailtriage.langid_model import load_identifier
+
+    return load_identifier(CANDIDATE_LANGUAGES)
+
+
+def use_identifier(identifier: Any) -> None:
+    """Use ``identifier`` (a restricted py3langid LanguageIdentifier) from now on."""
+    global _identifier
+    with _lock:
+        _identifier = identifier
+
+
+def identifier_loaded() -> bool:
+    return _identifier is not None
+
+
 def _get_identifier() -> Any:
     global _identifier
     if _identifier is None:
         with _lock:
             if _identifier is None:
-                from mailtriage.langid_model import load_identifier
-
-                ident = load_identifier(CANDIDATE_LANGUAGES)
-                _identifier = ident
+                _identifier = packaged_identifier()
     return _identifier
 
 

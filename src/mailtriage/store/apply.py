@@ -1,7 +1,8 @@
-"""Write the result of processing one inbound message in ONE transaction.
+"""Write what the conversation decision says about one inbound message (writes only).
 
-Lookups -> pure decide() -> writes, and the inbound row is marked done in the same
-transaction, guarded by the worker's lease: either everything happened or nothing.
+The worker runs ``store.lookups`` -> pure ``conversation.match`` -> :func:`apply_decision`
+-> outbound mail in ONE transaction, and the inbound row is marked done in it,
+guarded by the worker's lease: either everything happened or nothing.
 
 Messages of one thread can be stored out of order (pool processes, relays, an mbox
 not sorted by date). A reply stored before its parent opens its own ticket; when the
@@ -14,15 +15,13 @@ loser gets an IntegrityError, the worker retries it, and then it sees the winner
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailtriage.outbound.ack import NO_ACK, OutboundPolicy
-from mailtriage.outbound.outbox import find_our_mail, note_automated_answer, queue_ack
 from mailtriage.pipeline.analyse import Analysis
-from mailtriage.pipeline.decide import Decision, Known, decide, message_key, thread_candidates
+from mailtriage.pipeline.conversation import Decision, message_key, thread_candidates
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.store.models import (
     Article,
@@ -51,26 +50,19 @@ class Applied:
     decision: Decision
 
 
-def apply_analysis(
+def apply_decision(
     session: Session,
     inbound_id: int,
     owner: str | None,
     analysis: Analysis,
+    decision: Decision,
     *,
     freemail_domains: Collection[str] = (),
-    outbound: OutboundPolicy | None = None,
 ) -> Applied:
-    """``outbound``: how to acknowledge new tickets (None: no acknowledgements)."""
+    """Create or append (merging early replies), and mark the inbound row done.
+
+    Raises LeaseLost when another worker owns the row now (roll back)."""
     parsed = analysis.parsed
-    policy = outbound or NO_ACK
-    known = lookup_known(session, parsed)
-    our = None
-    if analysis.loop.automated:  # an automatic answer to one of our mails?
-        ids = (*thread_candidates(parsed), analysis.loop.original_message_id)
-        our = find_our_mail(session, ids)
-        if our is not None:
-            known = replace(known, our_ticket_id=our.ticket_id, our_message_id=our.message_id)
-    decision = decide(analysis.loop.automated, analysis.loop.reasons, known, analysis.loop.kind)
     ticket_id: int | None = None
     outcome = {
         "ignore": Outcome.IGNORED,
@@ -83,7 +75,6 @@ def apply_analysis(
         ticket_id = ticket.id
         _add_article(session, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
         _event(session, ticket.id, inbound_id, "created", parsed, decision, analysis)
-        queue_ack(session, ticket, inbound_id, parsed, analysis.classification, policy)
         _merge(session, decision, ticket.id, inbound_id)
     elif decision.action == "append":
         assert decision.ticket_id is not None
@@ -92,125 +83,14 @@ def apply_analysis(
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=utcnow()))
         _event(session, ticket_id, inbound_id, "article_added", parsed, decision, analysis)
         _merge(session, decision, ticket_id, inbound_id)
-    elif decision.action == "ignore" and decision.note and our is not None:
-        ticket_id = our.ticket_id  # noted, not reopened: status and updated_at stay
-        note_automated_answer(session, ticket_id, inbound_id, parsed, analysis.loop, our, policy)
+    elif decision.action == "ignore" and decision.note:
+        ticket_id = decision.ticket_id  # noted, not reopened: status and updated_at stay
     elif decision.action == "duplicate":
         ticket_id = session.scalar(
-            select(Article.ticket_id).where(Article.id == known.duplicate_article_id)
+            select(Article.ticket_id).where(Article.id == decision.duplicate_article_id)
         )
     _finish(session, inbound_id, owner, parsed, analysis, outcome, ticket_id, decision)
     return Applied(outcome, ticket_id, decision)
-
-
-def lookup_known(session: Session, parsed: ParsedMessage) -> Known:
-    key = message_key(parsed)
-    rows = session.execute(
-        select(Article.id, Article.content_key).where(Article.message_key == key)
-    ).all()
-    duplicate = next((aid for aid, ck in rows if ck == parsed.content_key), None)
-    other = any(ck != parsed.content_key for _, ck in rows)
-    thread_ticket, thread_mid = None, None
-    candidates = thread_candidates(parsed)
-    if candidates:
-        found = {
-            key: ticket_id
-            for key, ticket_id in session.execute(
-                select(Article.message_key, Article.ticket_id)
-                .where(Article.message_key.in_(candidates))
-                .order_by(Article.id)
-            )
-        }
-        for ident in candidates:
-            if ident in found:
-                thread_ticket, thread_mid = found[ident], ident
-                break
-    via_reference = False
-    if candidates and thread_ticket is None and parsed.sender:
-        # Not stored yet, but an earlier reply to it from the same sender is: join
-        # that reply's ticket (a reply from someone else opens its own; the parent
-        # adopts both when it comes).
-        referring = {
-            ident: ticket_id
-            for ident, ticket_id in session.execute(
-                select(ArticleRef.message_key, Article.ticket_id)
-                .join(Article, Article.id == ArticleRef.article_id)
-                .where(
-                    ArticleRef.message_key.in_(candidates),
-                    func.lower(Article.sender) == parsed.sender.lower(),
-                )
-                .order_by(Article.id.desc())  # the earliest wins
-            )
-        }
-        for ident in candidates:
-            if ident in referring:
-                thread_ticket, thread_mid, via_reference = referring[ident], ident, True
-                break
-    early, kept = _early_replies(session, key)
-    return Known(
-        duplicate,
-        other,
-        thread_ticket,
-        thread_mid,
-        thread_via_reference=via_reference,
-        message_key=key,
-        early_reply_ticket_ids=early,
-        early_reply_kept=kept,
-    )
-
-
-def _early_replies(
-    session: Session, key: str
-) -> tuple[tuple[int, ...], tuple[tuple[int, str], ...]]:
-    """Tickets opened by a reply to ``key`` stored before it: (adoptable, kept with why).
-
-    A ticket counts when its first inbound article (the one its "created" event
-    names) refers to ``key``; it is adoptable while it is "new" and no human changed
-    it (no correction, no event by anyone but the system).
-    """
-    rows = session.execute(
-        select(Article.ticket_id, Article.inbound_id, Ticket.status)
-        .join(ArticleRef, ArticleRef.article_id == Article.id)
-        .join(Ticket, Ticket.id == Article.ticket_id)
-        .where(
-            ArticleRef.message_key == key,
-            Article.message_key != key,
-            Article.direction == "in",
-            Article.inbound_id.is_not(None),
-        )
-    ).all()
-    if not rows:
-        return (), ()
-    ticket_ids = sorted({r.ticket_id for r in rows})
-    opened = set(
-        session.execute(
-            select(Event.ticket_id, Event.inbound_id).where(
-                Event.ticket_id.in_(ticket_ids), Event.kind == "created"
-            )
-        ).all()
-    )
-    status = {r.ticket_id: r.status for r in rows if (r.ticket_id, r.inbound_id) in opened}
-    human: dict[int, str] = {}
-    for ticket_id, kind, actor in session.execute(
-        select(Event.ticket_id, Event.kind, Event.actor)
-        .where(
-            Event.ticket_id.in_(list(status)),
-            or_(Event.kind == "corrected", Event.actor != "system"),
-        )
-        .order_by(Event.id)
-    ):
-        if ticket_id is not None:
-            human.setdefault(ticket_id, f"{kind} by {actor}")
-    adopt: list[int] = []
-    kept: list[tuple[int, str]] = []
-    for ticket_id in sorted(status):
-        if status[ticket_id] != "new":
-            kept.append((ticket_id, f"status {status[ticket_id]}"))
-        elif ticket_id in human:
-            kept.append((ticket_id, human[ticket_id]))
-        else:
-            adopt.append(ticket_id)
-    return tuple(adopt), tuple(kept)
 
 
 def _live_ticket(session: Session, ticket_id: int) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 ENV_MIGRATIONS_DIR = "MAILTRIAGE_MIGRATIONS_DIR"
@@ -88,9 +89,92 @@ def _alembic_config(engine: Engine) -> Any:
     return cfg
 
 
+def script_heads(directory: Path | None = None) -> set[str]:
+    """The head revisions of the migration scripts, read from their source with ``ast``
+    (importing Alembic alone takes longer than a whole start-up should)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in sorted((directory or migrations_dir()).glob("versions/*.py")):
+        values: dict[str, object] = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            targets: list[ast.expr]
+            if isinstance(node, ast.AnnAssign) and node.value is not None:
+                targets, value = [node.target], node.value
+            elif isinstance(node, ast.Assign):
+                targets, value = node.targets, node.value
+            else:
+                continue
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                    values[target.id] = ast.literal_eval(value)
+        rev, down = values.get("revision"), values.get("down_revision")
+        if isinstance(rev, str):
+            revisions.add(rev)
+        if isinstance(down, str):
+            parents.add(down)
+        elif isinstance(down, tuple | list):
+            parents.update(str(d) for d in down)
+    return revisions - parents
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """True when the database is at the head revision: one query, no Alembic import.
+    False also when that cannot be told (no version table yet, unreachable)."""
+    heads = script_heads()
+    if len(heads) != 1:
+        return False
+    try:
+        with engine.connect() as conn:
+            stored = set(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+    except DBAPIError:
+        return False
+    return stored == heads
+
+
+def prepare(engine: Engine) -> None:
+    """Bring the schema to the head revision, as cheaply as possible: nothing when it
+    is current (one query); a database without any table gets the models' tables and
+    the head revision in one transaction (``tests/test_migrations.py`` checks that
+    this is exactly the migrated schema, names included), which spares a new
+    database the import of Alembic; anything else goes through the migrations."""
+    if schema_is_current(engine):
+        return
+    try:
+        if _create_if_empty(engine):
+            return
+    except OperationalError as exc:
+        raise DatabaseError(f"database unreachable: {_first_line(exc)}") from None
+    upgrade(engine)
+
+
+def _create_if_empty(engine: Engine) -> bool:
+    heads = script_heads()
+    if len(heads) != 1:
+        return False
+    # Importing the store package (this module's) registered every table on Base.
+    from mailtriage.store.models import Base
+
+    with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so a second instance waits
+        if inspect(conn).get_table_names():
+            return False
+        Base.metadata.create_all(conn)
+        # The table Alembic keeps its revision in, as Alembic makes it.
+        conn.exec_driver_sql(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        )
+        conn.execute(
+            text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": heads.pop()}
+        )
+    return True
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply pending migrations (safe to run from several instances: DDL is transactional
-    on PostgreSQL and serialised by the write lock on SQLite)."""
+    on PostgreSQL and serialised by the write lock on SQLite). Returns at once when the
+    schema is current."""
+    if revision == "head" and schema_is_current(engine):
+        return
     from alembic import command
 
     try:
@@ -114,6 +198,8 @@ def head_revision(engine: Engine) -> str | None:
 
 def check_schema(engine: Engine) -> None:
     """Raise DatabaseError unless the schema is at the newest migration."""
+    if schema_is_current(engine):
+        return
     try:
         current = current_revision(engine)
     except OperationalError as exc:

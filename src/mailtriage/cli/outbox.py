@@ -1,23 +1,28 @@
-"""`mailtriage outbox ...` commands (registered by mailtriage.cli): wiring and printing."""
+"""`mailtriage outbox send|list|show|retry`: wiring and printing."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import select
-
-from mailtriage.app import App
+from mailtriage.cli.common import Subparsers, UserError, open_app
 from mailtriage.config import ConfigError, Settings
-from mailtriage.store.models import utcnow
-from mailtriage.store.outbound_models import Outbox, OutboxStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mailtriage.app import App
+    from mailtriage.store.outbound_models import Outbox
 
 
-def add_outbound_commands(sub: Any) -> None:
+# OutboxStatus.ALL, spelled out so that building the parser does not import SQLAlchemy
+# (tests/test_cli.py checks that the two agree).
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+
+
+def add_outbox_commands(sub: Subparsers) -> None:
     """Add ``outbox send|list|show|retry`` to the top-level subparsers ``sub``."""
     outbox = sub.add_parser("outbox", help="mail we send: acknowledgements")
     osub = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -27,7 +32,7 @@ def add_outbound_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     p.set_defaults(func=cmd_outbox_send)
     p = osub.add_parser("list", help="outgoing mail, newest first")
-    p.add_argument("--status", choices=OutboxStatus.ALL)
+    p.add_argument("--status", choices=OUTBOX_STATUSES)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox_list)
@@ -39,12 +44,6 @@ def add_outbound_commands(sub: Any) -> None:
     p = osub.add_parser("retry", help="send a failed or skipped mail again")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_outbox_retry)
-
-
-def _open(settings: Settings) -> App:
-    app = App.from_settings(settings)
-    app.prepare_database()
-    return app
 
 
 def _sender(app: App) -> Any:
@@ -60,7 +59,7 @@ def _sender(app: App) -> Any:
 
 
 def cmd_outbox_send(args: argparse.Namespace, settings: Settings, out: Console) -> int:
-    with _open(settings) as app:
+    with open_app(settings) as app:
         sender = _sender(app)
         try:
             report = sender.flush()
@@ -74,9 +73,11 @@ def cmd_outbox_send(args: argparse.Namespace, settings: Settings, out: Console) 
 
 
 def cmd_outbox_list(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from rich.table import Table
+
     from mailtriage.outbound.outbox import list_outbox
 
-    with _open(settings) as app, app.factory() as session:
+    with open_app(settings) as app, app.factory() as session:
         rows = list_outbox(
             session, settings.mail.ticket_prefix, status=args.status, limit=args.limit
         )
@@ -102,6 +103,9 @@ def cmd_outbox_list(args: argparse.Namespace, settings: Settings, out: Console) 
 
 
 def _get(app: App, outbox_id: int) -> Outbox:
+    from sqlalchemy import select
+
+    from mailtriage.store.outbound_models import Outbox
     from mailtriage.store.queries import NotFound
 
     with app.factory() as session:
@@ -114,7 +118,7 @@ def _get(app: App, outbox_id: int) -> Outbox:
 def cmd_outbox_show(args: argparse.Namespace, settings: Settings, out: Console) -> int:
     from mailtriage.outbound.outbox import OutboxJob, outbox_summary
 
-    with _open(settings) as app:
+    with open_app(settings) as app:
         row = _get(app, args.id)
         data = outbox_summary(row, settings.mail.ticket_prefix) | {"context": row.context}
         job = OutboxJob(
@@ -154,10 +158,10 @@ def cmd_outbox_show(args: argparse.Namespace, settings: Settings, out: Console) 
 
 
 def cmd_outbox_retry(args: argparse.Namespace, settings: Settings, out: Console) -> int:
-    from mailtriage.cli import UserError
     from mailtriage.outbound.outbox import OutboxStore
+    from mailtriage.store.models import utcnow
 
-    with _open(settings) as app:
+    with open_app(settings) as app:
         row = _get(app, args.id)
         deadline = utcnow() + timedelta(hours=settings.outbound.give_up_after_hours)
         if not OutboxStore(app.factory).retry(args.id, deadline):

@@ -1,5 +1,8 @@
-"""Triage commands on tickets: corrections, reclassification, training (registered by
-mailtriage.cli)."""
+"""Triage commands: `classify`, `eval`, `train`, `tickets set`, `tickets reclassify`.
+
+Each loads the rules and the model once (the runner's job) and hands them to the pure
+classifier.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +12,24 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from mailtriage.app import App
+from mailtriage.cli.common import Subparsers, UserError, open_app
 from mailtriage.config import Settings
-from mailtriage.pipeline.classify import Rules, load_rules
-from mailtriage.store.queries import parse_ticket_number, ticket_reference
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mailtriage.app import App
+    from mailtriage.pipeline.classify import Rules
 
 # The labelled development set, when `train` runs in a source checkout.
 DEFAULT_DEV_DIR = Path("tests") / "labeled" / "dev"
 RECLASSIFY_BATCH = 200
 
 
-def add_triage_commands(sub: Any, tickets: Any) -> None:
-    """Add `tickets set`, `tickets reclassify` (to ``tickets``) and `train` (to ``sub``)."""
+def add_ticket_triage_commands(tickets: Subparsers) -> None:
+    """Add `tickets set` and `tickets reclassify` to the ``tickets`` subparsers."""
     p = tickets.add_parser(
         "set", help="correct a ticket's labels (stored as an event; trains the model)"
     )
@@ -48,6 +53,8 @@ def add_triage_commands(sub: Any, tickets: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per ticket per line")
     p.set_defaults(func=cmd_tickets_reclassify)
 
+
+def add_train_command(sub: Subparsers) -> None:
     p = sub.add_parser(
         "train", help="train the category model from corrections and the labelled dev set"
     )
@@ -61,24 +68,32 @@ def add_triage_commands(sub: Any, tickets: Any) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def add_classify_commands(sub: Subparsers) -> None:
+    """Add `classify` and `eval` (no database needed)."""
+    p = sub.add_parser("classify", help="classify .eml files (no database needed)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help=".eml files or directories")
+    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("eval", help="score the classifier on a labelled directory")
+    p.add_argument("directory", type=Path, metavar="DIR", help="*.eml files and labels.jsonl")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+
 # -- helpers --------------------------------------------------------------------------
-
-
-def _user_error(message: str) -> Exception:
-    from mailtriage.cli import UserError  # cli imports this module
-
-    return UserError(message)
 
 
 @contextmanager
 def _app(settings: Settings) -> Iterator[App]:
-    with App.from_settings(settings) as app:
-        app.prepare_database()
+    with open_app(settings) as app:
         yield app
 
 
 def _rules(settings: Settings) -> Rules:
-    return load_rules(settings.triage.rules_file or None)
+    from mailtriage.runners.analysis import configured_rules
+
+    return configured_rules(settings)
 
 
 def _default_actor() -> str:
@@ -99,6 +114,7 @@ def _changes(before: dict[str, str | None], after: dict[str, str | None]) -> str
 
 
 def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import parse_ticket_number, ticket_reference
     from mailtriage.triage.corrections import InvalidLabel, correct_ticket, validate_labels
 
     values = {
@@ -110,9 +126,9 @@ def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) 
     try:
         labels = validate_labels(values, _rules(settings))
     except InvalidLabel as exc:
-        raise _user_error(str(exc)) from None
+        raise UserError(str(exc)) from None
     if not labels:
-        raise _user_error("nothing to set: give --level, --category, --priority or --language")
+        raise UserError("nothing to set: give --level, --category, --priority or --language")
     ticket_id = parse_ticket_number(args.number)
     by = args.by or _default_actor()
     prefix = settings.mail.ticket_prefix
@@ -142,6 +158,7 @@ def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) 
 
 
 def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import parse_ticket_number, ticket_reference
     from mailtriage.triage.corrections import (
         Reclassified,
         all_ticket_ids,
@@ -151,7 +168,7 @@ def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Co
     from mailtriage.triage.model import configured_model
 
     if bool(args.number) == bool(args.all):
-        raise _user_error("give a ticket NUMBER or --all")
+        raise UserError("give a ticket NUMBER or --all")
     rules, model = _rules(settings), configured_model(settings)
     prefix = settings.mail.ticket_prefix
     actor = _default_actor()
@@ -225,7 +242,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings, out: Console) -> int
             corrections = correction_examples(session, settings.mail.ticket_prefix)
         result = train([*dev, *corrections], rules, dev=dev, dev_dir=str(dev_dir or ""))
     except TrainingError as exc:
-        raise _user_error(str(exc)) from None
+        raise UserError(str(exc)) from None
     path = model_path(settings)
     save_model(result.model, path)
     result.model.path = str(path)
@@ -268,4 +285,72 @@ def cmd_train(args: argparse.Namespace, settings: Settings, out: Console) -> int
         lines.append(f"model: {describe_model(settings, result.model)}")
     for line in lines:
         out.print(line, highlight=False, markup=False, soft_wrap=True)
+    return 0
+
+
+# -- classify, eval -------------------------------------------------------------------
+
+
+def _eml_files(paths: list[Path]) -> list[Path]:
+    """Files as given; directories expanded to the .eml files below them."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.rglob("*.eml")) if path.is_dir() else [path])
+    return files
+
+
+def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from rich.table import Table
+
+    from mailtriage.pipeline.classify import classify_file
+    from mailtriage.pipeline.parse import ParseError
+    from mailtriage.triage.model import configured_model
+
+    rules, model = _rules(settings), configured_model(settings)
+    table = Table("file", "level", "category", "priority", "lang", "conf", "why")
+    failed = 0
+    for path in _eml_files(args.paths):
+        try:
+            result: dict[str, object] = {"file": str(path)} | classify_file(
+                path, rules, model
+            ).to_dict()
+        except (OSError, ParseError) as exc:
+            failed += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            result = {"file": str(path), "error": reason}
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+        elif "error" in result:
+            table.add_row(str(path), "error", str(result["error"]), "", "", "", "")
+        else:
+            reasons = result.get("reasons")
+            table.add_row(
+                str(path),
+                str(result["level"]),
+                str(result["category"]),
+                str(result["priority"]),
+                str(result["language"]),
+                f"{result['confidence']:.2f}",
+                "; ".join(map(str, reasons if isinstance(reasons, list) else []))[:120],
+            )
+    if not args.json:
+        out.print(table)
+    return 1 if failed else 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    if not (args.directory / "labels.jsonl").is_file():
+        raise UserError(f"{args.directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
+    from mailtriage.evaluation import evaluate, render_table
+    from mailtriage.triage.model import configured_model, describe_model
+
+    rules, model = _rules(settings), configured_model(settings)
+    report = evaluate(args.directory, rules, model=model)
+    if args.json:
+        used = {"rules": rules.source, "model": model.describe() if model else None}
+        print(json.dumps(report.to_dict() | used, ensure_ascii=False))
+    else:
+        render_table(report, out)
+        out.print(f"rules {rules.source}", highlight=False, soft_wrap=True)
+        out.print(f"model {describe_model(settings, model)}", highlight=False, soft_wrap=True)
     return 0

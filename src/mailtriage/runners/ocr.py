@@ -9,6 +9,10 @@ requested languages) OCR is off, said in ONE log line per process; an image Tess
 cannot read is skipped with a log line. Runs in the analysis step, i.e. in the worker's
 pool processes, so Tesseract gets ``OMP_THREAD_LIMIT=1``: one thread per process is
 faster than several on a busy machine and does not oversubscribe the cores.
+
+Tesseract is a subprocess (pytesseract writes the image to a temporary file), so this
+lives at the edge: the runner hands ``analyse`` a function made from
+:func:`ocr_screenshots` (``runners.analysis.configured_ocr``), or None.
 """
 
 from __future__ import annotations

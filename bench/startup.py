@@ -1,0 +1,70 @@
+"""Start-up: seconds for a whole `mailtriage import one.eml` process.
+
+Three cases, each the best of --runs child processes (these machines are noisy, so
+the best run is the figure that says what the code costs): a new database and
+storage directory, an existing database (a second message), and `--version` (the
+interpreter and the CLI alone) as the floor to compare against. Goal (issue 10):
+importing one message into a new database in <= 1.0 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+
+def message(subject: str, message_id: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Erika Muster <erika@kunde.example>"
+    msg["To"] = "support@dataandmore.com"
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    msg["Date"] = "Mon, 02 Nov 2026 09:30:00 +0000"
+    msg.set_content("Hallo, unser Drucker druckt seit heute nicht mehr. Bitte um Hilfe.")
+    return msg.as_bytes()
+
+
+def timed(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "mailtriage", *args],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+    new_db, existing_db, floor = [], [], []
+    with tempfile.TemporaryDirectory(prefix="mt-startup-") as tmp:
+        root = Path(tmp)
+        one, two = root / "one.eml", root / "two.eml"
+        one.write_bytes(message("Drucker", "<one@kunde.example>"))
+        two.write_bytes(message("Drucker 2", "<two@kunde.example>"))
+        for i in range(runs):
+            work = root / f"var-{i}"
+            env = os.environ | {
+                "MAILTRIAGE_STORAGE_DIR": str(work),
+                "MAILTRIAGE_DATABASE_URL": "",
+                "MAILTRIAGE_CONFIG": "",
+            }
+            floor.append(timed(["--version"], env))
+            new_db.append(timed(["import", str(one), "--json"], env))
+            existing_db.append(timed(["import", str(two), "--json"], env))
+    print(f"python + CLI (--version):         {min(floor):5.2f} s")
+    print(f"import one message, new database: {min(new_db):5.2f} s (goal <= 1.0 s)")
+    print(f"import one message, existing db:  {min(existing_db):5.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""`mailtriage tickets list|show` (`tickets set|reclassify` are in cli.triage)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from mailtriage.cli.common import Subparsers, open_app
+from mailtriage.config import Settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def add_ticket_commands(sub: Subparsers) -> Subparsers:
+    """Add ``tickets list|show``; returns the ``tickets`` subparsers for more actions."""
+    tickets = sub.add_parser("tickets", help="list and show tickets").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = tickets.add_parser("list", help="list tickets, newest first")
+    p.add_argument("--status")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tickets_list)
+    p = tickets.add_parser("show", help="one ticket with its articles and events")
+    p.add_argument("number", help="DM-000123 or 123")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tickets_show)
+    return tickets
+
+
+def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from rich.table import Table
+
+    from mailtriage.store.queries import list_tickets
+
+    with open_app(settings) as app, app.factory() as session:
+        rows = list_tickets(
+            session, settings.mail.ticket_prefix, status=args.status, limit=args.limit
+        )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    table = Table(
+        "number",
+        "status",
+        "level",
+        "category",
+        "priority",
+        "lang",
+        "requester",
+        "subject",
+        "articles",
+        "files",
+    )
+    for r in rows:
+        table.add_row(
+            r["number"],
+            r["status"],
+            r["level"] or "-",
+            r["category"] or "-",
+            r["priority"] or "-",
+            r["language"] or "-",
+            r["requester"] or "-",
+            r["subject"][:60],
+            str(r["article_count"]),
+            str(r["attachment_count"]),
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.store.queries import show_ticket
+
+    with open_app(settings) as app, app.factory() as session:
+        data = show_ticket(session, settings.mail.ticket_prefix, args.number)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    out.print(f"[bold]{data['number']}[/bold] {data['subject']}", markup=True, highlight=False)
+    out.print(
+        f"status {data['status']}  level {data['level']}  category {data['category']}  "
+        f"priority {data['priority']}  language {data['language']}",
+        highlight=False,
+    )
+    out.print(
+        f"requester {data['requester']}  organisation {data['organisation']}", highlight=False
+    )
+    for reason in data["classification_reasons"]:
+        out.print(f"  why: {reason}", highlight=False)
+    for article in data["articles"]:
+        out.rule(f"{article['direction']} {article['sender']} {article['date'] or ''}")
+        out.print(article["text"], markup=False, highlight=False)
+        for att in article["attachments"]:
+            flags = " ".join(k for k in ("is_inline", "is_screenshot") if att[k])
+            out.print(
+                f"  [{att['content_type']}] {att['filename']} {att['size']} B {flags}",
+                markup=False,
+                highlight=False,
+            )
+    out.rule("events")
+    for event in data["events"]:
+        out.print(
+            f"{event['created_at']} {event['kind']} {json.dumps(event['detail'])}",
+            markup=False,
+            highlight=False,
+        )
+    return 0

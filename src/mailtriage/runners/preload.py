@@ -1,0 +1,13 @@
+"""Imported by the worker pool's fork server before it forks the pool processes:
+import the pipeline and compile the default rules once, so the pool processes share
+these pages copy-on-write instead of each spending time on them. (The language model
+is not loaded here: each pool process maps its cache, see runners.language_model,
+which the page cache shares.) Importing this module is its effect.
+"""
+
+from __future__ import annotations
+
+from mailtriage.pipeline import analyse as _analyse  # noqa: F401  (imported for its effect)
+from mailtriage.runners.analysis import process_rules
+
+process_rules(None)
