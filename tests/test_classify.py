@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -463,3 +464,49 @@ def test_pattern_syntax(tmp_path: Path):
     assert hit("die API")
     assert not hit("die apiary")  # short words match whole only
     assert not hit("kennwort")
+
+
+# --------------------------------------------------------------- bounded work, layout
+
+
+def test_huge_body_is_read_only_up_to_a_bounded_prefix(rules):
+    from mailtriage.pipeline.classify import MAX_ZONE_CHARS
+
+    head = "Hallo, ich kann mich nicht anmelden, mein Passwort wird abgelehnt. "
+    filler = "Weitere Protokollzeilen ohne Bedeutung folgen hier. "
+    body = head + filler * (30_000_000 // len(filler))
+    assert len(body) >= 30_000_000
+    inp = ClassifierInput("Login", body, "", body, (), "", extra_text=body)
+    classify(inp, rules)  # warm up the language model
+    started = time.perf_counter()
+    result = classify(inp, rules)
+    elapsed = time.perf_counter() - started
+    prefix = body[:MAX_ZONE_CHARS]
+    expected = classify(ClassifierInput("Login", prefix, "", prefix, (), "", prefix), rules)
+    assert result == expected
+    assert result.category == "account_access"
+    assert elapsed < 0.25, f"{elapsed * 1000:.0f} ms for a 30 MB body"
+
+
+def test_rules_are_a_value_parsed_without_io():
+    import tomllib
+    from importlib import resources
+
+    from mailtriage.pipeline.classify import parse_rules
+
+    text = resources.files("mailtriage").joinpath("rules/default.toml").read_text("utf-8")
+    parsed = parse_rules(tomllib.loads(text), "inline")
+    loaded = load_rules()
+    inp = input_from_text("VPN", "Der VPN-Tunnel bricht ab, Zertifikat abgelaufen?")
+    assert classify(inp, parsed) == classify(inp, loaded)
+    with pytest.raises(RulesError, match="categories"):
+        parse_rules({"version": 1, "zones": {}, "scoring": {}, "priority": {}}, "inline")
+
+
+def test_old_import_paths_still_work():
+    from mailtriage.pipeline import classify as package
+    from mailtriage.pipeline.classify import classify_file
+    from mailtriage.triage.eml import classify_file as at_the_edge
+
+    assert classify_file is at_the_edge
+    assert package.fold("Größe  ÄNDERN") == "groesse aendern"

@@ -14,8 +14,8 @@ from mailtriage.pipeline.classify import (
     CategoryModel,
     Classification,
     Rules,
-    classify_file,
 )
+from mailtriage.triage.eml import classify_file
 
 if TYPE_CHECKING:
     from rich.console import Console

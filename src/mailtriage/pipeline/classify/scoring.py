@@ -1,0 +1,293 @@
+"""Scoring: what the rules (and optionally a category model) make of one message.
+
+Pure: :func:`classify` takes the message, the loaded :class:`Rules` and the model as
+values and does no I/O. It reads at most :data:`MAX_ZONE_CHARS` characters of each part
+of the message, so a 30 MB body costs no more than a long mail.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mailtriage.pipeline.classify.fold import fold
+from mailtriage.pipeline.classify.patterns import SignalGroup
+from mailtriage.pipeline.classify.rules import PRIO_TARGETS, Rules
+from mailtriage.pipeline.classify.values import (
+    PRIORITIES,
+    CategoryModel,
+    Classification,
+    ClassifierInput,
+    RulesCategory,
+)
+from mailtriage.pipeline.language import detect_language
+from mailtriage.pipeline.text import split_body
+
+__all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_text"]
+
+# Each part of a message (new text, forwarded, quoted, screenshot text ...) is read up to
+# this many characters: the customer states the problem at the start, and the cost of a
+# message stays bounded whatever its size.
+MAX_ZONE_CHARS = 16_384
+_MAX_NAMES = 50
+
+_ZONE_LABEL = {
+    "subject": "subject",
+    "new_text": "body",
+    "forwarded": "forwarded",
+    "quoted": "quoted",
+    "extra_text": "attachment text",
+    "attachments": "attachment name",
+}
+
+
+def bounded(text: str) -> str:
+    """The prefix of ``text`` that classification reads."""
+    return text[:MAX_ZONE_CHARS]
+
+
+def _zone_texts(inp: ClassifierInput) -> dict[str, str]:
+    names = inp.attachment_names[:_MAX_NAMES]
+    return {
+        "subject": bounded(inp.subject),
+        "new_text": bounded(inp.new_text),
+        "forwarded": bounded(inp.forwarded_text),
+        "quoted": bounded(inp.quoted_text),
+        "extra_text": bounded(inp.extra_text),
+        "attachments": bounded(" ".join(re.sub(r"[_.]+", " ", n) for n in names)),
+    }
+
+
+@dataclass
+class _Hit:
+    score: float
+    phrase: str
+    zone: str
+
+
+@dataclass
+class _Zone:
+    name: str
+    weight: float
+    matches: Mapping[int, tuple[str, ...]]  # group index -> distinct phrases (Scanner.scan)
+
+
+def _score_group(
+    group: SignalGroup, zones: Sequence[_Zone], decay: float
+) -> tuple[float, list[_Hit]]:
+    total = 0.0
+    hits: list[_Hit] = []
+    for zone in zones:
+        seen = zone.matches.get(group.index, ())
+        if not seen:
+            continue
+        factor = sum(decay**i for i in range(len(seen)))
+        score = group.weight * zone.weight * factor
+        total += score
+        for phrase in seen:
+            hits.append(_Hit(group.weight * zone.weight, phrase, zone.name))
+    if group.cap is not None:
+        total = min(total, group.cap) if total >= 0 else max(total, -abs(group.cap))
+    return total, hits
+
+
+def _score_groups(
+    groups: Sequence[SignalGroup], zones: Sequence[_Zone], decay: float
+) -> tuple[float, list[_Hit]]:
+    total = 0.0
+    hits: list[_Hit] = []
+    for g in groups:
+        s, h = _score_group(g, zones, decay)
+        total += s
+        hits += h
+    return total, hits
+
+
+def _fmt_hits(hits: Sequence[_Hit], limit: int = 3) -> str:
+    best: dict[str, _Hit] = {}
+    for h in sorted(hits, key=lambda x: -x.score):
+        if h.phrase not in best:
+            best[h.phrase] = h
+    shown = list(best.values())[:limit]
+    return ", ".join(f"'{h.phrase[:40]}' ({_ZONE_LABEL[h.zone]})" for h in shown)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _language_text(inp: ClassifierInput) -> str:
+    text = bounded(inp.new_text)
+    letters = sum(ch.isalpha() for ch in text)
+    if letters < 40 and inp.forwarded_text:
+        text = f"{text}\n{bounded(inp.forwarded_text)}"
+        letters = sum(ch.isalpha() for ch in text)
+    if letters < 40:
+        text = f"{inp.subject}\n{text}"
+    return text
+
+
+def classify(
+    inp: ClassifierInput, rules: Rules, model: CategoryModel | None = None
+) -> Classification:
+    """Classify one message. Pure: the result depends only on ``inp``, ``rules`` and
+    ``model`` (which may only change the category; level and priority follow from it)."""
+    zw = rules.zone_weights
+    zones = []
+    for z, t in _zone_texts(inp).items():
+        if zw[z] <= 0 or not t.strip():
+            continue
+        folded = fold(t)
+        if rules.ignore is not None:
+            folded = rules.ignore.sub(" ", folded)
+        zones.append(_Zone(z, zw[z], rules.scanner.scan(folded)))
+    decay = rules.repeat_decay
+    reasons: list[str] = []
+
+    # features (cross-category evidence)
+    feat: dict[str, float] = {}
+    feat_hits: dict[str, list[_Hit]] = {}
+    for fname, groups in rules.features.items():
+        feat[fname], feat_hits[fname] = _score_groups(groups, zones, decay)
+
+    # category
+    scores: dict[str, float] = {}
+    cat_hits: dict[str, list[_Hit]] = {}
+    for cname, cat in rules.categories.items():
+        s, h = _score_groups(cat.groups, zones, decay)
+        for fname, w in cat.feature_weights.items():
+            s += w * min(feat[fname], 3.0)
+        scores[cname] = s
+        cat_hits[cname] = h
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    top_name, top = ranked[0]
+    runner_up, second = ranked[1] if len(ranked) > 1 else ("none", 0.0)
+    if top < rules.min_category_score:
+        category = (
+            rules.question_fallback_category
+            if feat.get("question", 0.0) > 0
+            else rules.fallback_category
+        )
+        reasons.append(
+            f"category={category}: fallback, no category scored >= {rules.min_category_score:g}"
+        )
+        confidence = 0.2
+    else:
+        category = top_name
+        shown = _fmt_hits(cat_hits[category])
+        reasons.append(
+            f"category={category}: score {top:.1f} vs {runner_up} {second:.1f}"
+            + (f"; kw {shown}" if shown else "")
+        )
+        margin = (top - max(second, 0.0)) / top
+        strength = min(1.0, top / rules.confident_score)
+        confidence = round(0.5 * margin + 0.5 * strength, 2)
+    if model is not None:
+        fell_back = top < rules.min_category_score
+        suggested = model.override(
+            inp, RulesCategory(category, confidence, fell_back, tuple(ranked))
+        )
+        if suggested is not None and suggested.category in rules.categories:
+            category, confidence = suggested.category, suggested.confidence
+            reasons[-1] = f"category={category}: {suggested.reason}"
+
+    # level
+    cat = rules.categories[category]
+    level = cat.level
+    level_reason = f"level={level}: default for {category}"
+    words = _words(bounded(inp.new_text)) + _words(bounded(inp.forwarded_text))
+    for rule in rules.level_rules:
+        if rule.if_level and level not in rule.if_level:
+            continue
+        if rule.categories and category not in rule.categories:
+            continue
+        if feat[rule.feature] < rule.min_score:
+            continue
+        if any(feat[f] > v for f, v in rule.max_features.items()):
+            continue
+        if any(feat[f] < v for f, v in rule.min_features.items()):
+            continue
+        if rule.max_words is not None and words > rule.max_words:
+            continue
+        level = rule.set_level
+        shown = _fmt_hits(feat_hits[rule.feature], 2)
+        level_reason = f"level={level}: rule {rule.name}" + (f" {shown}" if shown else "")
+        break
+    reasons.append(level_reason)
+
+    # priority
+    prio_scores = dict.fromkeys(PRIO_TARGETS, 0.0)
+    prio_hits: dict[str, list[_Hit]] = {k: [] for k in prio_scores}
+    override = 0.0
+    for ps in rules.priority_signals:
+        s, h = _score_group(ps.group, zones, decay)
+        if s <= 0 and not h:
+            continue
+        prio_scores[ps.target] += s
+        prio_hits[ps.target] += [_Hit(x.score, f"{ps.group.name}: {x.phrase}", x.zone) for x in h]
+        if ps.overrides_workaround:
+            override += s
+    th = rules.priority_thresholds
+    has_workaround = prio_scores["workaround"] >= th["workaround"]
+    default_prio = cat.priority or rules.default_priority
+    urgent_s, high_s, low_s = prio_scores["urgent"], prio_scores["high"], prio_scores["low"]
+    if urgent_s >= th["urgent"] and (not has_workaround or override >= th["urgent"]):
+        priority, basis = "urgent", "urgent"
+    elif urgent_s + high_s >= th["high"] and not has_workaround:
+        priority, basis = "high", "high" if high_s >= urgent_s else "urgent"
+    elif low_s >= th["low"] and low_s > urgent_s + high_s:
+        priority, basis = "low", "low"
+    elif has_workaround and urgent_s + high_s >= th["high"]:
+        priority, basis = "normal", "workaround"
+    elif default_prio == "low" and prio_scores["normal"] + urgent_s + high_s >= th["normal"]:
+        # a low-by-default category (question, wish, thanks) that matters now
+        priority, basis = "normal", "normal"
+    else:
+        priority, basis = default_prio, ""
+    if basis:
+        shown = _fmt_hits(prio_hits[basis], 2)
+        reasons.append(f"priority={priority}: {shown}" if shown else f"priority={priority}")
+    else:
+        src = f"default for {category}" if cat.priority else "default"
+        reasons.append(f"priority={priority}: {src}")
+
+    domain = inp.sender.rpartition("@")[2].lower()
+    for sr in rules.sender_rules:
+        if sr.priority_floor and (domain == sr.domain or domain.endswith("." + sr.domain)):
+            if PRIORITIES.index(priority) < PRIORITIES.index(sr.priority_floor):
+                priority = sr.priority_floor
+                reasons.append(
+                    f"priority={priority}: sender floor for {sr.domain}"
+                    + (f" ({sr.note})" if sr.note else "")
+                )
+            break
+
+    # language
+    language, lconf = detect_language(_language_text(inp))
+    reasons.append(f"language={language}: py3langid p={lconf:.2f}")
+
+    return Classification(
+        level=level,
+        category=category,
+        priority=priority,
+        language=language,
+        confidence=float(max(0.0, min(1.0, confidence if not math.isnan(confidence) else 0.0))),
+        reasons=tuple(reasons),
+    )
+
+
+def input_from_text(
+    subject: str, body_text: str, attachment_names: Sequence[str] = (), sender: str = ""
+) -> ClassifierInput:
+    """Build a :class:`ClassifierInput` from a subject and plain-text body."""
+    parts = split_body(body_text, subject=subject)
+    return ClassifierInput(
+        subject=subject,
+        new_text=parts.new_text,
+        forwarded_text=parts.forwarded,
+        quoted_text=parts.quoted,
+        attachment_names=tuple(attachment_names),
+        sender=sender.strip().lower(),
+    )
