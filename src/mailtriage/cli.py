@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from mailtriage import __version__
 from mailtriage.app import App
 from mailtriage.config import ConfigError, Settings, load_settings
-from mailtriage.evaluation import evaluate, render_table
 from mailtriage.intake.files import SourceError
 from mailtriage.outbound.commands import add_outbound_commands
 from mailtriage.pipeline.classify import Rules, RulesError, classify_file, load_rules
@@ -89,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per file per line")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("eval", help="score the classifier on a labelled directory")
-    p.add_argument("directory", type=Path, metavar="DIR", help="*.eml files and labels.jsonl")
+    p = sub.add_parser("eval", help="score the classifier on labelled directories")
+    p.add_argument(
+        "directories", nargs="+", type=Path, metavar="DIR", help="*.eml files and labels.jsonl"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -349,17 +350,24 @@ def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> 
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
-    if not (args.directory / "labels.jsonl").is_file():
-        raise UserError(f"{args.directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
+    from mailtriage.evaluation import eval_directory, render_eval
     from mailtriage.triage.model import configured_model, describe_model
 
+    for directory in args.directories:
+        if not (directory / "labels.jsonl").is_file():
+            raise UserError(f"{directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
     rules, model = _rules(settings), configured_model(settings)
-    report = evaluate(args.directory, rules, model=model)
+    results = [eval_directory(d, rules, model) for d in args.directories]
     if args.json:
         used = {"rules": rules.source, "model": model.describe() if model else None}
-        print(json.dumps(report.to_dict() | used, ensure_ascii=False))
+        if len(results) == 1:
+            print(json.dumps(results[0].to_dict() | used, ensure_ascii=False))
+        else:
+            each = {str(r.directory): r.to_dict() for r in results}
+            print(json.dumps({"directories": each} | used, ensure_ascii=False))
     else:
-        render_table(report, out)
+        for result in results:
+            render_eval(result, out, tables=len(results) == 1)
         out.print(f"rules {rules.source}", highlight=False, soft_wrap=True)
         out.print(f"model {describe_model(settings, model)}", highlight=False, soft_wrap=True)
     return 0

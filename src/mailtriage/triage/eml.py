@@ -7,12 +7,13 @@ from pathlib import Path
 from mailtriage.pipeline.classify import (
     CategoryModel,
     Classification,
+    ClassifierInput,
     Rules,
     classify,
     input_from_text,
 )
 
-__all__ = ["classify_file"]
+__all__ = ["classify_file", "parse_input"]
 
 
 def classify_file(path: Path, rules: Rules, model: CategoryModel | None = None) -> Classification:
@@ -20,10 +21,13 @@ def classify_file(path: Path, rules: Rules, model: CategoryModel | None = None) 
 
     Raises whatever the parser raises for unparseable input, and ``OSError``.
     """
+    return classify(parse_input(Path(path).read_bytes()), rules, model)
+
+
+def parse_input(raw: bytes) -> ClassifierInput:
+    """What classification reads of a raw message (parsed with mailtriage's parser)."""
     from mailtriage.pipeline.parse import parse_message  # the MIME layer, owned elsewhere
 
-    msg = parse_message(Path(path).read_bytes())
+    msg = parse_message(raw)
     names = tuple(a.filename for a in msg.attachments if getattr(a, "filename", None))
-    return classify(
-        input_from_text(msg.subject or "", msg.text or "", names, msg.sender or ""), rules, model
-    )
+    return input_from_text(msg.subject or "", msg.text or "", names, msg.sender or "")

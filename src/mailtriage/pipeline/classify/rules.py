@@ -21,11 +21,12 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mailtriage.pipeline.classify.linear import LinearModel
 from mailtriage.pipeline.classify.patterns import Scanner, SignalGroup, compile_terms
 from mailtriage.pipeline.classify.values import LEVELS, PRIORITIES, ZONES
 
@@ -105,6 +106,8 @@ class Rules:
     sender_rules: tuple[SenderRule, ...] = field(default=())
     # every signal group above, by its ``index``, for one-pass matching
     scanner: Scanner = field(default_factory=lambda: Scanner(()), compare=False)
+    # combines the rules' decisions with the words (None: the rules alone decide)
+    model: LinearModel | None = field(default=None, compare=False)
 
 
 class _Reader:
@@ -433,8 +436,10 @@ def parse_rules(data: Mapping[str, Any], source: str) -> Rules:
     )
 
 
-def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
-    """Load and compile a rules file; ``None`` loads the packaged default.
+def load_rules(path: str | os.PathLike[str] | None = None, *, with_model: bool = True) -> Rules:
+    """Load and compile a rules file; ``None`` loads the packaged default together with
+    the packaged linear model (``rules/model.json``, trained against the default rules;
+    ``with_model=False`` leaves it out).
 
     Raises :class:`RulesError` naming the offending key when the file is invalid.
     """
@@ -454,4 +459,18 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
         raise RulesError(f"rules {source}: not UTF-8 ({exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"rules {source}: invalid TOML: {exc}") from exc
-    return parse_rules(data, source)
+    rules = parse_rules(data, source)
+    if path is None and with_model:
+        rules = replace(rules, model=load_packaged_model())
+    return rules
+
+
+def load_packaged_model() -> LinearModel | None:
+    """The linear model shipped in the package, or None when there is none."""
+    res = resources.files("mailtriage").joinpath("rules/model.json")
+    if not res.is_file():
+        return None
+    try:
+        return LinearModel.from_json(res.read_text(encoding="utf-8"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RulesError(f"mailtriage/rules/model.json: unusable ({exc})") from exc

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailtriage.pipeline.classify.fold import fold
+from mailtriage.pipeline.classify.impact import ImpactFacts, extract_facts, priority_from_facts
+from mailtriage.pipeline.classify.linear import LinearModel, meta_features
 from mailtriage.pipeline.classify.patterns import SignalGroup
 from mailtriage.pipeline.classify.rules import PRIO_TARGETS, Rules
 from mailtriage.pipeline.classify.values import (
@@ -129,11 +131,144 @@ def _language_text(inp: ClassifierInput) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Decision:
+    level: str
+    category: str
+    priority: str
+    reasons: tuple[str, ...]
+    scores: tuple[tuple[str, float], ...] = ()  # every category's rule score, best first
+
+
+def model_text(inp: ClassifierInput) -> str:
+    """The folded text the combining model and the impact facts read."""
+    parts = (inp.subject, inp.new_text, inp.forwarded_text, inp.extra_text)
+    return fold("\n".join(bounded(p) for p in parts if p))
+
+
+def combine_features(
+    inp: ClassifierInput, rules_decision: Decision, default_priority: str = "normal"
+) -> tuple[str, dict[str, float], ImpactFacts]:
+    """(folded text, meta features, impact facts) of a message for the linear model."""
+    text = model_text(inp)
+    facts = extract_facts(text)
+    by_facts, _ = priority_from_facts(facts, default_priority)
+    meta = meta_features(
+        rules_decision.category, rules_decision.level, rules_decision.priority, facts.names()
+    )
+    meta[f"facts.priority={by_facts}"] = 1.0
+    for reason in rules_decision.reasons:
+        # a level rule (who already tried, code must change, simple question) fired
+        if reason.startswith("level=") and ": rule " in reason:
+            rule = reason.split(": rule ", 1)[1].split(" ", 1)[0]
+            meta[f"rules.level_rule={rule}"] = 1.0
+            meta["rules.level_rule"] = 1.0
+    top = max((s for _, s in rules_decision.scores), default=0.0)
+    if top > 0:
+        for name, score in rules_decision.scores:
+            if score > 0:
+                meta[f"rules.score.{name}"] = round(score / top, 4)
+    return text, meta, facts
+
+
+# The linear model replaces the rules' category only when it is at least this sure, and
+# this much surer of its category than of the rules' one.
+MIN_CATEGORY_P = 0.2
+MIN_CATEGORY_MARGIN = 0.0
+
+
+def _combine(
+    model: LinearModel,
+    inp: ClassifierInput,
+    rules: Rules,
+    decision: Decision,
+    keep_category: bool,
+) -> Decision:
+    """Weigh the rules' decision against the words and the impact facts.
+
+    The category is the model's where it is sure enough and the rules' otherwise; the
+    level follows from the category by the rules (default level, level rules), so it
+    stays consistent; the priority is the model's, which reads the rules' priority and
+    the impact facts among its features. Changed labels name the model's features."""
+    text, meta, facts = combine_features(inp, decision)
+    vec = model.vector(text, meta)
+    if "category" in model.labels and not keep_category:
+        pred = model.predict("category", vec)
+        margin = pred.probability - pred.probabilities.get(decision.category, 0.0)
+        sure = (
+            pred.probability >= MIN_CATEGORY_P
+            and margin >= MIN_CATEGORY_MARGIN
+            and pred.label in rules.categories
+        )
+        if sure and pred.label != decision.category:
+            why = ", ".join(f"'{f}'" for f in pred.features)
+            reason = f"model p={pred.probability:.2f} (rules {decision.category}); {why}"
+            decision, _, _ = decide_by_rules(inp, rules, None, (pred.label, reason))
+    if "priority" in model.labels:
+        pred = model.predict("priority", vec)
+        if pred.label != decision.priority:
+            why = ", ".join(f"'{f}'" for f in pred.features)
+            if facts.names():
+                why += f"; facts {', '.join(facts.names())}"
+            new = (
+                f"priority={pred.label}: model p={pred.probability:.2f} "
+                f"(rules {decision.priority}); {why}"
+            )
+            reasons = tuple(new if r.startswith("priority=") else r for r in decision.reasons)
+            decision = replace(decision, priority=pred.label, reasons=reasons)
+    return decision
+
+
 def classify(
     inp: ClassifierInput, rules: Rules, model: CategoryModel | None = None
 ) -> Classification:
     """Classify one message. Pure: the result depends only on ``inp``, ``rules`` and
-    ``model`` (which may only change the category; level and priority follow from it)."""
+    ``model`` (an agents' correction model, which may only change the category).
+
+    The rules decide first (:func:`decide_by_rules`); the packaged linear model in
+    ``rules.model``, if any, then weighs their decisions against the words and the impact
+    facts; a sender floor may raise the priority last."""
+    decision, confidence, model_overrode = decide_by_rules(inp, rules, model)
+    if rules.model is not None:
+        decision = _combine(rules.model, inp, rules, decision, keep_category=model_overrode)
+    level, category, priority = decision.level, decision.category, decision.priority
+    reasons = list(decision.reasons)
+
+    domain = inp.sender.rpartition("@")[2].lower()
+    for sr in rules.sender_rules:
+        if sr.priority_floor and (domain == sr.domain or domain.endswith("." + sr.domain)):
+            if PRIORITIES.index(priority) < PRIORITIES.index(sr.priority_floor):
+                priority = sr.priority_floor
+                reasons.append(
+                    f"priority={priority}: sender floor for {sr.domain}"
+                    + (f" ({sr.note})" if sr.note else "")
+                )
+            break
+
+    # language
+    language, lconf = detect_language(_language_text(inp))
+    reasons.append(f"language={language}: py3langid p={lconf:.2f}")
+
+    return Classification(
+        level=level,
+        category=category,
+        priority=priority,
+        language=language,
+        confidence=float(max(0.0, min(1.0, confidence if not math.isnan(confidence) else 0.0))),
+        reasons=tuple(reasons),
+    )
+
+
+def decide_by_rules(
+    inp: ClassifierInput,
+    rules: Rules,
+    model: CategoryModel | None = None,
+    force_category: tuple[str, str] | None = None,
+) -> tuple[Decision, float, bool]:
+    """What the rules (and a correction model's category) decide: (decision, category
+    confidence, whether the correction model chose the category). ``force_category``
+    (category, reason) replaces the rules' own choice; level and priority then follow
+    from it by the rules, as they would from the rules' category."""
     zw = rules.zone_weights
     zones = []
     for z, t in _zone_texts(inp).items():
@@ -184,6 +319,7 @@ def classify(
         margin = (top - max(second, 0.0)) / top
         strength = min(1.0, top / rules.confident_score)
         confidence = round(0.5 * margin + 0.5 * strength, 2)
+    model_overrode = False  # an agents' correction model chose the category
     if model is not None:
         fell_back = top < rules.min_category_score
         suggested = model.override(
@@ -192,6 +328,10 @@ def classify(
         if suggested is not None and suggested.category in rules.categories:
             category, confidence = suggested.category, suggested.confidence
             reasons[-1] = f"category={category}: {suggested.reason}"
+            model_overrode = True
+    if force_category is not None and not model_overrode:
+        category, reason = force_category
+        reasons[-1] = f"category={category}: {reason}"
 
     # level
     cat = rules.categories[category]
@@ -253,29 +393,8 @@ def classify(
         src = f"default for {category}" if cat.priority else "default"
         reasons.append(f"priority={priority}: {src}")
 
-    domain = inp.sender.rpartition("@")[2].lower()
-    for sr in rules.sender_rules:
-        if sr.priority_floor and (domain == sr.domain or domain.endswith("." + sr.domain)):
-            if PRIORITIES.index(priority) < PRIORITIES.index(sr.priority_floor):
-                priority = sr.priority_floor
-                reasons.append(
-                    f"priority={priority}: sender floor for {sr.domain}"
-                    + (f" ({sr.note})" if sr.note else "")
-                )
-            break
-
-    # language
-    language, lconf = detect_language(_language_text(inp))
-    reasons.append(f"language={language}: py3langid p={lconf:.2f}")
-
-    return Classification(
-        level=level,
-        category=category,
-        priority=priority,
-        language=language,
-        confidence=float(max(0.0, min(1.0, confidence if not math.isnan(confidence) else 0.0))),
-        reasons=tuple(reasons),
-    )
+    decision = Decision(level, category, priority, tuple(reasons), tuple(ranked))
+    return decision, confidence, model_overrode
 
 
 def input_from_text(
