@@ -204,3 +204,30 @@ def test_changed_labels_counts_fixes_and_breaks() -> None:
     changed = changed_labels(before, after)
     assert changed["category"] == {"changed": 2, "fixed": 1, "broke": 1}
     assert changed["level"] == {"changed": 0, "fixed": 0, "broke": 0}
+
+
+def test_eval_command_scores_several_directories(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    labeled = Path(__file__).parent / "labeled"
+    env = {**os.environ, "MAILTRIAGE_STORAGE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "mailtriage", "eval"]
+    one = subprocess.run(
+        [*command, str(labeled / "check"), "--json"], capture_output=True, text=True, env=env
+    )
+    assert one.returncode == 0, one.stderr
+    single = json.loads(one.stdout)
+    assert single["n"] == 28 and single["parts"] == {}  # the old contract, plus parts
+    both = subprocess.run(
+        [*command, str(labeled / "check"), str(TRAIN), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert both.returncode == 0, both.stderr
+    dirs = json.loads(both.stdout)["directories"]
+    assert dirs[str(TRAIN)]["parts"]["holdout"]["n"] == 100
+    assert dirs[str(TRAIN)]["parts"]["tuning"]["n"] == 200

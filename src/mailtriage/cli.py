@@ -360,6 +360,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
     results = [eval_directory(d, rules, model) for d in args.directories]
     if args.json:
         used = {"rules": rules.source, "model": model.describe() if model else None}
+        used["rules_model"] = rules.model.info if rules.model else None
         if len(results) == 1:
             print(json.dumps(results[0].to_dict() | used, ensure_ascii=False))
         else:
@@ -368,7 +369,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
     else:
         for result in results:
             render_eval(result, out, tables=len(results) == 1)
-        out.print(f"rules {rules.source}", highlight=False, soft_wrap=True)
+        combined = " + packaged linear model (rules/model.json)" if rules.model else ""
+        out.print(f"rules {rules.source}{combined}", highlight=False, soft_wrap=True)
         out.print(f"model {describe_model(settings, model)}", highlight=False, soft_wrap=True)
     return 0
 
