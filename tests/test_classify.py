@@ -260,9 +260,7 @@ CASES = [
 
 
 # Cases the packaged model (rules + words) still gets wrong; strict: a fix shows up.
-KNOWN_MODEL_MISSES = {
-    "compliance_advice_L2": "issue 15: the model reads retention advice as privacy",
-}
+KNOWN_MODEL_MISSES: dict[str, str] = {}
 
 
 def _case(case: tuple) -> object:
@@ -290,19 +288,7 @@ def test_quoted_text_does_not_decide_language(rules):
     assert run(rules, "Re: Export", body).language == "en"
 
 
-@pytest.mark.parametrize(
-    "with_model",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 15: the packaged model takes this short thank-you for how_to",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("with_model", [False, True])
 def test_quoted_text_does_not_decide_category(with_model: bool):
     rules = load_rules(with_model=with_model)
     body = (

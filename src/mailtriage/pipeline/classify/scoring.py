@@ -138,6 +138,7 @@ class Decision:
     priority: str
     reasons: tuple[str, ...]
     scores: tuple[tuple[str, float], ...] = ()  # every category's rule score, best first
+    fallback: bool = False  # no category scored enough: the fallback category was taken
 
 
 def model_text(inp: ClassifierInput) -> str:
@@ -175,6 +176,12 @@ def combine_features(
 # this much surer of its category than of the rules' one.
 MIN_CATEGORY_P = 0.2
 MIN_CATEGORY_MARGIN = 0.0
+# ... and where no category scored at all (the rules fell back: small talk, thanks,
+# nonsense), this sure: such mails give the words little to go on.
+MIN_CATEGORY_P_FALLBACK = 0.5
+# A mail this short ("see screenshot", "thanks, close it") gives the words too little to
+# go on: there the model does not replace the rules' category.
+MIN_MODEL_WORDS = 25
 
 
 def _combine(
@@ -192,11 +199,13 @@ def _combine(
     the impact facts among its features. Changed labels name the model's features."""
     text, meta, facts = combine_features(inp, decision)
     vec = model.vector(text, meta)
-    if "category" in model.labels and not keep_category:
+    words = sum(_words(bounded(t)) for t in (inp.new_text, inp.forwarded_text, inp.extra_text))
+    if "category" in model.labels and not keep_category and words >= MIN_MODEL_WORDS:
         pred = model.predict("category", vec)
         margin = pred.probability - pred.probabilities.get(decision.category, 0.0)
+        least = MIN_CATEGORY_P_FALLBACK if decision.fallback else MIN_CATEGORY_P
         sure = (
-            pred.probability >= MIN_CATEGORY_P
+            pred.probability >= least
             and margin >= MIN_CATEGORY_MARGIN
             and pred.label in rules.categories
         )
@@ -393,7 +402,8 @@ def decide_by_rules(
         src = f"default for {category}" if cat.priority else "default"
         reasons.append(f"priority={priority}: {src}")
 
-    decision = Decision(level, category, priority, tuple(reasons), tuple(ranked))
+    fell_back = top < rules.min_category_score and force_category is None
+    decision = Decision(level, category, priority, tuple(reasons), tuple(ranked), fell_back)
     return decision, confidence, model_overrode
 
 
