@@ -190,6 +190,7 @@ def _combine(
     rules: Rules,
     decision: Decision,
     keep_category: bool,
+    zones: Sequence[_Zone],
 ) -> Decision:
     """Weigh the rules' decision against the words and the impact facts.
 
@@ -212,7 +213,8 @@ def _combine(
         if sure and pred.label != decision.category:
             why = ", ".join(f"'{f}'" for f in pred.features)
             reason = f"model p={pred.probability:.2f} (rules {decision.category}); {why}"
-            decision, _, _ = decide_by_rules(inp, rules, None, (pred.label, reason))
+            forced = (pred.label, reason)
+            decision, _, _ = decide_by_rules(inp, rules, None, forced, zones)
     if "priority" in model.labels:
         pred = model.predict("priority", vec)
         if pred.label != decision.priority:
@@ -237,9 +239,10 @@ def classify(
     The rules decide first (:func:`decide_by_rules`); the packaged linear model in
     ``rules.model``, if any, then weighs their decisions against the words and the impact
     facts; a sender floor may raise the priority last."""
-    decision, confidence, model_overrode = decide_by_rules(inp, rules, model)
+    zones = scan_zones(inp, rules)
+    decision, confidence, model_overrode = decide_by_rules(inp, rules, model, zones=zones)
     if rules.model is not None:
-        decision = _combine(rules.model, inp, rules, decision, keep_category=model_overrode)
+        decision = _combine(rules.model, inp, rules, decision, model_overrode, zones)
     level, category, priority = decision.level, decision.category, decision.priority
     reasons = list(decision.reasons)
 
@@ -268,16 +271,8 @@ def classify(
     )
 
 
-def decide_by_rules(
-    inp: ClassifierInput,
-    rules: Rules,
-    model: CategoryModel | None = None,
-    force_category: tuple[str, str] | None = None,
-) -> tuple[Decision, float, bool]:
-    """What the rules (and a correction model's category) decide: (decision, category
-    confidence, whether the correction model chose the category). ``force_category``
-    (category, reason) replaces the rules' own choice; level and priority then follow
-    from it by the rules, as they would from the rules' category."""
+def scan_zones(inp: ClassifierInput, rules: Rules) -> list[_Zone]:
+    """Every part of the message, folded and scanned for every signal group once."""
     zw = rules.zone_weights
     zones = []
     for z, t in _zone_texts(inp).items():
@@ -287,6 +282,22 @@ def decide_by_rules(
         if rules.ignore is not None:
             folded = rules.ignore.sub(" ", folded)
         zones.append(_Zone(z, zw[z], rules.scanner.scan(folded)))
+    return zones
+
+
+def decide_by_rules(
+    inp: ClassifierInput,
+    rules: Rules,
+    model: CategoryModel | None = None,
+    force_category: tuple[str, str] | None = None,
+    zones: Sequence[_Zone] | None = None,
+) -> tuple[Decision, float, bool]:
+    """What the rules (and a correction model's category) decide: (decision, category
+    confidence, whether the correction model chose the category). ``force_category``
+    (category, reason) replaces the rules' own choice; level and priority then follow
+    from it by the rules, as they would from the rules' category."""
+    if zones is None:
+        zones = scan_zones(inp, rules)
     decay = rules.repeat_decay
     reasons: list[str] = []
 
