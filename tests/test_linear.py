@@ -71,3 +71,17 @@ def test_words_like_dringend_alone_do_not_make_it_urgent() -> None:
         rules,
     )
     assert c.priority in {"low", "normal"}
+
+
+def test_packaged_model_is_reproduced_from_the_shipped_data(tmp_path: Path) -> None:
+    """`python -m mailtriage.triage.ship` rebuilds rules/model.json byte for byte from
+    tests/labeled (dev + train outside the holdout)."""
+    pytest.importorskip("sklearn")
+    from importlib import resources
+
+    from mailtriage.triage.ship import main
+
+    out = tmp_path / "model.json"
+    assert main(["--out", str(out)]) == 0
+    shipped = resources.files("mailtriage").joinpath("rules/model.json").read_bytes()
+    assert out.read_bytes() == shipped
