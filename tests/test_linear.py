@@ -74,8 +74,9 @@ def test_words_like_dringend_alone_do_not_make_it_urgent() -> None:
 
 
 def test_packaged_model_is_reproduced_from_the_shipped_data(tmp_path: Path) -> None:
-    """`python -m mailtriage.triage.ship` rebuilds rules/model.json byte for byte from
-    tests/labeled (dev + train outside the holdout)."""
+    """`python -m mailtriage.triage.ship` rebuilds rules/model.json from tests/labeled
+    (dev + train outside the holdout): same features, same coefficients (to rounding, so
+    another scikit-learn/NumPy build does not fail it)."""
     pytest.importorskip("sklearn")
     from importlib import resources
 
@@ -83,5 +84,13 @@ def test_packaged_model_is_reproduced_from_the_shipped_data(tmp_path: Path) -> N
 
     out = tmp_path / "model.json"
     assert main(["--out", str(out)]) == 0
-    shipped = resources.files("mailtriage").joinpath("rules/model.json").read_bytes()
-    assert out.read_bytes() == shipped
+    shipped = LinearModel.from_json(
+        resources.files("mailtriage").joinpath("rules/model.json").read_text("utf-8")
+    )
+    again = LinearModel.from_json(out.read_text("utf-8"))
+    assert again.vocabulary == shipped.vocabulary and again.meta == shipped.meta
+    assert np.allclose(again.idf, shipped.idf, atol=1e-4)
+    for label, model in shipped.labels.items():
+        assert again.labels[label].classes == model.classes
+        assert np.allclose(again.labels[label].coef, model.coef, atol=2e-3)
+        assert np.allclose(again.labels[label].intercept, model.intercept, atol=2e-3)
