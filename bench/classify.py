@@ -9,8 +9,9 @@ part of classification). Then, in the same process and interleaved round by roun
   2. classify: input_from_text (body splitting) + classify (rules, language detection).
 Prints median and p95 milliseconds per message for both and their ratio; machines here
 are noisy, so compare the ratio across runs rather than the absolute numbers.
+The packaged linear model (rules/model.json) is used, as load_rules() gives it.
 OCR is off here: the goal (< 5 ms) is without it; Tesseract takes about 0.4 s per
-screenshot (OMP_THREAD_LIMIT=1) and runs only in the worker. No trained model is used.
+screenshot (OMP_THREAD_LIMIT=1) and runs only in the worker. No corrections model is used.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -258,9 +259,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case_id", "subject", "body", "expected"), CASES, ids=[c[0] for c in CASES]
-)
+# Cases the packaged model (rules + words) still gets wrong; strict: a fix shows up.
+KNOWN_MODEL_MISSES: dict[str, str] = {}
+
+
+def _case(case: tuple) -> object:
+    reason = KNOWN_MODEL_MISSES.get(case[0])
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(*case, id=case[0], marks=marks)
+
+
+@pytest.mark.parametrize(("case_id", "subject", "body", "expected"), [_case(c) for c in CASES])
 def test_guideline_cases(rules, case_id, subject, body, expected):
     result = run(rules, subject, body)
     got = {k: getattr(result, k) for k in expected}
@@ -279,7 +288,9 @@ def test_quoted_text_does_not_decide_language(rules):
     assert run(rules, "Re: Export", body).language == "en"
 
 
-def test_quoted_text_does_not_decide_category(rules):
+@pytest.mark.parametrize("with_model", [False, True])
+def test_quoted_text_does_not_decide_category(with_model: bool):
+    rules = load_rules(with_model=with_model)
     body = (
         "Hallo,\n\nvielen Dank, das Ticket kann geschlossen werden.\n\nGruß\nTim\n\n"
         "-----Ursprüngliche Nachricht-----\nVon: Support <support@example.com>\n"
@@ -463,3 +474,49 @@ def test_pattern_syntax(tmp_path: Path):
     assert hit("die API")
     assert not hit("die apiary")  # short words match whole only
     assert not hit("kennwort")
+
+
+# --------------------------------------------------------------- bounded work, layout
+
+
+def test_huge_body_is_read_only_up_to_a_bounded_prefix(rules):
+    from mailtriage.pipeline.classify import MAX_ZONE_CHARS
+
+    head = "Hallo, ich kann mich nicht anmelden, mein Passwort wird abgelehnt. "
+    filler = "Weitere Protokollzeilen ohne Bedeutung folgen hier. "
+    body = head + filler * (30_000_000 // len(filler))
+    assert len(body) >= 30_000_000
+    inp = ClassifierInput("Login", body, "", body, (), "", extra_text=body)
+    classify(inp, rules)  # warm up the language model
+    started = time.perf_counter()
+    result = classify(inp, rules)
+    elapsed = time.perf_counter() - started
+    prefix = body[:MAX_ZONE_CHARS]
+    expected = classify(ClassifierInput("Login", prefix, "", prefix, (), "", prefix), rules)
+    assert result == expected
+    assert result.category == "account_access"
+    assert elapsed < 0.25, f"{elapsed * 1000:.0f} ms for a 30 MB body"
+
+
+def test_rules_are_a_value_parsed_without_io():
+    import tomllib
+    from importlib import resources
+
+    from mailtriage.pipeline.classify import parse_rules
+
+    text = resources.files("mailtriage").joinpath("rules/default.toml").read_text("utf-8")
+    parsed = parse_rules(tomllib.loads(text), "inline")
+    loaded = load_rules(with_model=False)
+    inp = input_from_text("VPN", "Der VPN-Tunnel bricht ab, Zertifikat abgelaufen?")
+    assert classify(inp, parsed) == classify(inp, loaded)
+    with pytest.raises(RulesError, match="categories"):
+        parse_rules({"version": 1, "zones": {}, "scoring": {}, "priority": {}}, "inline")
+
+
+def test_old_import_paths_still_work():
+    from mailtriage.pipeline import classify as package
+    from mailtriage.pipeline.classify import classify_file
+    from mailtriage.triage.eml import classify_file as at_the_edge
+
+    assert classify_file is at_the_edge
+    assert package.fold("Größe  ÄNDERN") == "groesse aendern"

@@ -145,3 +145,89 @@ def test_independent_check_set_meets_the_goals() -> None:
     assert labels["priority"]["accuracy"] >= 0.70
     assert report["priority_within_one"] >= 0.95
     assert labels["language"]["accuracy"] >= 0.98
+
+
+# ----------------------------------------------------------------------------- holdout
+
+TRAIN = Path(__file__).parent / "labeled" / "train"
+
+
+def test_holdout_list_is_a_fixed_third_of_train() -> None:
+    from mailtriage.evaluation import holdout_files, read_labels
+
+    holdout = holdout_files(TRAIN)
+    files = {row["file"] for row in read_labels(TRAIN)}
+    assert len(holdout) == 100
+    assert holdout <= files
+
+
+def test_holdout_meets_the_floors() -> None:
+    """The part of train/ never used to tune rules or the model (issue 15's floors)."""
+    from mailtriage.evaluation import eval_directory, summary
+
+    result = eval_directory(TRAIN, load_rules())
+    holdout = result.parts["holdout"]
+    line = summary(holdout)
+    assert holdout.n == 100 and holdout.errors == 0
+    assert holdout.labels["level"].macro_f1 >= 0.85, line
+    assert holdout.labels["category"].accuracy >= 0.80, line
+    # the priority floor (0.70) is not met yet: see the next test; this guards the figure
+    # reached (0.67) against regressions
+    assert holdout.labels["priority"].accuracy >= 0.65, line
+    assert holdout.priority_within_one >= 0.95, line
+    assert holdout.labels["language"].accuracy >= 0.98, line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15: priority exact on the holdout is 0.67, under the 0.70 floor "
+    "(5-fold CV on the tuning part: 0.735); when this passes, fold it into the test above",
+)
+def test_holdout_priority_meets_the_floor() -> None:
+    from mailtriage.evaluation import eval_directory
+
+    holdout = eval_directory(TRAIN, load_rules()).parts["holdout"]
+    assert holdout.labels["priority"].accuracy >= 0.70
+
+
+def test_changed_labels_counts_fixes_and_breaks() -> None:
+    from mailtriage.evaluation import changed_labels
+
+    gold = {"level": "L1", "category": "how_to", "priority": "low", "language": "de"}
+    wrong = gold | {"category": "other"}
+    before = evaluate_predictions(
+        [Prediction("a", gold, wrong), Prediction("b", gold, gold), Prediction("c", gold, gold)]
+    )
+    after = evaluate_predictions(
+        [Prediction("a", gold, gold), Prediction("b", gold, wrong), Prediction("c", gold, gold)]
+    )
+    changed = changed_labels(before, after)
+    assert changed["category"] == {"changed": 2, "fixed": 1, "broke": 1}
+    assert changed["level"] == {"changed": 0, "fixed": 0, "broke": 0}
+
+
+def test_eval_command_scores_several_directories(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    labeled = Path(__file__).parent / "labeled"
+    env = {**os.environ, "MAILTRIAGE_STORAGE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "mailtriage", "eval"]
+    one = subprocess.run(
+        [*command, str(labeled / "check"), "--json"], capture_output=True, text=True, env=env
+    )
+    assert one.returncode == 0, one.stderr
+    single = json.loads(one.stdout)
+    assert single["n"] == 28 and single["parts"] == {}  # the old contract, plus parts
+    both = subprocess.run(
+        [*command, str(labeled / "check"), str(TRAIN), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert both.returncode == 0, both.stderr
+    dirs = json.loads(both.stdout)["directories"]
+    assert dirs[str(TRAIN)]["parts"]["holdout"]["n"] == 100
+    assert dirs[str(TRAIN)]["parts"]["tuning"]["n"] == 200

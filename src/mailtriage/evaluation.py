@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -14,21 +14,28 @@ from mailtriage.pipeline.classify import (
     CategoryModel,
     Classification,
     Rules,
-    classify_file,
 )
+from mailtriage.triage.eml import classify_file
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
     "LABEL_KEYS",
+    "DirectoryEval",
     "EvalReport",
     "LabelMetrics",
     "Prediction",
+    "changed_labels",
+    "eval_directory",
     "evaluate",
     "evaluate_predictions",
+    "holdout_files",
     "label_metrics",
+    "render_eval",
     "render_table",
+    "split_report",
+    "summary",
 ]
 
 LABEL_KEYS = ("level", "category", "priority", "language")
@@ -154,6 +161,59 @@ def read_labels(directory: Path) -> list[dict[str, str]]:
     return rows
 
 
+HOLDOUT_FILE = "holdout.txt"
+
+
+def holdout_files(directory: Path) -> frozenset[str]:
+    """The file names listed in ``directory/holdout.txt``: labelled mail kept out of every
+    tuning step (rules and models), scored apart. Empty when there is no such file."""
+    path = Path(directory) / HOLDOUT_FILE
+    if not path.is_file():
+        return frozenset()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return frozenset(x.strip() for x in lines if x.strip() and not x.startswith("#"))
+
+
+def split_report(report: EvalReport, holdout: Collection[str]) -> dict[str, EvalReport]:
+    """The report on the tuning part and on the holdout part of a directory."""
+    if not holdout:
+        return {}
+    preds = report.predictions
+    return {
+        "tuning": evaluate_predictions(p for p in preds if p.file not in holdout),
+        "holdout": evaluate_predictions(p for p in preds if p.file in holdout),
+    }
+
+
+def changed_labels(before: EvalReport, after: EvalReport) -> dict[str, dict[str, int]]:
+    """Per label: how many predictions ``after`` changed, fixed and broke against
+    ``before`` (the same files; e.g. without and with the corrections-trained model)."""
+    prior = {p.file: p for p in before.predictions}
+    out: dict[str, dict[str, int]] = {}
+    for key in LABEL_KEYS:
+        changed = fixed = broke = 0
+        for p in after.predictions:
+            q = prior.get(p.file)
+            if q is None or p.predicted is None or q.predicted is None:
+                continue
+            if p.predicted[key] != q.predicted[key]:
+                changed += 1
+                fixed += p.predicted[key] == p.gold[key]
+                broke += q.predicted[key] == q.gold[key]
+        out[key] = {"changed": changed, "fixed": fixed, "broke": broke}
+    return out
+
+
+def summary(report: EvalReport) -> str:
+    """One line: the figures the issue tracks."""
+    m = report.labels
+    return (
+        f"n {report.n}  level F1 {m['level'].macro_f1:.2f}  category {m['category'].accuracy:.2f}"
+        f"  priority {m['priority'].accuracy:.2f} (within one {report.priority_within_one:.2f})"
+        f"  language {m['language'].accuracy:.2f}"
+    )
+
+
 def evaluate(
     directory: Path,
     rules: Rules,
@@ -185,6 +245,58 @@ def evaluate(
         }
         preds.append(Prediction(row["file"], gold, got, reasons=c.reasons))
     return evaluate_predictions(preds)
+
+
+@dataclass(frozen=True)
+class DirectoryEval:
+    """One labelled directory scored: all of it, its tuning and holdout parts (when it
+    has a ``holdout.txt``), and what the corrections-trained model changed (when one is
+    used: the same directory scored without it)."""
+
+    directory: Path
+    report: EvalReport
+    parts: dict[str, EvalReport]
+    without_model: EvalReport | None = None
+
+    def corrections_changed(self) -> dict[str, dict[str, int]] | None:
+        if self.without_model is None:
+            return None
+        return changed_labels(self.without_model, self.report)
+
+    def to_dict(self) -> dict[str, object]:
+        return self.report.to_dict() | {
+            "parts": {name: r.to_dict() for name, r in self.parts.items()},
+            "corrections_model_changed": self.corrections_changed(),
+        }
+
+
+def eval_directory(
+    directory: Path, rules: Rules, model: CategoryModel | None = None
+) -> DirectoryEval:
+    report = evaluate(directory, rules, model=model)
+    return DirectoryEval(
+        directory=Path(directory),
+        report=report,
+        parts=split_report(report, holdout_files(directory)),
+        without_model=None if model is None else evaluate(directory, rules),
+    )
+
+
+def render_eval(result: DirectoryEval, console: Console, tables: bool = True) -> None:
+    """The tables (optional), then one summary line for the directory and each part."""
+    if tables:
+        render_table(result.report, console)
+    console.print(f"{result.directory}: {summary(result.report)}", highlight=False)
+    for name, part in result.parts.items():
+        console.print(f"  {name:<8} {summary(part)}", highlight=False)
+    changed = result.corrections_changed()
+    if changed is not None:
+        console.print("  corrections-trained model, against the rules alone:", highlight=False)
+        for key, c in changed.items():
+            console.print(
+                f"    {key}: {c['changed']} changed, {c['fixed']} fixed, {c['broke']} broke",
+                highlight=False,
+            )
 
 
 def render_table(report: EvalReport, console: Console) -> None:

@@ -75,8 +75,10 @@ def add_classify_commands(sub: Subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file per line")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("eval", help="score the classifier on a labelled directory")
-    p.add_argument("directory", type=Path, metavar="DIR", help="*.eml files and labels.jsonl")
+    p = sub.add_parser("eval", help="score the classifier on labelled directories")
+    p.add_argument(
+        "directories", nargs="+", type=Path, metavar="DIR", help="*.eml files and labels.jsonl"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -339,18 +341,26 @@ def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> 
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
-    if not (args.directory / "labels.jsonl").is_file():
-        raise UserError(f"{args.directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
-    from mailtriage.evaluation import evaluate, render_table
+    for directory in args.directories:
+        if not (directory / "labels.jsonl").is_file():
+            raise UserError(f"{directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
+    from mailtriage.evaluation import eval_directory, render_eval
     from mailtriage.triage.model import configured_model, describe_model
 
     rules, model = _rules(settings), configured_model(settings)
-    report = evaluate(args.directory, rules, model=model)
+    results = [eval_directory(d, rules, model) for d in args.directories]
     if args.json:
         used = {"rules": rules.source, "model": model.describe() if model else None}
-        print(json.dumps(report.to_dict() | used, ensure_ascii=False))
+        used["rules_model"] = rules.model.info if rules.model else None
+        if len(results) == 1:
+            print(json.dumps(results[0].to_dict() | used, ensure_ascii=False))
+        else:
+            each = {str(r.directory): r.to_dict() for r in results}
+            print(json.dumps({"directories": each} | used, ensure_ascii=False))
     else:
-        render_table(report, out)
-        out.print(f"rules {rules.source}", highlight=False, soft_wrap=True)
+        for result in results:
+            render_eval(result, out, tables=len(results) == 1)
+        combined = " + packaged linear model (rules/model.json)" if rules.model else ""
+        out.print(f"rules {rules.source}{combined}", highlight=False, soft_wrap=True)
         out.print(f"model {describe_model(settings, model)}", highlight=False, soft_wrap=True)
     return 0

@@ -1,0 +1,294 @@
+"""Impact facts of a support mail, the basis of its priority (GUIDELINES.md, priority).
+
+The guidelines decide priority by impact: how many are blocked, whether a workaround
+exists, whether data is being lost, whether a deadline is at risk. :func:`extract_facts`
+reads those facts from the customer's folded text (German and English), with negations
+("no workaround", "keine Umgehung", "kein Datenverlust", "nicht dringend"), and
+:func:`priority_from_facts` decides from them. Words like "dringend" or "ASAP" are
+recorded (``pressure``) but never raise the priority on their own.
+
+Pure; the patterns are written for text folded by :func:`..fold.fold` (ä = ae, lower case).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+__all__ = ["FACT_NAMES", "ImpactFacts", "extract_facts", "priority_from_facts"]
+
+# A negation cue shortly before a phrase turns it off ("kein Datenverlust", "not blocked").
+_NEGATION = re.compile(
+    r"\b(?:kein\w*|nicht|nie|ohne|no|not|never|without|none|nothing|isn't|aren't|"
+    r"doesn't|don't|didn't|wasn't|hasn't|haven't|n't)\b"
+)
+_NEG_WINDOW = 30  # characters before the phrase (about four words)
+_CLAUSE_END = re.compile(r"[.;:!?\n]|\b(?:aber|but|jedoch|however|sondern)\b")
+
+
+def _p(*alternatives: str) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + ")")
+
+
+_MANY = _p(
+    r"alle[nr]? (?:\w+ )?(?:mitarbeite\w*|nutzer\w*|benutzer\w*|kolleg\w*|anwender\w*|"
+    r"user\w*|standorte?\w*|filiale\w*|abteilung\w*|praxen|clients?)",
+    r"(?:das|die) ganze[n]? (?:team|abteilung|firma|haus|buero|praxis|verwaltung)",
+    r"gesamte[nr]? (?:team|abteilung|belegschaft|firma|unternehmen|standort)",
+    r"niemand (?:kann|mehr|von uns)",
+    r"keiner (?:kann|von uns)",
+    r"mehrere(?:n)? (?:mitarbeite\w*|nutzer\w*|benutzer\w*|kolleg\w*|abteilung\w*|standort\w*)",
+    r"(?:all|most) (?:of )?(?:our |the )?(?:users|staff|employees|colleagues|sites|branches|"
+    r"agents|clients|team members)",
+    r"every(?:one|body)(?: in)?",
+    r"(?:the )?(?:whole|entire) (?:team|department|office|company|organisation|organization|"
+    r"site|practice|staff)",
+    r"nobody (?:can|is able)",
+    r"no one (?:can|is able)",
+    r"several (?:users|colleagues|people|teams|departments|sites|staff)",
+    r"\d[\d.,]* (?:users|people|staff|employees|colleagues|nutzer\w*|mitarbeite\w*|benutzer\w*|"
+    r"kolleg\w*|personen|anwender\w*|arbeitsplaetze\w*|stationen|standorte\w*|filialen|"
+    r"niederlassungen|geschaeftsstellen|branches|sites|depots|workstations|pcs|agents|"
+    r"active users)",
+    r"alle[nr]? (?:rund |ca\.? |etwa |unsere[nr]? )?\d+",
+    r"all (?:around |about |of our |our )?\d+",
+    r"(?:none|any) of (?:our|the) \w+",
+    r"no one (?:at|in|of) ",
+    r"niemand (?:mehr|im|in|bei)",
+    r"kein(?:em|er|e)? (?:unserer|der) \w+",
+    r"(?:von|an|in) allen (?:\w+ )?(?:standorten|filialen|stationen|arbeitsplaetzen|rechnern)",
+    r"(?:from|at|in) all (?:\w+ )?(?:sites|branches|depots|offices|locations|pcs|machines)",
+    r"(?:whole|entire) \w+ team",
+    r"ganze[nr]? (?:haus|verwaltung|standort|niederlassung|station|kanzlei)",
+)
+_SINGLE = _p(
+    r"nur (?:ich|bei mir|mein\w*|ein\w* (?:kolleg\w*|nutzer\w*|benutzer\w*|mitarbeite\w*|rechner))",
+    r"(?:only|just) (?:me|my|one (?:user|colleague|person|machine|laptop))",
+    r"ein(?:e|em|er)? (?:einzelne[nr]?|kolleg\w*|mitarbeite\w*|nutzer\w*|benutzer\w*) ",
+    r"(?:a|one) (?:single )?(?:colleague|user|employee|member of staff) ",
+    r"other (?:users|colleagues) (?:are|can|work)",
+    r"andere[n]? (?:kolleg\w*|nutzer\w*|benutzer\w*) (?:koennen|sind|arbeiten)",
+)
+_BLOCKED = _p(
+    r"(?:koenne?n|kann) (?:\w+ ){0,3}nicht (?:mehr )?(?:arbeiten|weiterarbeiten|buchen|"
+    r"abrechnen|ausliefern|versenden|drucken|abschliessen)",
+    r"blockiert",
+    r"stillstand",
+    r"steh(?:t|en) (?:\w+ )?still",
+    r"(?:geht|funktioniert) (?:gar )?nichts mehr",
+    r"komplett (?:ausgefallen|down|weg|lahm)",
+    r"lahmgelegt",
+    r"arbeitsunfaehig",
+    r"(?:can ?not|can't|unable to|are unable to) (?:\w+ ){0,2}(?:work|process|ship|invoice|"
+    r"bill|book|dispatch|close|continue|do (?:our|any|their) (?:work|job))",
+    r"(?:are|is|completely|totally) (?:blocked|stuck|at a standstill)",
+    r"(?:brought|ground) to a (?:halt|standstill)",
+    r"nothing works",
+    r"niemand (?:mehr )?(?:kann|kommt)",
+    r"no one (?:\w+ ){0,3}can",
+    r"none of (?:\w+ ){1,3}can",
+    r"nothing (?:new )?(?:is going|goes|gets) (?:in|through)",
+    r"(?:cannot|can't|can not) (?:open|access|upload|save|book) (?:any|anything)",
+    r"kein einziges",
+    r"(?:hat|haben) (?:\w+ ){0,3}gestoppt",
+    r"steh(?:t|en) (?:praktisch |quasi |komplett )?(?:die|der|das|alle)",
+    r"working blind",
+    r"(?:stopped|halted) (?:all|every)",
+    r"(?:cannot|can't) do anything",
+)
+_DOWN = _p(
+    r"(?:produktion|produktivsystem|system|plattform|server|portal|dienst|service) "
+    r"(?:\w+ )?(?:steht|ist (?:\w+ )?(?:down|ausgefallen|nicht erreichbar|offline))",
+    r"(?:totalausfall|komplettausfall|gesamtausfall)",
+    r"(?:production|platform|system|server|portal|service|site) (?:is |went |has gone )?"
+    r"(?:completely )?(?:down|offline|unreachable)",
+    r"(?:complete|total|full) outage",
+    r"outage",
+)
+_DATA_LOSS = _p(
+    r"datenverlust",
+    r"daten (?:\w+ ){0,3}(?:verloren|geloescht|weg|ueberschrieben|verschwunden)",
+    r"(?:verloren|geloescht|ueberschrieben) (?:\w+ ){0,2}(?:daten|eintraege|datensaetze|dokumente)",
+    r"data loss",
+    r"(?:data|records|entries|documents|files) (?:\w+ ){0,3}(?:lost|deleted|overwritten|"
+    r"disappeared|vanished|wiped|missing)",
+    r"(?:losing|lost|deleting|overwriting|wiping) (?:\w+ ){0,2}(?:data|records|entries|documents)",
+)
+_SECURITY = _p(
+    r"sicherheitsvorfall",
+    r"security (?:incident|breach|issue)",
+    r"phishing",
+    r"gehackt",
+    r"hacked",
+    r"kompromittiert",
+    r"compromised",
+    r"unbefugte?[nr]? zugriff",
+    r"unauthori[sz]ed (?:access|login|logins)",
+    r"datenleck",
+    r"data (?:breach|leak)",
+    r"(?:fremde|andere) (?:kunden)?daten (?:sehen|sichtbar)",
+    r"(?:see|seeing|visible) (?:\w+ ){0,2}(?:other|another) (?:customer|client|tenant)",
+    r"(?:someone|somebody|a stranger) (?:\w+ )?(?:signed|logged) (?:in|into|on)",
+    r"jemand (?:\w+ ){0,4}(?:angemeldet|eingeloggt)",
+    r"(?:was|wasn't|was definitely|was not) (?:definitely )?not me",
+    r"(?:war|bin) (?:definitiv |sicher )?nicht ich",
+    r"(?:from|in|aus) (?:an? )?(?:unknown|unbekannt\w*) "
+    r"(?:country|location|device|land|ort|geraet)",
+    r"fremde[nr]? (?:anmeldung|login|zugriff)",
+)
+_DEADLINE = _p(
+    r"frist\w*",
+    r"deadline",
+    r"stichtag",
+    r"bis (?:spaetestens )?(?:morgen|heute|freitag|montag|dienstag|mittwoch|donnerstag|"
+    r"ende der woche|monatsende|\d)",
+    r"(?:monats|jahres|quartals)abschluss",
+    r"(?:by|before) (?:tomorrow|today|friday|monday|tuesday|wednesday|thursday|"
+    r"end of (?:the )?(?:day|week|month)|eod|\d)",
+    r"(?:month|year|quarter)[ -]end",
+    r"(?:payroll|lohnlauf|gehaltslauf|lohnabrechnung)",
+    r"audit (?:is |starts )?(?:tomorrow|next week|on)",
+)
+_WORKAROUND = _p(
+    r"workaround",
+    r"umgehung\w*",
+    r"behelf\w*",
+    r"notloesung",
+    r"(?:vorerst|voruebergehend|solange|derweil|in der zwischenzeit) (?:\w+ ){0,4}"
+    r"(?:manuell|per hand|von hand|ueber|mit|am|auf)",
+    r"manuell (?:\w+ ){0,3}(?:eintragen|erfassen|nacharbeiten|machen|exportieren|umgehen)",
+    r"(?:for now|in the meantime|meanwhile|temporarily) (?:we|i|they|users?) (?:\w+ ){0,3}"
+    r"(?:use|can|are|do|work|enter|export|switch)",
+    r"(?:manually|by hand) (?:\w+ ){0,3}(?:for now|in the meantime|meanwhile)",
+    r"(?:we|i|they) can (?:still )?(?:use|work around|get around)",
+    r"(?:koennen|kann) (?:\w+ ){0,2}(?:trotzdem|weiterhin|noch) (?:arbeiten|weiterarbeiten|"
+    r"nutzen)",
+    r"(?:still|otherwise) (?:works|working|usable)",
+    r"funktioniert (?:aber |ansonsten |sonst )?(?:alles|normal)",
+    r"alternativ",
+)
+_NO_WORKAROUND = _p(
+    r"kein(?:e|en)? (?:\w+ )?(?:workaround|umgehung\w*|alternative|ausweichmoeglichkeit|"
+    r"notloesung|behelf\w*)",
+    r"no (?:\w+ )?(?:workaround|alternative|way around|way to work around|fallback)",
+    r"without (?:a |any )?(?:workaround|alternative)",
+    r"nicht (?:umgehen|ausweichen)",
+    r"(?:cannot|can't) (?:be )?work(?:ed)? around",
+)
+_NOT_URGENT = _p(
+    r"nicht (?:\w+ )?(?:dringend|eilig|zeitkritisch)",
+    r"kein(?:e|en)? (?:eile|zeitdruck|stress|hektik|dringlichkeit)",
+    r"(?:hat|eilt) (?:\w+ )?(?:zeit|nicht)",
+    r"wenn (?:sie|ihr|du) (?:\w+ )?(?:zeit|gelegenheit) (?:haben|habt|hast|finden)",
+    r"bei gelegenheit",
+    r"(?:not|isn't|is not|nothing) (?:\w+ )?(?:urgent|time[ -]critical|pressing)",
+    r"no (?:rush|hurry|urgency|time pressure|pressure)",
+    r"(?:whenever|when) you (?:have|get) (?:a )?(?:chance|time|moment)",
+    r"at your (?:convenience|leisure)",
+    r"low priority",
+)
+_COSMETIC = _p(
+    r"kosmetisch\w*",
+    r"schoenheitsfehler",
+    r"(?:rein )?optisch\w*",
+    r"tippfehler",
+    r"rechtschreib\w*",
+    r"cosmetic\w*",
+    r"typo\w*",
+    r"spelling",
+    r"misaligned",
+    r"alignment",
+    r"(?:looks|look) (?:odd|off|strange|wrong|weird)",
+    r"sieht (?:\w+ )?(?:komisch|seltsam|unschoen|falsch) aus",
+)
+_WISH = _p(
+    r"(?:waere|ist) (?:es )?(?:schoen|toll|hilfreich|super|praktisch)",
+    r"wunsch",
+    r"anregung",
+    r"verbesserungsvorschlag",
+    r"feature[ -]request",
+    r"(?:would|it'd) be (?:nice|great|helpful|useful)",
+    r"(?:suggestion|idea) for",
+    r"(?:could|can) you (?:add|consider adding|build|develop)",
+)
+_PRESSURE = _p(r"dringend\w*", r"eilt", r"sofort\w*", r"asap", r"urgent\w*", r"immediately")
+
+
+@dataclass(frozen=True)
+class ImpactFacts:
+    many_users: bool = False  # all / most / several users, a whole team
+    single_user: bool = False  # one person, others work
+    blocked: bool = False  # they cannot work / the process stands still
+    down: bool = False  # production, system or service down, outage
+    data_loss: bool = False  # data being lost, deleted or overwritten (not negated)
+    security: bool = False  # security incident, unauthorised access, breach
+    deadline: bool = False  # a deadline, period close, payroll run at risk
+    workaround: bool = False  # a workaround is named (and not negated)
+    no_workaround: bool = False  # "no workaround", "keine Umgehung"
+    not_urgent: bool = False  # "nicht dringend", "no rush"
+    cosmetic: bool = False  # how it looks, typos
+    wish: bool = False  # a wish, a suggestion
+    pressure: bool = False  # "dringend", "ASAP" (never decisive on its own)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self) if getattr(self, f.name))
+
+
+FACT_NAMES = tuple(f.name for f in fields(ImpactFacts))
+
+
+def _negated(text: str, start: int) -> bool:
+    """A negation cue in the same clause, within a few words before ``start``."""
+    window = text[max(0, start - _NEG_WINDOW) : start]
+    ends = list(_CLAUSE_END.finditer(window))
+    if ends:
+        window = window[ends[-1].end() :]
+    return _NEGATION.search(window) is not None
+
+
+def _found(pattern: re.Pattern[str], text: str, negatable: bool = True) -> bool:
+    return any(not negatable or not _negated(text, m.start()) for m in pattern.finditer(text))
+
+
+def extract_facts(text: str) -> ImpactFacts:
+    """The impact facts stated in ``text`` (folded: lower case, ä = ae)."""
+    no_workaround = _found(_NO_WORKAROUND, text, negatable=False)
+    not_urgent = _found(_NOT_URGENT, text, negatable=False)
+    return ImpactFacts(
+        many_users=_found(_MANY, text),
+        single_user=_found(_SINGLE, text),
+        blocked=_found(_BLOCKED, text),
+        down=_found(_DOWN, text),
+        data_loss=_found(_DATA_LOSS, text),
+        security=_found(_SECURITY, text),
+        deadline=_found(_DEADLINE, text),
+        workaround=not no_workaround and _found(_WORKAROUND, text),
+        no_workaround=no_workaround,
+        not_urgent=not_urgent,
+        cosmetic=_found(_COSMETIC, text),
+        wish=_found(_WISH, text),
+        pressure=not not_urgent and _found(_PRESSURE, text),
+    )
+
+
+def priority_from_facts(facts: ImpactFacts, default: str = "normal") -> tuple[str, str]:
+    """(priority, why) by the guidelines' impact criteria; ``default`` when no fact
+    decides (the category's default)."""
+    f = facts
+    if f.security:
+        return "urgent", "security incident"
+    if (f.down or f.data_loss) and not f.workaround:
+        return "urgent", "outage or data loss"
+    if f.many_users and f.blocked and not f.workaround:
+        return "urgent", "many users blocked"
+    if f.not_urgent and not f.blocked:
+        return "low", "the sender says it is not urgent"
+    if (f.blocked or f.many_users or f.deadline or f.no_workaround) and not f.workaround:
+        if f.single_user and not (f.deadline or f.blocked):
+            return "normal", "one user affected"
+        return "high", "work or deadline impaired, no workaround"
+    if f.not_urgent or f.cosmetic or f.wish:
+        return "low", "no time pressure / cosmetic / wish"
+    if f.workaround:
+        return "normal", "a workaround exists"
+    return default, "no impact fact"

@@ -1,0 +1,96 @@
+"""The packaged linear model: JSON round trip, scoring without scikit-learn, reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mailtriage.pipeline.classify import classify, input_from_text, load_rules
+from mailtriage.pipeline.classify.linear import LabelModel, LinearModel, tokens
+
+DEV = Path(__file__).parent / "labeled" / "dev"
+
+
+def tiny_model() -> LinearModel:
+    vocabulary = {g: i for i, g in enumerate(tokens("passwort vpn"))}
+    n = len(vocabulary)
+    meta = {"rules.category=how_to": n}
+    coef = np.zeros((2, n + 1))
+    coef[0, vocabulary[" pa"]] = 3.0  # account_access
+    coef[1, vocabulary[" vp"]] = 3.0  # network
+    coef[1, n] = 0.5
+    label = LabelModel(("account_access", "network"), coef, np.zeros(2))
+    return LinearModel(vocabulary, [1.0] * n, meta, 1.0, {"category": label})
+
+
+def test_json_round_trip_scores_the_same() -> None:
+    model = tiny_model()
+    again = LinearModel.from_json(model.to_json())
+    for text in ("mein passwort", "vpn geht nicht", "passwort und vpn"):
+        vec_a = model.vector(text, {"rules.category=how_to": 1.0})
+        vec_b = again.vector(text, {"rules.category=how_to": 1.0})
+        assert model.predict("category", vec_a) == again.predict("category", vec_b)
+
+
+def test_prediction_names_its_strongest_features() -> None:
+    model = tiny_model()
+    pred = model.predict("category", model.vector("der vpn tunnel", {}))
+    assert pred.label == "network"
+    assert " vp" in pred.features
+    assert 0.5 < pred.probability <= 1.0
+    pred = model.predict("category", model.vector("passwort vergessen", {}))
+    assert pred.label == "account_access"
+
+
+def test_packaged_model_is_loaded_with_the_default_rules() -> None:
+    rules = load_rules()
+    assert rules.model is not None
+    # the level follows from the category by the rules (default level, level rules)
+    assert set(rules.model.labels) == {"category", "priority"}
+    assert load_rules(with_model=False).model is None
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DEV.glob("*.eml"))[:40])
+def test_every_label_keeps_a_reason(name: str) -> None:
+    from mailtriage.triage.eml import classify_file
+
+    c = classify_file(DEV / name, load_rules())
+    for label in ("category", "level", "priority", "language"):
+        assert any(r.startswith(f"{label}=") for r in c.reasons), c.reasons
+    for reason in c.reasons:
+        if "model p=" in reason:
+            assert "'" in reason  # the model's strongest features are named
+
+
+def test_words_like_dringend_alone_do_not_make_it_urgent() -> None:
+    rules = load_rules()
+    c = classify(
+        input_from_text("DRINGEND", "Dringend! Wo finde ich die Einstellung für die Sprache?"),
+        rules,
+    )
+    assert c.priority in {"low", "normal"}
+
+
+def test_packaged_model_is_reproduced_from_the_shipped_data(tmp_path: Path) -> None:
+    """`python -m mailtriage.triage.ship` rebuilds rules/model.json from tests/labeled
+    (dev + train outside the holdout): same features, same coefficients (to rounding, so
+    another scikit-learn/NumPy build does not fail it)."""
+    pytest.importorskip("sklearn")
+    from importlib import resources
+
+    from mailtriage.triage.ship import main
+
+    out = tmp_path / "model.json"
+    assert main(["--out", str(out)]) == 0
+    shipped = LinearModel.from_json(
+        resources.files("mailtriage").joinpath("rules/model.json").read_text("utf-8")
+    )
+    again = LinearModel.from_json(out.read_text("utf-8"))
+    assert again.vocabulary == shipped.vocabulary and again.meta == shipped.meta
+    assert np.allclose(again.idf, shipped.idf, atol=1e-4)
+    for label, model in shipped.labels.items():
+        assert again.labels[label].classes == model.classes
+        assert np.allclose(again.labels[label].coef, model.coef, atol=2e-3)
+        assert np.allclose(again.labels[label].intercept, model.intercept, atol=2e-3)
