@@ -87,3 +87,17 @@ def test_defer_release_and_retry(app: App) -> None:
     assert not app.inbox.retry(acc.id)  # no longer quarantined
     [c] = app.inbox.claim("w3", 1, 60)
     assert c.id == acc.id and c.attempts == 1
+
+
+def test_sqlite_commits_are_synced_before_an_accept_returns(tmp_path) -> None:
+    """WAL with synchronous=NORMAL may lose the last commits on power loss: an inbound
+    row whose 250 was sent must not be one of them."""
+    from sqlalchemy import text
+
+    from mailtriage.store.db import make_engine
+
+    for durable, expected in ((True, 2), (False, 1)):  # FULL, NORMAL
+        engine = make_engine(f"sqlite:///{tmp_path}/d{durable}.db", durable=durable)
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == expected
+        engine.dispose()

@@ -25,7 +25,9 @@ class App:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> App:
-        engine = db.make_engine(settings.database_url, echo=settings.database.echo)
+        engine = db.make_engine(
+            settings.database_url, echo=settings.database.echo, durable=settings.storage.fsync
+        )
         factory = db.session_factory(engine)
         blobs = BlobStore(settings.storage_dir / "blobs")
         inbox = Inbox(factory, blobs, fsync=settings.storage.fsync)
