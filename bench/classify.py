@@ -27,8 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mailtriage.pipeline.classify import classify, input_from_text, load_rules  # noqa: E402
+from mailtriage.pipeline.classify import classify, input_from_text  # noqa: E402
 from mailtriage.pipeline.parse import parse_message  # noqa: E402
+from mailtriage.triage.rules_file import load_rules  # noqa: E402
 
 _TRIVIAL = re.compile(r"\b(?:passwor\w*|error|fehler\w*|vpn|api)\b", re.IGNORECASE)
 

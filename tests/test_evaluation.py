@@ -17,7 +17,9 @@ from mailtriage.evaluation import (
     label_metrics,
     render_table,
 )
-from mailtriage.pipeline.classify import Classification, classify_file, load_rules
+from mailtriage.pipeline.classify import Classification
+from mailtriage.triage.eml import classify_file
+from mailtriage.triage.rules_file import load_rules
 
 DEV = Path(__file__).parent / "labeled" / "dev"
 

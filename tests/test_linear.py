@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mailtriage.pipeline.classify import classify, input_from_text, load_rules
+from mailtriage.pipeline.classify import classify, input_from_text
 from mailtriage.pipeline.classify.linear import LabelModel, LinearModel, tokens
+from mailtriage.triage.rules_file import load_rules
 
 DEV = Path(__file__).parent / "labeled" / "dev"
 

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from mailtriage.pipeline.analyse import Analyser, analyse
-from mailtriage.pipeline.classify import load_rules
 from mailtriage.runners import ocr
+from mailtriage.triage.rules_file import load_rules
 
 from conftest import CLI
 from mails import mail, png

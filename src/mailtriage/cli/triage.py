@@ -304,8 +304,8 @@ def _eml_files(paths: list[Path]) -> list[Path]:
 def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> int:
     from rich.table import Table
 
-    from mailtriage.pipeline.classify import classify_file
     from mailtriage.pipeline.parse import ParseError
+    from mailtriage.triage.eml import classify_file
     from mailtriage.triage.model import configured_model
 
     rules, model = _rules(settings), configured_model(settings)

@@ -237,9 +237,10 @@ def html_to_text(html: str) -> str:
 
 # --------------------------------------------------------------------------- fold
 
-_FOLD_MAP = str.maketrans(
+# Also used on the rules' patterns (which are not casefolded: "\S" must stay).
+FOLD_MAP = str.maketrans(
     {
-        "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss",
+        "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss", "Ä": "ae", "Ö": "oe", "Ü": "ue",
         "’": "'", "‘": "'", "`": "'", "´": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
         "–": "-", "—": "-", "‐": "-", "‑": "-", "\xa0": " ", "\u200b": "",
     }
@@ -266,7 +267,7 @@ def fold(text: str, *, keep_lines: bool = False) -> str:
     """
     folded = text.casefold()
     if not folded.isascii():
-        folded = unicodedata.normalize("NFC", folded).translate(_FOLD_MAP)
+        folded = unicodedata.normalize("NFC", folded).translate(FOLD_MAP)
         if not folded.isascii():
             folded = _combining_re().sub("", unicodedata.normalize("NFKD", folded))
     if keep_lines:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
 from email.policy import compat32
-from pathlib import Path
 from typing import Any
 
 from mailtriage.pipeline import facts
@@ -127,9 +126,6 @@ class ParsedMessage:
         return self.sender.rpartition("@")[2]
 
 
-RawInput = bytes | Path
-
-
 @dataclass
 class _Loaded:
     msg: Message
@@ -138,20 +134,19 @@ class _Loaded:
     deferred: dict[str, tuple[int, int]]
 
 
-def _read(raw: RawInput, limits: ParseLimits) -> bytes:
-    size = len(raw) if isinstance(raw, bytes) else raw.stat().st_size
-    if size > limits.max_message_bytes:
+def _checked(raw: bytes, limits: ParseLimits) -> bytes:
+    if len(raw) > limits.max_message_bytes:
         raise MessageTooLarge(
-            f"message is {size} bytes, over the cap of {limits.max_message_bytes} bytes"
+            f"message is {len(raw)} bytes, over the cap of {limits.max_message_bytes} bytes"
         )
-    data = strip_leading_blank(raw if isinstance(raw, bytes) else raw.read_bytes())
+    data = strip_leading_blank(raw)
     if not data:
         raise ParseError("empty message")
     return data
 
 
-def _load(raw_input: RawInput, limits: ParseLimits) -> _Loaded:
-    raw = _read(raw_input, limits)
+def _load(raw_input: bytes, limits: ParseLimits) -> _Loaded:
+    raw = _checked(raw_input, limits)
     msg, deferred = feed_parse(raw)
     if not msg.keys():
         # RFC 5322 obsolete syntax allows white space before the colon.
@@ -163,7 +158,7 @@ def _load(raw_input: RawInput, limits: ParseLimits) -> _Loaded:
     return _Loaded(msg, raw, deferred)
 
 
-def parse_message(raw: RawInput, limits: ParseLimits | None = None) -> ParsedMessage:
+def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessage:
     """Parse raw bytes. Raises ParseError (or MessageTooLarge) for permanent failures,
     and nothing else: a deterministic failure of the stdlib's parser or of a decoder
     on these bytes is permanent too, so it must not look like a transient error."""
@@ -192,7 +187,7 @@ _DETERMINISTIC = (
 )
 
 
-def _parse_message(raw: RawInput, limits: ParseLimits) -> ParsedMessage:
+def _parse_message(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     loaded = _load(raw, limits)
     key = content_key_of(loaded.msg, loaded.raw)
     header_info = _parse_headers(loaded.msg)

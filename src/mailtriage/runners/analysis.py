@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from mailtriage.config import Settings
 from mailtriage.pipeline.analyse import Analyser, OcrFunction
-from mailtriage.pipeline.classify import Rules, load_rules
+from mailtriage.pipeline.classify import Rules
 from mailtriage.pipeline.parse import ParseLimits
 from mailtriage.runners.language_model import prepare_language_model
+from mailtriage.triage.rules_file import load_rules
 
 if TYPE_CHECKING:
     from mailtriage.triage.model import TriageModel

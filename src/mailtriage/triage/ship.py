@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from mailtriage.evaluation import holdout_files, label_metrics, read_labels
-from mailtriage.pipeline.classify import ClassifierInput, classify, load_rules, scoring
+from mailtriage.pipeline.classify import ClassifierInput, classify, scoring
 from mailtriage.pipeline.classify.linear import LabelModel, LinearModel, tokens
 from mailtriage.pipeline.classify.scoring import combine_features, decide_by_rules
 from mailtriage.triage.eml import parse_input
+from mailtriage.triage.rules_file import load_rules
 
 __all__ = ["main", "train_model"]
 

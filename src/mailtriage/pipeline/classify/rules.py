@@ -17,13 +17,10 @@ once, and pass the value into the pipeline).
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailtriage.pipeline.classify.linear import LinearModel
@@ -38,8 +35,8 @@ __all__ = [
     "Rules",
     "RulesError",
     "SenderRule",
-    "load_rules",
     "parse_rules",
+    "rules_from_toml",
 ]
 
 PRIO_TARGETS = ("urgent", "high", "normal", "low", "workaround")
@@ -436,41 +433,13 @@ def parse_rules(data: Mapping[str, Any], source: str) -> Rules:
     )
 
 
-def load_rules(path: str | os.PathLike[str] | None = None, *, with_model: bool = True) -> Rules:
-    """Load and compile a rules file; ``None`` loads the packaged default together with
-    the packaged linear model (``rules/model.json``, trained against the default rules;
-    ``with_model=False`` leaves it out).
-
-    Raises :class:`RulesError` naming the offending key when the file is invalid.
-    """
-    if path is None:
-        res = resources.files("mailtriage").joinpath("rules/default.toml")
-        source = "mailtriage/rules/default.toml"
-        raw = res.read_bytes()
-    else:
-        source = os.fspath(path)
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise RulesError(f"rules {source}: cannot read: {exc.strerror or exc}") from exc
+def rules_from_toml(raw: bytes, source: str) -> Rules:
+    """The rules in the TOML text ``raw`` (read by the caller); ``source`` names it in
+    errors. Raises :class:`RulesError` naming the offending key when it is invalid."""
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise RulesError(f"rules {source}: not UTF-8 ({exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"rules {source}: invalid TOML: {exc}") from exc
-    rules = parse_rules(data, source)
-    if path is None and with_model:
-        rules = replace(rules, model=load_packaged_model())
-    return rules
-
-
-def load_packaged_model() -> LinearModel | None:
-    """The linear model shipped in the package, or None when there is none."""
-    res = resources.files("mailtriage").joinpath("rules/model.json")
-    if not res.is_file():
-        return None
-    try:
-        return LinearModel.from_json(res.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RulesError(f"mailtriage/rules/model.json: unusable ({exc})") from exc
+    return parse_rules(data, source)
