@@ -24,9 +24,14 @@ class App:
     _workers: list[Worker] = field(default_factory=list)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> App:
+    def from_settings(cls, settings: Settings, *, accepts: bool = True) -> App:
+        """``accepts``: this process acknowledges mail (SMTP, IMAP, import), so its
+        SQLite commits are synced before they return. A worker's commits need not be:
+        one lost to a power cut is processed again when its lease expires."""
         engine = db.make_engine(
-            settings.database_url, echo=settings.database.echo, durable=settings.storage.fsync
+            settings.database_url,
+            echo=settings.database.echo,
+            durable=settings.storage.fsync and accepts,
         )
         factory = db.session_factory(engine)
         blobs = BlobStore(settings.storage_dir / "blobs")
@@ -67,5 +72,5 @@ class App:
 
 def pool_processor(settings: Settings, owner: str) -> Processor:
     """The Processor of one worker pool process: its own engine and sessions."""
-    app = App.from_settings(settings)
+    app = App.from_settings(settings, accepts=False)
     return Processor(app.inbox, app.factory, app.blobs, settings, owner)

@@ -206,7 +206,7 @@ def worker_main(settings: Settings, owner: str, wake: Connection, log_level: int
     signal.signal(signal.SIGTERM, stop.on_signal)
     setup_logging(logging.getLevelName(log_level), settings.logging.json)
     _lower_priority(settings.service.worker_nice)
-    with App.from_settings(settings) as app:
+    with App.from_settings(settings, accepts=False) as app:
         worker = app.worker(owner)
         try:
             # Load rules, language model and parser processes now: the first messages
