@@ -31,10 +31,12 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtriage.agent_mail import AgentApplied, apply_agent_reply
 from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
@@ -42,9 +44,10 @@ from mailtriage.inbox import Claimed, Inbox
 from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
 from mailtriage.outbound.outbox import note_automated_answer, queue_ack
 from mailtriage.pipeline.analyse import Analyser, Analysis, analyse, warm_up
-from mailtriage.pipeline.conversation import match
+from mailtriage.pipeline.conversation import DEFAULT_POLICY, ConversationPolicy, match
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
+from mailtriage.runners.conversation import conversation_policy
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
 from mailtriage.store.models import Ticket
@@ -92,12 +95,19 @@ def store_analysis(
     *,
     freemail_domains: Collection[str] = (),
     outbound: OutboundPolicy | None = None,
+    conversation: ConversationPolicy | None = None,
+    envelope: dict[str, Any] | None = None,
 ) -> Applied:
     """File one analysed message in the caller's transaction: look up what the store
     knows, match the conversation (pure), write the decision, queue outbound mail.
-    ``outbound``: how to acknowledge new tickets (None: no acknowledgements)."""
-    facts = lookup_conversation(session, analysis.parsed, analysis.loop)
-    decision = match(analysis.parsed, analysis.loop, facts)
+    ``outbound``: how to acknowledge new tickets (None: no acknowledgements);
+    ``conversation``: how to match (None: no secret, no agents); ``envelope``: the SMTP
+    envelope (its recipients may carry our plus address)."""
+    parsed = analysis.parsed
+    cpolicy = conversation or DEFAULT_POLICY
+    rcpts = tuple(str(r) for r in (envelope or {}).get("rcpt_tos") or ())
+    facts = lookup_conversation(session, parsed, analysis.loop, cpolicy, rcpts)
+    decision = match(parsed, analysis.loop, facts, cpolicy, rcpts)
     applied = apply_decision(
         session, inbound_id, owner, analysis, decision, freemail_domains=freemail_domains
     )
@@ -105,7 +115,24 @@ def store_analysis(
     if decision.action == "create" and applied.ticket_id is not None:
         ticket = session.get(Ticket, applied.ticket_id)
         assert ticket is not None
-        queue_ack(session, ticket, inbound_id, analysis.parsed, analysis.classification, policy)
+        if decision.acknowledge:
+            # A ticket linked to one the sender may not see: the ack names only the new
+            # ticket (its subject without the old tag).
+            for_ack = parsed
+            if decision.subject is not None:
+                for_ack = dataclasses.replace(parsed, subject=decision.subject)
+            queue_ack(session, ticket, inbound_id, for_ack, analysis.classification, policy)
+        notify_agents(session, ticket, inbound_id, analysis, policy)
+    elif decision.role == "agent" and applied.ticket_id is not None:
+        done = apply_agent_reply(
+            session, applied.ticket_id, inbound_id, parsed, decision, cpolicy.prefix
+        )
+        agent = decision.agent
+        assert agent is not None
+        if done.errors:
+            command_error(session, applied.ticket_id, inbound_id, agent.address, done, policy)
+        elif done.public_article_id is not None:
+            relay(session, applied.ticket_id, done.public_article_id, agent.name, policy)
     elif decision.note and facts.our_mail is not None:
         note_automated_answer(
             session,
@@ -117,6 +144,32 @@ def store_analysis(
             policy,
         )
     return applied
+
+
+def notify_agents(
+    session: Session, ticket: Ticket, inbound_id: int, analysis: Analysis, policy: OutboundPolicy
+) -> None:
+    """A new ticket: a notice to the agents of its level (outbound/conversation_mail)."""
+    # TODO(conv-out): queue_agent_notices(session, ticket, inbound_id, article_id, ...)
+
+
+def relay(
+    session: Session, ticket_id: int, article_id: int, agent_name: str, policy: OutboundPolicy
+) -> None:
+    """An agent's public reply goes to the customer from the support address."""
+    # TODO(conv-out): queue_relay(session, ticket, article_id, agent_name, policy)
+
+
+def command_error(
+    session: Session,
+    ticket_id: int,
+    inbound_id: int,
+    agent_address: str,
+    done: AgentApplied,
+    policy: OutboundPolicy,
+) -> None:
+    """An agent's mail with a bad command: a short error mail back, nothing applied."""
+    # TODO(conv-out): queue_command_error(session, ticket_id, inbound_id, ...)
 
 
 class Processor:
@@ -239,6 +292,10 @@ class Processor:
                                 analysis,
                                 freemail_domains=self.settings.mail.freemail_domains,
                                 outbound=cached_policy(self.settings),
+                                conversation=conversation_policy(
+                                    self.settings, self.analysers.current().rules
+                                ),
+                                envelope=item.envelope,
                             )
                         out[item.id] = Processed(item.id, applied.outcome, applied.ticket_id)
                     except LeaseLost:
