@@ -122,6 +122,13 @@ class Desk:
                 for link in session.scalars(select(TicketLink).order_by(TicketLink.id))
             ]
 
+    def participants(self) -> list[tuple[int, str, str]]:
+        with self.app.factory() as session:
+            rows = session.execute(
+                select(Participant.ticket_id, Participant.address, Participant.role)
+            ).all()
+            return [(t, a, r) for t, a, r in rows]
+
     def count(self, model: Any, *where: Any) -> int:
         with self.app.factory() as session:
             return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
@@ -339,14 +346,12 @@ def test_a_colliding_message_id_does_not_move_someone_elses_ticket(desk: Desk) -
 # -- agents ---------------------------------------------------------------------------
 
 
-def agent_mail(body: str, *, authenticated: bool = True, **kw: Any) -> bytes:
+def agent_mail(body: str, *, authenticated: bool = True, cc: str | None = None, **kw: Any) -> bytes:
     kw.setdefault("subject", f"Re: [DM-000001] {OLD_SUBJECT}")
-    return mail(
-        sender=f"Anna Schmidt <{ANNA}>",
-        body=body,
-        headers=AUTH_PASS if authenticated else None,
-        **kw,
-    )
+    headers = dict(AUTH_PASS) if authenticated else {}
+    if cc:
+        headers["Cc"] = cc
+    return mail(sender=f"Anna Schmidt <{ANNA}>", body=body, headers=headers, **kw)
 
 
 def test_agent_reply_is_stored_and_the_note_kept_internal(desk: Desk) -> None:
@@ -495,3 +500,25 @@ def test_the_cap_on_new_tickets_per_address_keeps_the_rest(make_desk: Any) -> No
     assert len(desk.mails_to(ERIKA)) == 3
     assert [a.subject for a in desk.articles(3)][-2:] == ["Frage 3", "Frage 4"]
     assert desk.count(Inbound, Inbound.status == "done") == 5  # nothing dropped
+
+
+def test_agent_answering_a_customer_mail_cced_to_them_takes_the_same_path(desk: Desk) -> None:
+    desk.open_ticket()
+    desk.send(
+        agent_mail(
+            "#priority urgent\nIch kümmere mich darum, anbei die Anleitung.",
+            to=f"Erika Muster <{ERIKA}>",
+            cc=SUPPORT,
+            attachments=[("anleitung.pdf", "application/pdf", b"%PDF-1.4 test")],
+        ),
+        mail_from=ANNA,
+    )
+    [public] = [a for a in desk.articles(1) if a.author == ANNA]
+    assert public.direction == "out" and public.internal is False
+    assert public.text == "Ich kümmere mich darum, anbei die Anleitung."
+    with desk.app.factory() as session:
+        article = session.get(Article, public.id)
+        assert article is not None
+        assert [a.filename for a in article.attachments] == ["anleitung.pdf"]
+    assert desk.ticket(1).priority == "urgent"
+    assert desk.participants() == []  # agents never become participants

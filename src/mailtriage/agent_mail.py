@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from mailtriage.pipeline.conversation import Decision
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.store.apply import add_agent_article, set_status
-from mailtriage.store.models import Event, Ticket, utcnow
+from mailtriage.store.models import Contact, Event, Ticket, utcnow
 from mailtriage.triage.corrections import correct_ticket
 
 __all__ = ["AgentApplied", "apply_agent_reply"]
@@ -28,6 +28,9 @@ class AgentApplied:
     public_article_id: int | None = None
     note_article_id: int | None = None
     errors: tuple[str, ...] = ()  # not empty: nothing was applied
+    # the agent wrote to the requester directly (a reply to a mail Cc'd or forwarded to
+    # them): relaying it would send the customer the same text twice
+    sent_directly: bool = False
 
 
 def apply_agent_reply(
@@ -75,6 +78,7 @@ def apply_agent_reply(
             author=agent.address,
             author_name=agent.name,
             internal=True,
+            second=public_id is not None,
         )
     labels = {
         c.name: c.value for c in reply.commands if c.name in ("level", "category", "priority")
@@ -114,4 +118,10 @@ def apply_agent_reply(
         )
     )
     session.flush()
-    return AgentApplied(public_id, note_id)
+    requester = session.scalar(
+        select(Contact.email)
+        .join(Ticket, Ticket.requester_id == Contact.id)
+        .where(Ticket.id == ticket_id)
+    )
+    direct = bool(requester) and requester in {a.lower() for a in (*parsed.to, *parsed.cc)}
+    return AgentApplied(public_id, note_id, sent_directly=direct)

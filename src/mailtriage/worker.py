@@ -131,7 +131,7 @@ def store_analysis(
         assert agent is not None
         if done.errors:
             command_error(session, applied.ticket_id, inbound_id, agent.address, done, policy)
-        elif done.public_article_id is not None:
+        elif done.public_article_id is not None and not done.sent_directly:
             relay(session, applied.ticket_id, done.public_article_id, agent.name, policy)
     elif decision.note and facts.our_mail is not None:
         note_automated_answer(
@@ -280,6 +280,9 @@ class Processor:
             else:
                 ready.append((item, result.analysis))
         concurrent: list[tuple[Claimed, str]] = []
+        conversation = (
+            conversation_policy(self.settings, self.analysers.current().rules) if ready else None
+        )
         try:
             with self.factory() as session, session.begin():
                 for item, analysis in ready:
@@ -292,9 +295,7 @@ class Processor:
                                 analysis,
                                 freemail_domains=self.settings.mail.freemail_domains,
                                 outbound=cached_policy(self.settings),
-                                conversation=conversation_policy(
-                                    self.settings, self.analysers.current().rules
-                                ),
+                                conversation=conversation,
                                 envelope=item.envelope,
                             )
                         out[item.id] = Processed(item.id, applied.outcome, applied.ticket_id)

@@ -431,6 +431,7 @@ def add_agent_article(
     author: str,
     author_name: str,
     internal: bool,
+    second: bool = False,
 ) -> int:
     """An agent's public reply (``direction="out"``, attachments kept) or internal note
     (``internal=True``, no attachments) from their mail; returns the article id."""
@@ -447,8 +448,9 @@ def add_agent_article(
         reply_to=[],
         subject=parsed.subject,
         date=parsed.date,
-        # One mail may give a public article and a note: the note's key differs.
-        message_key=message_key(parsed) + ("#note" if internal else ""),
+        # One mail may give a public article and a note: the second one's key differs
+        # (the first keeps the mail's own key, which finds a redelivered duplicate).
+        message_key=message_key(parsed) + ("#note" if second else ""),
         message_id=parsed.message_id,
         in_reply_to=list(parsed.in_reply_to),
         references=list(parsed.references),
