@@ -138,9 +138,12 @@ def test_replies_from_two_people_before_parent_are_both_adopted(cli: CLI, tmp_pa
     merely shares a reference); the parent adopts both tickets, since both were on
     its Cc and replied to its sender."""
     for i, who in ((1, "Anna <anna@kunde.example>"), (2, "Bert <bert@kunde.example>")):
-        raw = reply(
-            f"<s{i}@kunde.example>",
-            PARENT,
+        raw = mail(
+            message_id=f"<s{i}@kunde.example>",
+            in_reply_to=PARENT,
+            references=PARENT,
+            subject="Re: Drucker druckt nicht",
+            body=f"Antwort {i}: noch immer kaputt.",
             sender=who,
             to="erika@kunde.example, support@dataandmore.com",
         )
