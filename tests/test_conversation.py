@@ -582,3 +582,17 @@ def test_automatic_answer_to_our_mail_is_a_note_and_a_duplicate_is_a_duplicate()
     assert match(REPLY_MAIL, LoopVerdict("list", ()), facts(our_mail=our)).note is None
     duplicate = match(REPLY_MAIL, HUMAN, facts(duplicate_article_id=4))
     assert (duplicate.action, duplicate.duplicate_article_id) == ("duplicate", 4)
+
+
+@pytest.mark.parametrize("header", ["Delivered-To", "X-Original-To", "Cc"])
+def test_the_token_is_read_from_every_recipient_header(header: str) -> None:
+    decision = _match(sender=ERIKA, headers={header: plus(1, token(1, ERIKA))})
+    assert (decision.action, decision.ticket_id) == ("append", 1)
+    assert "signed reply token" in decision.reasons[0]
+
+
+def test_a_forged_delivered_to_is_only_a_hint() -> None:
+    """Anyone can write a Delivered-To header; without a token for the sender it is a
+    plus address like any other, and the sender check decides."""
+    decision = _match(sender=STRANGER, headers={"Delivered-To": plus(1, token(1, ERIKA))})
+    assert (decision.action, decision.link_ticket_id) == ("create", 1)
