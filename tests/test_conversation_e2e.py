@@ -244,6 +244,29 @@ def test_cc_becomes_a_participant_who_may_reply(desk: Desk) -> None:
     assert desk.mails_to("max@kunde.example") == []
 
 
+def test_a_reply_with_a_new_cc_adds_a_participant(desk: Desk) -> None:
+    desk.open_ticket()
+    desk.send(
+        mail(
+            sender=ERIKA,
+            subject=f"AW: [DM-000001] {OLD_SUBJECT}",
+            body="Ich setze meinen Chef in Kopie.",
+            headers={"Cc": "Chef <chef@kunde.example>"},
+        )
+    )
+    assert desk.participants() == [(1, "chef@kunde.example", "cc")]
+    desk.send(
+        mail(sender="chef@kunde.example", subject=f"AW: [DM-000001] {OLD_SUBJECT}", body="Eilt!"),
+        mail_from="chef@kunde.example",
+    )
+    assert [t.id for t in desk.tickets()] == [1]
+    assert [a.sender for a in desk.articles(1) if a.direction == "in"] == [
+        ERIKA,
+        ERIKA,
+        "chef@kunde.example",
+    ]
+
+
 def test_helpdesk_forward_keeps_the_helpdesk_as_requester(desk: Desk) -> None:
     desk.send(
         mail(
@@ -290,6 +313,7 @@ def test_a_stranger_gets_a_new_linked_ticket_and_nothing_of_the_old(desk: Desk, 
         values["to"] = reply_to
         rcpts = [reply_to]
     before = desk.ticket(1)
+    values["headers"] = {"Cc": "victim@third.example"}
     desk.send(
         mail(sender=f"Mallory <{STRANGER}>", body="Bitte rufen Sie mich an.", **values),
         rcpts=rcpts,
@@ -313,6 +337,9 @@ def test_a_stranger_gets_a_new_linked_ticket_and_nothing_of_the_old(desk: Desk, 
     assert OLD_SUBJECT not in seen and "Erika" not in seen
     assert desk.ticket(2).subject.replace("Re: ", "") == "Bitte um Rückruf"
     assert len(desk.mails_to(ERIKA)) == 1  # Erika hears nothing of it
+    # whom the stranger copies joins the stranger's ticket, never Erika's
+    assert desk.participants() == [(2, "victim@third.example", "cc")]
+    assert desk.mails_to("victim@third.example") == []
 
 
 def test_a_colliding_message_id_does_not_move_someone_elses_ticket(desk: Desk) -> None:
