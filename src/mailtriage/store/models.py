@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -193,14 +194,15 @@ class Article(Base):
     # The new text of the message (quoted history and signature set apart); the whole
     # text is ``full_text`` (NULL when it is the same).
     text: Mapped[str] = mapped_column(Text, default="")
-    full_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     html: Mapped[str | None] = mapped_column(Text, nullable=True)
     defects: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # (migration 0006 appended these; the order here is the table's)
+    full_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     # An internal note (an agent's #note): never shown or sent to a customer.
-    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    internal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Who wrote an outgoing article or a note (an agent's address); NULL: the system.
     author: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="articles")
     attachments: Mapped[list[Attachment]] = relationship(
