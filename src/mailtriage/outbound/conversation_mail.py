@@ -237,7 +237,9 @@ def queue_agent_notices(
         return []
     article = _article(session, ticket, article_id)
     language = choose_language(ticket.language, policy)
-    values = _notice_values(ticket, article, classification)
+    values = _notice_values(ticket, article, classification) | {
+        "follow_up": _earlier_inbound(session, ticket.id, article_id)
+    }
     attachments = attachment_list(list(article.attachments), policy.attachment_limit_bytes)
     ids = []
     for index, agent in agents:
@@ -258,6 +260,20 @@ def queue_agent_notices(
         plan = _plan(policy, ticket, NOTICE, step, address, AGENT, language, context)
         ids.append(_queue(session, ticket.id, plan))
     return ids
+
+
+def _earlier_inbound(session: Session, ticket_id: int, article_id: int) -> bool:
+    """Whether the customer wrote before (the notice is about a reply, not a new ticket)."""
+    earlier = session.scalar(
+        select(Article.id)
+        .where(
+            Article.ticket_id == ticket_id,
+            Article.direction == "in",
+            Article.id < article_id,
+        )
+        .limit(1)
+    )
+    return earlier is not None
 
 
 def _notice_values(

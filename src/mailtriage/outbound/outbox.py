@@ -334,29 +334,7 @@ class OutboxStore:
                 last_error=None,
             ):
                 return False
-            text = str(article["text"])
-            session.add(
-                Article(
-                    ticket_id=job.ticket_id,
-                    inbound_id=None,
-                    direction="out",
-                    sender=str(article["sender"]),
-                    sender_name=str(article["sender_name"])[:255],
-                    recipients=[job.recipient],
-                    cc=[],
-                    reply_to=[str(article["reply_to"])],
-                    subject=str(article["subject"]),
-                    date=now,
-                    message_key=job.message_id,
-                    message_id=job.message_id,
-                    in_reply_to=list(article.get("in_reply_to") or []),
-                    references=list(article.get("references") or []),
-                    content_key=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                    text=text,
-                    html=article.get("html"),
-                    defects=[],
-                )
-            )
+            self._record_article(session, job, article, now)
             session.add(
                 Event(
                     ticket_id=job.ticket_id,
@@ -375,6 +353,58 @@ class OutboxStore:
                 )
             )
         return True
+
+    def _record_article(
+        self, session: Session, job: OutboxJob, article: dict[str, Any], now: datetime
+    ) -> None:
+        """The sent mail as an outgoing article. A relayed reply updates the agent's
+        article (``update_article_id``) with what was sent, so it is not there twice
+        and our Message-ID is found when an answer or a bounce comes back."""
+        sent = {
+            "recipients": [job.recipient],
+            "cc": list(article.get("cc") or []),
+            "reply_to": [str(article["reply_to"])],
+            "subject": str(article["subject"]),
+            "date": now,
+            "message_key": job.message_id,
+            "message_id": job.message_id,
+            "in_reply_to": list(article.get("in_reply_to") or []),
+            "references": list(article.get("references") or []),
+        }
+        target = article.get("update_article_id")
+        if target is not None:
+            row = session.get(Article, int(target))
+            if row is not None and row.ticket_id == job.ticket_id:
+                for key, value in sent.items():
+                    setattr(row, key, value)
+                return
+        text = str(article["text"])
+        session.add(
+            Article(
+                ticket_id=job.ticket_id,
+                inbound_id=None,
+                direction="out",
+                sender=str(article["sender"]),
+                sender_name=str(article["sender_name"])[:255],
+                content_key=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                text=text,
+                html=article.get("html"),
+                defects=[],
+                internal=bool(article.get("internal")),
+                **sent,
+            )
+        )
+
+    def suppressed(self, addresses: Sequence[str], now: datetime) -> frozenset[str]:
+        """Those of ``addresses`` (lower-cased) that are suppressed at ``now``."""
+        wanted = {a.lower() for a in addresses}
+        with self.factory() as session:
+            rows = session.scalars(
+                select(Suppression.address).where(
+                    Suppression.address.in_(wanted), Suppression.until > now
+                )
+            )
+            return frozenset(rows)
 
     def mark_retry(self, job: OutboxJob, owner: str, error: str, next_at: datetime) -> bool:
         with self.factory() as session, session.begin():
