@@ -68,6 +68,7 @@ def variables_for(name: str) -> dict[str, Any]:
     kind = name.split("/")[-1].split(".")[0]
     return KIND_VALUES.get(kind, FULL)
 
+
 TEMPLATES = Templates()
 LANGUAGES = TEMPLATES.languages("ack")
 
