@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from mailtriage.app import App
 from mailtriage.config import AgentSettings, Settings
@@ -307,11 +308,15 @@ def test_relay_hides_the_agent_cc_the_participant_attachment_kept(
         assert outs == 2  # the ack and the relayed reply
 
 
+def suppress(session: Session, address: str) -> None:
+    session.add(Suppression(address=address, until=utcnow() + timedelta(days=3), reason="5.1.1"))
+
+
 def test_relay_to_a_suppressed_requester_is_skipped(app: App, relay: Relay) -> None:
     new_ticket(app)
     assert send(app)["sent"] == 1  # the ack, before the bounce
     with app.factory() as session, session.begin():
-        session.add(Suppression(address=CUSTOMER, until=utcnow() + timedelta(days=3), reason="5.1.1"))  # fmt: skip
+        suppress(session, CUSTOMER)
     queue_reply(app, agent_reply(app, "Antwort"))
     assert send(app) == {"sent": 0, "retrying": 0, "failed": 0, "skipped": 1, "lost": 0}
     assert by_kind(relay, "reply") == []
@@ -327,7 +332,7 @@ def test_relay_leaves_out_a_suppressed_participant(app: App, relay: Relay) -> No
     add_participant(app, "chef@kunde.example")
     queue_reply(app, agent_reply(app, "Antwort", with_file=False))
     with app.factory() as session, session.begin():  # bounced after it was queued
-        session.add(Suppression(address="weg@kunde.example", until=utcnow() + timedelta(days=3), reason="5.1.1"))  # fmt: skip
+        suppress(session, "weg@kunde.example")
     send(app)
     [reply] = by_kind(relay, "reply")
     assert set(reply.rcpt_tos) == {CUSTOMER, "chef@kunde.example"}
