@@ -428,3 +428,34 @@ def test_tickets_show_has_the_conversation_participants_and_links(
     assert code == 0
     assert "[internal note]" in out and "Kunde hat Version 3." in out
     assert "Bernd Zwei" in out and "chef@kunde.example" in out and "DM-000002" in out
+
+
+def test_no_header_injection_from_cc_names_or_attachment_names() -> None:
+    from datetime import UTC, datetime
+
+    from mailtriage.outbound.headers import MailAttachment, OutgoingMail, build_message
+
+    evil = "Chef\r\nBcc: spy@attacker.example"
+    message = build_message(
+        OutgoingMail(
+            from_name="Bernd (Data & More Support)\r\nBcc: spy@attacker.example",
+            from_address=SUPPORT,
+            to_name="Erika",
+            to_address=CUSTOMER,
+            reply_to="support+dm-000001@dataandmore.com",
+            subject="Re: [DM-000001] x",
+            message_id="dm-000001.reply.5.abcdefghijklmnop@mailtriage.dataandmore.com",
+            date=datetime(2026, 11, 2, tzinfo=UTC),
+            text="Antwort",
+            auto_submitted="",
+            cc=(("chef@kunde.example", evil), ("spy@attacker.example\r\nBcc: x@y.z", "")),
+            attachments=(MailAttachment(evil + ".pdf", "text/html\r\nBcc: x", b"data"),),
+        )
+    )
+    raw = bytes(message)
+    assert b"\r\nBcc:" not in raw and "Bcc" not in message
+    assert [a.addr_spec for a in message["Cc"].addresses] == ["chef@kunde.example"]
+    [part] = list(message.iter_attachments())
+    assert part.get_content_type() == "application/octet-stream"
+    assert "\n" not in (part.get_filename() or "")
+    assert "Auto-Submitted" not in message

@@ -344,6 +344,7 @@ class OutboxStore:
                         "step": job.step,
                         "message_id": job.message_id,
                         "to": job.recipient,
+                        "cc": list(article.get("cc") or []),
                         "via": via,
                         "attempts": job.attempts,
                         "language": job.language,
