@@ -27,7 +27,7 @@ from mailtriage.outbound.conversation_mail import (
 from mailtriage.outbound.sender import Sender
 from mailtriage.pipeline import reply_token
 from mailtriage.pipeline.reply_token import AGENT, REPLY
-from mailtriage.store.models import Article, Attachment, Participant, Ticket, utcnow
+from mailtriage.store.models import Article, Attachment, Event, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox, Suppression
 from relay import Received, Relay
 
@@ -296,16 +296,23 @@ def test_relay_hides_the_agent_cc_the_participant_attachment_kept(
     assert reply.text().startswith("Guten Tag, bitte starten Sie den Dienst neu.")
     [pdf] = list(msg.iter_attachments())
     assert pdf.get_filename() == "handbuch.pdf" and pdf.get_content() == b"%PDF-1.4 the manual\n"
-    # the agent's article is the record of what was sent (not a second article)
+    # the agent's article is the record (not a second article); it keeps its own key
+    # (a redelivery of the agent's mail is a duplicate); the event says what went out
     with app.factory() as session:
         article = session.get(Article, article_id)
-        assert article is not None
-        assert f"<{article.message_id}>" == msg["Message-ID"]
-        assert article.recipients == [CUSTOMER] and article.cc == ["chef@kunde.example"]
+        assert article is not None and article.message_key == "agent-reply-1@dataandmore.com"
         outs = session.scalar(
             select(func.count()).select_from(Article).where(Article.direction == "out")
         )
-        assert outs == 2  # the ack and the relayed reply
+        assert outs == 2  # the ack and the agent's reply
+        [sent] = [
+            e.detail
+            for e in session.scalars(select(Event).where(Event.kind == "mail_sent"))
+            if e.detail["kind"] == "reply"
+        ]
+        assert f"<{sent['message_id']}>" == msg["Message-ID"]
+        assert sent["to"] == CUSTOMER and sent["cc"] == ["chef@kunde.example"]
+        assert sent["article"] == article_id
 
 
 def suppress(session: Session, address: str) -> None:

@@ -345,6 +345,7 @@ class OutboxStore:
                         "message_id": job.message_id,
                         "to": job.recipient,
                         "cc": list(article.get("cc") or []),
+                        "article": article.get("sends_article"),
                         "via": via,
                         "attempts": job.attempts,
                         "language": job.language,
@@ -358,9 +359,12 @@ class OutboxStore:
     def _record_article(
         self, session: Session, job: OutboxJob, article: dict[str, Any], now: datetime
     ) -> None:
-        """The sent mail as an outgoing article. A relayed reply updates the agent's
-        article (``update_article_id``) with what was sent, so it is not there twice
-        and our Message-ID is found when an answer or a bounce comes back."""
+        """The sent mail as an outgoing article. A relayed reply has one already (the
+        agent's, ``sends_article``), left as it is: its key is the agent's Message-ID,
+        which finds a redelivery of the agent's mail; the ``mail_sent`` event records
+        what went out (Message-ID, To, Cc)."""
+        if article.get("sends_article") is not None:
+            return
         sent = {
             "recipients": [job.recipient],
             "cc": list(article.get("cc") or []),
@@ -372,13 +376,6 @@ class OutboxStore:
             "in_reply_to": list(article.get("in_reply_to") or []),
             "references": list(article.get("references") or []),
         }
-        target = article.get("update_article_id")
-        if target is not None:
-            row = session.get(Article, int(target))
-            if row is not None and row.ticket_id == job.ticket_id:
-                for key, value in sent.items():
-                    setattr(row, key, value)
-                return
         text = str(article["text"])
         session.add(
             Article(

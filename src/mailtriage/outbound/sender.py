@@ -278,7 +278,7 @@ class Sender:
         )
         article = _article(mail)
         if job.kind == RELAY:
-            article["update_article_id"] = job.step  # the agent's article is the record
+            article["sends_article"] = job.step  # the agent's article is the record
         else:
             article["internal"] = True  # mail to an agent: never shown to a customer
         return build_message(mail), article
