@@ -270,7 +270,9 @@ def test_relay_hides_the_agent_cc_the_participant_attachment_kept(
 ) -> None:
     new_ticket(app)
     add_participant(app, "chef@kunde.example")
-    article_id = agent_reply(app, "Guten Tag, bitte starten Sie den Dienst neu.")
+    article_id = agent_reply(
+        app, "Guten Tag, bitte starten Sie den Dienst neu.\n\nBernd, bernd.l2@DATAandmore.com"
+    )
     outbox_id = queue_reply(app, article_id)
     assert outbox_id is not None and queue_reply(app, article_id) == outbox_id
     assert send(app)["sent"] == 2

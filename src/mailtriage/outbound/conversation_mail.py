@@ -15,6 +15,7 @@ the outgoing article's id, ``cmd_error`` = the agent's inbound message id.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "NOTICE",
     "RELAY",
     "ConversationContext",
+    "hide_address",
     "notice_agents",
     "notice_step",
     "queue_agent_notices",
@@ -332,11 +334,19 @@ def queue_relay(
         references=refs,
         auto_submitted="",  # written by a person (RFC 3834: no Auto-Submitted)
         attachments=attachment_list(list(article.attachments), policy.attachment_limit_bytes),
-        values={"agent_name": name, "text": article.text},
+        values={"agent_name": name, "text": hide_address(article.text, article.author, policy)},
     )
     language = choose_language(ticket.language, policy)
     plan = _plan(policy, ticket, RELAY, article_id, address, REPLY, language, context)
     return _queue(session, ticket.id, plan)
+
+
+def hide_address(text: str, address: str | None, policy: OutboundPolicy) -> str:
+    """The agent's text with their own address (say, in a signature) replaced by the
+    support address: customers never learn it."""
+    if not address:
+        return text
+    return re.sub(re.escape(address), policy.support_address, text, flags=re.IGNORECASE)
 
 
 def _thread(session: Session, ticket_id: int) -> tuple[str | None, tuple[str, ...]]:
