@@ -182,6 +182,14 @@ def _plain(received: Received) -> str:
 # -- customers replying ---------------------------------------------------------------
 
 
+def test_a_new_ticket_notifies_the_agents_of_its_level(desk: Desk) -> None:
+    desk.open_ticket()
+    [notice] = desk.mails_to(ANNA)
+    seen = _plain(notice)
+    assert "DM-000001" in seen and "druckt seit heute früh nicht mehr" in seen
+    assert notice.message["Reply-To"].addresses[0].addr_spec.startswith("support+dm-000001.")
+
+
 def test_customer_replies_gmail_outlook_and_german_outlook_join_one_ticket(desk: Desk) -> None:
     ack = desk.open_ticket()
     assert ack.message["Subject"] == f"Re: [DM-000001] {OLD_SUBJECT}"
@@ -224,9 +232,9 @@ def test_customer_replies_gmail_outlook_and_german_outlook_join_one_ticket(desk:
     assert gmail.text == "Hier ist die Fehlermeldung: E-42."
     assert gmail.full_text is not None and "wir haben Ihre Anfrage erhalten" in gmail.full_text
     reasons = [" ".join(e.detail["reasons"]) for e in desk.events(1, "article_added")]
-    assert "In-Reply-To" in reasons[0]
-    assert "DM-000001 by" in reasons[1]
-    assert "plus address support+dm-000001" in reasons[1] or "signed reply token" in reasons[1]
+    # our acknowledgement's Message-ID and Reply-To carry Erika's signed token
+    assert "by signed reply token in <dm-000001.ack.0." in reasons[0]
+    assert "by signed reply token in support+dm-000001." in reasons[1]
     assert "subject tag DM-000001" in reasons[2]
     assert len(desk.mails_to(ERIKA)) == 1  # no acknowledgement for a follow-up
 
@@ -240,7 +248,11 @@ def test_cc_becomes_a_participant_who_may_reply(desk: Desk) -> None:
         mail(sender="max@kunde.example", subject=f"AW: [DM-000001] {OLD_SUBJECT}", body="+1"),
         mail_from="max@kunde.example",
     )
-    assert [t.id for t in desk.tickets()] == [1] and len(desk.articles(1)) == 3
+    assert [t.id for t in desk.tickets()] == [1]
+    assert [a.sender for a in desk.articles(1) if a.direction == "in"] == [
+        ERIKA,
+        "max@kunde.example",
+    ]
     assert desk.mails_to("max@kunde.example") == []
 
 
@@ -397,9 +409,46 @@ def test_agent_reply_is_stored_and_the_note_kept_internal(desk: Desk) -> None:
     ticket = desk.ticket(1)
     assert ticket.first_response_at is not None and ticket.status == "waiting"
     assert len(desk.tickets()) == 1
-    for received in desk.mails_to(ERIKA):
-        assert "Wartungsvertrag" not in _plain(received)
-    assert desk.mails_to(ANNA) == []  # an agent's mail is never acknowledged
+    ack, relayed = desk.mails_to(ERIKA)
+    seen = _plain(relayed)
+    assert "bitte starten Sie den Drucker neu" in seen
+    assert "Wartungsvertrag" not in seen and "#note" not in seen  # the note stays inside
+    assert ANNA not in seen  # the agent's own address is not exposed
+    assert relayed.mail_from == SUPPORT and "Anna Schmidt" in relayed.message["From"]
+    assert relayed.message["Subject"] == ack.message["Subject"]
+    notices = desk.mails_to(ANNA)
+    assert len(notices) == 1  # the notice of the new ticket; an agent's mail gets no ack
+    assert "Wartungsvertrag" not in _plain(ack)
+
+
+def test_agent_answers_the_notice_with_its_reply_address(desk: Desk) -> None:
+    """No Authentication-Results at all: the agent token in the notice's reply address
+    authenticates the agent (it was sent only to them)."""
+    desk.open_ticket()
+    [notice] = desk.mails_to(ANNA)
+    reply_to = notice.message["Reply-To"].addresses[0].addr_spec
+    desk.send(
+        agent_mail(
+            "#category installation\nDer Techniker kommt morgen.",
+            authenticated=False,
+            to=reply_to,
+            subject=f"Re: {notice.message['Subject']}",
+            in_reply_to=notice.message["Message-ID"],
+        ),
+        rcpts=[reply_to],
+        mail_from=ANNA,
+    )
+    assert desk.ticket(1).category == "installation"
+    [event] = desk.events(1, "agent_reply")
+    assert "signed agent token" in " ".join(event.detail["reasons"])
+    assert "Der Techniker kommt morgen." in _plain(desk.mails_to(ERIKA)[-1])
+    # the same reply address used by someone else is a customer's mail to a plus address
+    desk.send(
+        mail(sender=STRANGER, to=reply_to, subject="Re: x", body="#status closed"),
+        rcpts=[reply_to],
+        mail_from=STRANGER,
+    )
+    assert desk.ticket(1).status != "closed" and [t.id for t in desk.tickets()] == [1, 2]
 
 
 def test_level_command_is_applied_and_stored_as_a_correction(desk: Desk) -> None:
@@ -416,9 +465,12 @@ def test_a_bad_command_applies_nothing(desk: Desk) -> None:
     desk.send(agent_mail("#level L2\n#frobnicate\nHallo"), mail_from=ANNA)
     ticket = desk.ticket(1)
     assert ticket.level != "L2" and ticket.status == "new"
-    assert [a.direction for a in desk.articles(1)] == ["in", "out"]
+    assert [a for a in desk.articles(1) if a.author == ANNA] == []
     [refused] = desk.events(1, "agent_command_refused")
     assert "unknown command #frobnicate" in refused.detail["errors"][0]
+    assert len(desk.mails_to(ERIKA)) == 1  # nothing relayed
+    _notice, error = desk.mails_to(ANNA)
+    assert "#frobnicate" in _plain(error)
 
 
 def test_a_spoofed_agent_command_is_refused(desk: Desk) -> None:
@@ -431,7 +483,7 @@ def test_a_spoofed_agent_command_is_refused(desk: Desk) -> None:
     ticket = desk.ticket(1)
     assert (ticket.status, ticket.level) == ("new", level)
     assert desk.events(1, "corrected") == [] and desk.events(1, "agent_reply") == []
-    assert [a.author for a in desk.articles(1)] == [None, None]
+    assert [a for a in desk.articles(1) if a.author == ANNA] == []
     assert len(desk.mails_to(ERIKA)) == 1  # nothing relayed
     [link] = desk.links()
     assert link[:2] == (2, 1) and "agent address not authenticated" in link[2]
@@ -477,7 +529,8 @@ def test_reopen_after_resolve_and_a_new_linked_ticket_after_the_window(desk: Des
     assert [t.id for t in desk.tickets()] == [1, 2]
     [link] = desk.links()
     assert link[:2] == (2, 1) and "past the reopen window" in link[2]
-    assert len(desk.mails_to(ERIKA)) == 2  # the new ticket is acknowledged
+    # the ack, the relayed "Erledigt.", the new ticket's ack
+    assert len(desk.mails_to(ERIKA)) == 3
 
 
 # -- loops ----------------------------------------------------------------------------
@@ -513,7 +566,8 @@ def test_mail_from_our_own_plus_address_opens_nothing(desk: Desk) -> None:
 def test_x_auto_response_suppress_all_creates_a_ticket_without_ack(desk: Desk) -> None:
     desk.send(mail(**FIRST, headers={"X-Auto-Response-Suppress": "All"}))
     assert [t.id for t in desk.tickets()] == [1]
-    assert desk.relay.received == []
+    assert desk.mails_to(ERIKA) == []
+    assert len(desk.mails_to(ANNA)) == 1  # the agents still hear of the new ticket
     assert "X-Auto-Response-Suppress: All" in " ".join(
         desk.events(1, "created")[0].detail["reasons"]
     )
@@ -525,7 +579,9 @@ def test_the_cap_on_new_tickets_per_address_keeps_the_rest(make_desk: Any) -> No
         desk.send(mail(sender=ERIKA, subject=f"Frage {i}", body=f"Frage Nummer {i}?"))
     assert [t.id for t in desk.tickets()] == [1, 2, 3]
     assert len(desk.mails_to(ERIKA)) == 3
-    assert [a.subject for a in desk.articles(3)][-2:] == ["Frage 3", "Frage 4"]
+    kept = [a.subject for a in desk.articles(3) if a.direction == "in"]
+    assert kept == ["Frage 2", "Frage 3", "Frage 4"]
+    assert len(desk.mails_to(ANNA)) == 3  # no notice for what was kept
     assert desk.count(Inbound, Inbound.status == "done") == 5  # nothing dropped
 
 
@@ -549,3 +605,5 @@ def test_agent_answering_a_customer_mail_cced_to_them_takes_the_same_path(desk: 
         assert [a.filename for a in article.attachments] == ["anleitung.pdf"]
     assert desk.ticket(1).priority == "urgent"
     assert desk.participants() == []  # agents never become participants
+    # Erika got the agent's mail directly: no second copy relayed
+    assert len(desk.mails_to(ERIKA)) == 1

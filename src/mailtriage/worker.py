@@ -33,6 +33,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +43,11 @@ from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
 from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
+from mailtriage.outbound.conversation_mail import (
+    queue_agent_notices,
+    queue_command_error,
+    queue_relay,
+)
 from mailtriage.outbound.outbox import note_automated_answer, queue_ack
 from mailtriage.pipeline.analyse import Analyser, Analysis, analyse, warm_up
 from mailtriage.pipeline.conversation import DEFAULT_POLICY, ConversationPolicy, match
@@ -50,7 +56,7 @@ from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
-from mailtriage.store.models import Ticket
+from mailtriage.store.models import Article, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -149,15 +155,21 @@ def store_analysis(
 def notify_agents(
     session: Session, ticket: Ticket, inbound_id: int, analysis: Analysis, policy: OutboundPolicy
 ) -> None:
-    """A new ticket: a notice to the agents of its level (outbound/conversation_mail)."""
-    # TODO(conv-out): queue_agent_notices(session, ticket, inbound_id, article_id, ...)
+    """A new ticket: a notice to the agents of its level."""
+    article_id = session.scalar(select(Article.id).where(Article.inbound_id == inbound_id))
+    if article_id is not None:
+        queue_agent_notices(
+            session, ticket, inbound_id, article_id, analysis.classification, policy
+        )
 
 
 def relay(
     session: Session, ticket_id: int, article_id: int, agent_name: str, policy: OutboundPolicy
 ) -> None:
     """An agent's public reply goes to the customer from the support address."""
-    # TODO(conv-out): queue_relay(session, ticket, article_id, agent_name, policy)
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket is not None
+    queue_relay(session, ticket, article_id, agent_name, policy)
 
 
 def command_error(
@@ -169,7 +181,7 @@ def command_error(
     policy: OutboundPolicy,
 ) -> None:
     """An agent's mail with a bad command: a short error mail back, nothing applied."""
-    # TODO(conv-out): queue_command_error(session, ticket_id, inbound_id, ...)
+    queue_command_error(session, ticket_id, inbound_id, agent_address, list(done.errors), policy)
 
 
 class Processor:
