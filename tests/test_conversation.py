@@ -596,3 +596,32 @@ def test_a_forged_delivered_to_is_only_a_hint() -> None:
     plus address like any other, and the sender check decides."""
     decision = _match(sender=STRANGER, headers={"Delivered-To": plus(1, token(1, ERIKA))})
     assert (decision.action, decision.link_ticket_id) == ("create", 1)
+
+
+def test_the_runner_builds_the_policy_from_the_settings(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mailtriage.config import settings_from_dict
+    from mailtriage.pipeline.classify import load_rules
+    from mailtriage.runners.conversation import conversation_policy, warn_about_trust
+
+    settings = settings_from_dict(
+        {
+            "storage": {"dir": str(tmp_path)},
+            "security": {"secret": SECRET.decode(), "authserv_ids": ["mx.dataandmore.com"]},
+            "agents": [{"address": "Anna@DataAndMore.com", "name": "Anna", "level": "L2"}],
+            "conversation": {"new_tickets_per_address": 7, "reopen_days": 3},
+        }
+    )
+    policy = conversation_policy(settings, load_rules(None))
+    assert policy.secret == SECRET and policy.agents == (AgentSpec(ANNA, "Anna", "L2"),)
+    assert (policy.new_tickets_per_address, policy.reopen_days) == (7, 3)
+    assert policy.taxonomy.agents == ((ANNA, "Anna"),) and "how_to" in policy.taxonomy.categories
+    assert not policy.trust_agents_by_address
+    warn_about_trust(settings)
+    assert "trust_agents_by_address" not in caplog.text
+    trusting = settings_from_dict(
+        {"storage": {"dir": str(tmp_path)}, "security": {"trust_agents_by_address": True}}
+    )
+    warn_about_trust(trusting)
+    assert caplog.text.count("security.trust_agents_by_address is on") == 1
