@@ -311,6 +311,11 @@ STRANGER_WAYS = {
         "in_reply_to": FIRST["message_id"],
         "references": FIRST["message_id"],
     },
+    # e.g. forwarded by the customer: our ack's Message-ID in References is no key
+    "our ack's Message-ID in References": {
+        "subject": "Bitte um Rückruf",
+        "references": "ACK_ID",
+    },
     "the customer's reply address": {"subject": "Bitte um Rückruf", "to": "REPLY_TO"},
 }
 
@@ -324,6 +329,8 @@ def test_a_stranger_gets_a_new_linked_ticket_and_nothing_of_the_old(desk: Desk, 
     if values.get("to") == "REPLY_TO":
         values["to"] = reply_to
         rcpts = [reply_to]
+    if values.get("references") == "ACK_ID":
+        values["references"] = ack.message["Message-ID"]
     before = desk.ticket(1)
     values["headers"] = {"Cc": "victim@third.example"}
     desk.send(

@@ -123,10 +123,13 @@ def store_analysis(
         assert ticket is not None
         if decision.acknowledge:
             # A ticket linked to one the sender may not see: the ack names only the new
-            # ticket (its subject without the old tag).
+            # ticket (its subject without the old tag) and threads to this mail only
+            # (none of the References it named, which may be ours about the old one).
             for_ack = parsed
-            if decision.subject is not None:
-                for_ack = dataclasses.replace(parsed, subject=decision.subject)
+            if decision.link_ticket_id is not None:
+                for_ack = dataclasses.replace(
+                    parsed, subject=decision.subject or parsed.subject, references=()
+                )
             queue_ack(session, ticket, inbound_id, for_ack, analysis.classification, policy)
         notify_agents(session, ticket, inbound_id, analysis, policy)
     elif decision.role == "agent" and applied.ticket_id is not None:
