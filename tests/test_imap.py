@@ -99,7 +99,16 @@ def subjects(app: App) -> list[str]:
 
 
 def msgs(n: int, tag: str) -> list[bytes]:
-    return [mail(subject=f"{tag} {i}", message_id=f"<{tag}.{i}@kunde.example>") for i in range(n)]
+    # each from its own address: one address opens at most
+    # conversation.new_tickets_per_address tickets an hour
+    return [
+        mail(
+            subject=f"{tag} {i}",
+            message_id=f"<{tag}.{i}@kunde.example>",
+            sender=f"{tag}.{i}@kunde.example",
+        )
+        for i in range(n)
+    ]
 
 
 # -- pure parts -----------------------------------------------------------------------

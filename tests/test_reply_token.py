@@ -190,3 +190,13 @@ def test_a_customer_token_does_not_authenticate_an_agent():
     token = make_token(SECRET, 7, "anna@dataandmore.com", REPLY)
     assert verify_token(SECRET, token, 7, "anna@dataandmore.com", REPLY)
     assert not verify_token(SECRET, token, 7, "anna@dataandmore.com", AGENT)
+
+
+def test_message_id_steps_of_database_ids_parse() -> None:
+    """Outbox steps are database ids (a relayed reply: the article id; a notice: article
+    id * 100 + agent index), so they grow past six digits."""
+    token = make_token(SECRET, 123, "anna@dataandmore.com", "agent")
+    for step in (0, 999_999, 1_234_567_801, 2_147_483_647):
+        mid = token_message_id(123, "notice", step, token, "mailtriage.dataandmore.com")
+        ref = parse_message_id(mid, ["mailtriage.dataandmore.com"])
+        assert ref is not None and ref.step == step and ref.token == token

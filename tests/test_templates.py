@@ -30,6 +30,45 @@ FULL: dict[str, Any] = {
 }
 EMPTY = FULL | {"name": "", "subject": "", "category": "", "articles": []}
 
+# The conversation kinds (outbound.conversation_mail): the variables each one gets.
+COMMON = {
+    "reference": "DM-000123",
+    "name": "Anna Agent",
+    "subject": "Schnittstelle <liefert> nichts",
+    "support_address": "support@dataandmore.com",
+    "reply_address": "support+dm-000123.abcdefghijklmnop@dataandmore.com",
+    "attachments": [
+        {"filename": "fehler.png", "size": 1234, "attached": True},
+        {"filename": "riesig.zip", "size": 99_000_000, "attached": False},
+    ],
+}
+KIND_VALUES: dict[str, dict[str, Any]] = {
+    "notice": COMMON
+    | {
+        "customer_name": "Erika Muster",
+        "customer_address": "erika@kunde.example",
+        "text": "Die Schnittstelle liefert seit heute <nichts>.",
+        "level": "L2",
+        "category": "integration",
+        "priority": "high",
+        "language": "de",
+        "reasons": ["keyword 'Schnittstelle' -> integration"],
+        "commands": ["#status", "#level", "#note"],
+        "follow_up": False,
+    },
+    "reply": COMMON | {"agent_name": "Anna Agent", "text": "Bitte starten Sie <neu>."},
+    "cmd_error": COMMON
+    | {"errors": ["#stauts resolved: unknown command"], "commands": ["#status", "#note"]},
+}
+KIND_VALUES["ack"] = FULL
+
+
+def variables_for(name: str) -> dict[str, Any]:
+    """The variables of the kind a template file belongs to (``de/notice.txt``)."""
+    kind = name.split("/")[-1].split(".")[0]
+    return KIND_VALUES.get(kind, FULL)
+
+
 TEMPLATES = Templates()
 LANGUAGES = TEMPLATES.languages("ack")
 
@@ -63,7 +102,7 @@ def test_ack_renders(language: str, variables: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", [n for n in TEMPLATES.names() if not n.endswith(".md")])
 def test_every_template_file_renders_with_strict_undefined(name: str) -> None:
-    rendered = TEMPLATES.env.get_template(name).render(FULL)
+    rendered = TEMPLATES.env.get_template(name).render(variables_for(name))
     assert rendered.strip() or name.startswith(("de/_", "en/_"))  # _labels: macros only
 
 
@@ -124,3 +163,42 @@ def test_a_broken_override_fails_with_its_name(tmp_path: Path) -> None:
         Templates(tmp_path).render("ack", "en", FULL)
     with pytest.raises(RenderError, match="not a directory"):
         Templates(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("kind", ["notice", "reply", "cmd_error"])
+def test_conversation_kinds_exist_in_german_and_english(kind: str) -> None:
+    assert {"de", "en"} <= set(TEMPLATES.languages(kind))
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+@pytest.mark.parametrize("kind", ["notice", "reply", "cmd_error"])
+def test_conversation_kind_renders(kind: str, language: str) -> None:
+    values = KIND_VALUES[kind]
+    mail = TEMPLATES.render(kind, language, values)
+    assert "\n" not in mail.subject and "[DM-000123]" in mail.subject
+    assert f'lang="{language}"' in mail.html
+    assert "<liefert>" not in mail.html and "&lt;liefert&gt;" in mail.html  # escaped
+    if kind == "notice":
+        assert mail.subject.startswith("[DM-000123] ") and "(L2, integration, high)" in mail.subject
+        for part in (mail.text, mail.html):
+            assert "Erika Muster" in part and "erika@kunde.example" in part
+            assert "keyword 'Schnittstelle'" in part.replace("&#39;", "'")
+            assert "fehler.png" in part and "#status" in part
+        assert "Die Schnittstelle liefert seit heute <nichts>." in mail.text
+    if kind == "reply":
+        assert mail.subject == "Re: [DM-000123] Schnittstelle <liefert> nichts"
+        assert mail.text.startswith("Bitte starten Sie <neu>.")
+        assert "Anna Agent" in mail.text and "riesig.zip" in mail.text
+    if kind == "cmd_error":
+        assert "#stauts resolved: unknown command" in mail.text
+        assert "#status" in mail.text
+
+
+@pytest.mark.parametrize("kind", ["notice", "reply", "cmd_error"])
+@pytest.mark.parametrize("missing", ["reference", "text", "errors", "agent_name"])
+def test_a_missing_conversation_variable_fails_loudly(kind: str, missing: str) -> None:
+    values = KIND_VALUES[kind]
+    if missing not in values:
+        return
+    with pytest.raises(RenderError, match=missing):
+        TEMPLATES.render(kind, "en", {k: v for k, v in values.items() if k != missing})

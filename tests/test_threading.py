@@ -135,14 +135,40 @@ def test_sibling_replies_before_parent_join_one_ticket(cli: CLI, tmp_path: Path)
 
 def test_replies_from_two_people_before_parent_are_both_adopted(cli: CLI, tmp_path: Path) -> None:
     """A reply from someone else does not join another sender's early ticket (it
-    merely shares a reference); the parent adopts both tickets."""
+    merely shares a reference); the parent adopts both tickets, since both were on
+    its Cc and replied to its sender."""
     for i, who in ((1, "Anna <anna@kunde.example>"), (2, "Bert <bert@kunde.example>")):
-        raw = reply(f"<s{i}@kunde.example>", PARENT, sender=who)
+        raw = mail(
+            message_id=f"<s{i}@kunde.example>",
+            in_reply_to=PARENT,
+            references=PARENT,
+            subject="Re: Drucker druckt nicht",
+            body=f"Antwort {i}: noch immer kaputt.",
+            sender=who,
+            to="erika@kunde.example, support@dataandmore.com",
+        )
         cli.json("import", str(write(tmp_path / f"s{i}.eml", raw)))
     assert [t["article_count"] for t in live(cli)] == [1, 1]
-    cli.json("import", str(write(tmp_path / "p.eml", parent())))
+    cc = {"Cc": "anna@kunde.example, bert@kunde.example"}
+    cli.json("import", str(write(tmp_path / "p.eml", parent(headers=cc))))
     assert [t["article_count"] for t in live(cli)] == [3]
     assert len(tickets(cli, "--status", "merged")) == 2
+
+
+def test_early_replies_of_people_not_on_the_parent_are_not_adopted(
+    cli: CLI, tmp_path: Path
+) -> None:
+    """Adoption needs the early reply's sender to be the parent's sender, or on its
+    To/Cc and replying to its sender: otherwise each ticket stays as it is."""
+    raw = reply("<s1@kunde.example>", PARENT, sender="Anna <anna@kunde.example>")
+    cli.json("import", str(write(tmp_path / "s1.eml", raw)))
+    # on the parent's Cc, but her reply was not to the parent's sender
+    raw = reply("<s2@kunde.example>", PARENT, sender="Bert <bert@kunde.example>")
+    cli.json("import", str(write(tmp_path / "s2.eml", raw)))
+    cc = {"Cc": "bert@kunde.example"}
+    cli.json("import", str(write(tmp_path / "p.eml", parent(headers=cc))))
+    assert [t["article_count"] for t in live(cli)] == [1, 1, 1]
+    assert tickets(cli, "--status", "merged") == []
 
 
 def test_reply_after_parent_still_appends(cli: CLI, tmp_path: Path) -> None:

@@ -112,7 +112,13 @@ def _write_messages(directory: Path, prefix: str, n: int, trace: bytes = b"") ->
     directory.mkdir(parents=True)
     for i in range(n):
         (directory / f"{i}.eml").write_bytes(
-            trace + mail(subject=f"{prefix} {i}", message_id=f"<{prefix}{i}@kunde.example>")
+            trace
+            + mail(
+                subject=f"{prefix} {i}",
+                message_id=f"<{prefix}{i}@kunde.example>",
+                # each from its own address: the cap of new tickets per address
+                sender=f"{prefix}{i}@kunde.example",
+            )
         )
 
 

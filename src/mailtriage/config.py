@@ -308,11 +308,32 @@ class ConversationSettings:
     # Anyone from the requester's organisation (mail domain, not a freemail domain)
     # counts as a participant of the requester's tickets.
     organisation_participants: bool = False
+    # At most this many new tickets per sender address within the window (0: no cap).
+    # Over it, the mail is kept as an article on that address's latest ticket, without
+    # an acknowledgement (a mail robot that answers every mail cannot open ticket after
+    # ticket, nor get answer after answer).
+    new_tickets_per_address: int = 20
+    new_tickets_window_minutes: float = 60.0
 
     def problems(self) -> list[tuple[str, str]]:
+        out = []
         if self.reopen_days < 0:
-            return [("reopen_days", f"expected a number >= 0, got {_show(self.reopen_days)}")]
-        return []
+            out.append(("reopen_days", f"expected a number >= 0, got {_show(self.reopen_days)}"))
+        if self.new_tickets_per_address < 0:
+            out.append(
+                (
+                    "new_tickets_per_address",
+                    f"expected a number >= 0, got {_show(self.new_tickets_per_address)}",
+                )
+            )
+        if self.new_tickets_window_minutes <= 0:
+            out.append(
+                (
+                    "new_tickets_window_minutes",
+                    f"expected a number > 0, got {_show(self.new_tickets_window_minutes)}",
+                )
+            )
+        return out
 
 
 @dataclass(frozen=True)

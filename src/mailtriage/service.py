@@ -44,6 +44,7 @@ from mailtriage.inbox import Accepted
 from mailtriage.intake.imap import ImapPoller, check_account
 from mailtriage.intake.smtp import SmtpListener
 from mailtriage.outbound.scheduler import OutboundScheduler, start_outbound
+from mailtriage.runners.conversation import warn_about_trust
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +377,7 @@ def run_service(
             app.engine.url.render_as_string(hide_password=True),
             settings.storage_dir,
         )
+        warn_about_trust(settings)
         service = Service(app, use_move=use_move)
         try:
             service.start()

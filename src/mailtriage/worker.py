@@ -31,23 +31,32 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtriage.agent_mail import AgentApplied, apply_agent_reply
 from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
 from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
+from mailtriage.outbound.conversation_mail import (
+    queue_agent_notices,
+    queue_command_error,
+    queue_relay,
+)
 from mailtriage.outbound.outbox import note_automated_answer, queue_ack
 from mailtriage.pipeline.analyse import Analyser, Analysis, analyse, warm_up
-from mailtriage.pipeline.conversation import match
+from mailtriage.pipeline.conversation import DEFAULT_POLICY, ConversationPolicy, match
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
+from mailtriage.runners.conversation import conversation_policy
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
-from mailtriage.store.models import Ticket
+from mailtriage.store.models import Article, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +101,19 @@ def store_analysis(
     *,
     freemail_domains: Collection[str] = (),
     outbound: OutboundPolicy | None = None,
+    conversation: ConversationPolicy | None = None,
+    envelope: dict[str, Any] | None = None,
 ) -> Applied:
     """File one analysed message in the caller's transaction: look up what the store
     knows, match the conversation (pure), write the decision, queue outbound mail.
-    ``outbound``: how to acknowledge new tickets (None: no acknowledgements)."""
-    facts = lookup_conversation(session, analysis.parsed, analysis.loop)
-    decision = match(analysis.parsed, analysis.loop, facts)
+    ``outbound``: how to acknowledge new tickets (None: no acknowledgements);
+    ``conversation``: how to match (None: no secret, no agents); ``envelope``: the SMTP
+    envelope (its recipients may carry our plus address)."""
+    parsed = analysis.parsed
+    cpolicy = conversation or DEFAULT_POLICY
+    rcpts = tuple(str(r) for r in (envelope or {}).get("rcpt_tos") or ())
+    facts = lookup_conversation(session, parsed, analysis.loop, cpolicy, rcpts)
+    decision = match(parsed, analysis.loop, facts, cpolicy, rcpts)
     applied = apply_decision(
         session, inbound_id, owner, analysis, decision, freemail_domains=freemail_domains
     )
@@ -105,7 +121,27 @@ def store_analysis(
     if decision.action == "create" and applied.ticket_id is not None:
         ticket = session.get(Ticket, applied.ticket_id)
         assert ticket is not None
-        queue_ack(session, ticket, inbound_id, analysis.parsed, analysis.classification, policy)
+        if decision.acknowledge:
+            # A ticket linked to one the sender may not see: the ack names only the new
+            # ticket (its subject without the old tag) and threads to this mail only
+            # (none of the References it named, which may be ours about the old one).
+            for_ack = parsed
+            if decision.link_ticket_id is not None:
+                for_ack = dataclasses.replace(
+                    parsed, subject=decision.subject or parsed.subject, references=()
+                )
+            queue_ack(session, ticket, inbound_id, for_ack, analysis.classification, policy)
+        notify_agents(session, ticket, inbound_id, analysis, policy)
+    elif decision.role == "agent" and applied.ticket_id is not None:
+        done = apply_agent_reply(
+            session, applied.ticket_id, inbound_id, parsed, decision, cpolicy.prefix
+        )
+        agent = decision.agent
+        assert agent is not None
+        if done.errors:
+            command_error(session, applied.ticket_id, inbound_id, agent.address, done, policy)
+        elif done.public_article_id is not None and not done.sent_directly:
+            relay(session, applied.ticket_id, done.public_article_id, agent.name, policy)
     elif decision.note and facts.our_mail is not None:
         note_automated_answer(
             session,
@@ -117,6 +153,38 @@ def store_analysis(
             policy,
         )
     return applied
+
+
+def notify_agents(
+    session: Session, ticket: Ticket, inbound_id: int, analysis: Analysis, policy: OutboundPolicy
+) -> None:
+    """A new ticket: a notice to the agents of its level."""
+    article_id = session.scalar(select(Article.id).where(Article.inbound_id == inbound_id))
+    if article_id is not None:
+        queue_agent_notices(
+            session, ticket, inbound_id, article_id, analysis.classification, policy
+        )
+
+
+def relay(
+    session: Session, ticket_id: int, article_id: int, agent_name: str, policy: OutboundPolicy
+) -> None:
+    """An agent's public reply goes to the customer from the support address."""
+    ticket = session.get(Ticket, ticket_id)
+    assert ticket is not None
+    queue_relay(session, ticket, article_id, agent_name, policy)
+
+
+def command_error(
+    session: Session,
+    ticket_id: int,
+    inbound_id: int,
+    agent_address: str,
+    done: AgentApplied,
+    policy: OutboundPolicy,
+) -> None:
+    """An agent's mail with a bad command: a short error mail back, nothing applied."""
+    queue_command_error(session, ticket_id, inbound_id, agent_address, list(done.errors), policy)
 
 
 class Processor:
@@ -227,6 +295,9 @@ class Processor:
             else:
                 ready.append((item, result.analysis))
         concurrent: list[tuple[Claimed, str]] = []
+        conversation = (
+            conversation_policy(self.settings, self.analysers.current().rules) if ready else None
+        )
         try:
             with self.factory() as session, session.begin():
                 for item, analysis in ready:
@@ -239,6 +310,8 @@ class Processor:
                                 analysis,
                                 freemail_domains=self.settings.mail.freemail_domains,
                                 outbound=cached_policy(self.settings),
+                                conversation=conversation,
+                                envelope=item.envelope,
                             )
                         out[item.id] = Processed(item.id, applied.outcome, applied.ticket_id)
                     except LeaseLost:

@@ -24,7 +24,9 @@ OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 
 def add_outbox_commands(sub: Subparsers) -> None:
     """Add ``outbox send|list|show|retry`` to the top-level subparsers ``sub``."""
-    outbox = sub.add_parser("outbox", help="mail we send: acknowledgements")
+    outbox = sub.add_parser(
+        "outbox", help="mail we send: acknowledgements, agent notices, relayed replies"
+    )
     osub = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = osub.add_parser(
         "send", help="send every due mail once (for cron and tests); exit 1 if one failed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailtriage.cli.common import Subparsers, open_app
 from mailtriage.config import Settings
@@ -72,26 +72,19 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
 
 
 def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from rich.text import Text
+
     from mailtriage.store.queries import show_ticket
 
+    agent_names = {a.address.lower(): a.name for a in settings.agents}
     with open_app(settings) as app, app.factory() as session:
-        data = show_ticket(session, settings.mail.ticket_prefix, args.number)
+        data = show_ticket(session, settings.mail.ticket_prefix, args.number, agent_names)
     if args.json:
         print(json.dumps(data, ensure_ascii=False))
         return 0
-    out.print(f"[bold]{data['number']}[/bold] {data['subject']}", markup=True, highlight=False)
-    out.print(
-        f"status {data['status']}  level {data['level']}  category {data['category']}  "
-        f"priority {data['priority']}  language {data['language']}",
-        highlight=False,
-    )
-    out.print(
-        f"requester {data['requester']}  organisation {data['organisation']}", highlight=False
-    )
-    for reason in data["classification_reasons"]:
-        out.print(f"  why: {reason}", highlight=False)
+    _print_head(data, out)
     for article in data["articles"]:
-        out.rule(f"{article['direction']} {article['sender']} {article['date'] or ''}")
+        out.rule(Text(article_heading(article)))  # Text: "[internal note]" is no markup
         out.print(article["text"], markup=False, highlight=False)
         for att in article["attachments"]:
             flags = " ".join(k for k in ("is_inline", "is_screenshot") if att[k])
@@ -108,3 +101,45 @@ def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console)
             highlight=False,
         )
     return 0
+
+
+def _print_head(data: dict[str, Any], out: Console) -> None:
+    def line(text: str) -> None:
+        out.print(text, markup=False, highlight=False)
+
+    out.print(f"[bold]{data['number']}[/bold] ", end="", markup=True, highlight=False)
+    line(data["subject"])
+    line(
+        f"status {data['status']}  level {data['level']}  category {data['category']}  "
+        f"priority {data['priority']}  language {data['language']}"
+    )
+    line(f"requester {data['requester']}  organisation {data['organisation']}")
+    if data.get("assignee"):
+        line(f"assignee {data['assignee']}")
+    for p in data.get("participants", []):
+        line(f"participant ({p['role']}) {p['name']} <{p['address']}>".replace("  ", " "))
+    for link in data.get("links", []):
+        line(f"linked to {link['ticket']}: {link['reason']}")
+    for reason in data["classification_reasons"]:
+        line(f"  why: {reason}")
+
+
+def article_heading(article: dict[str, Any]) -> str:
+    """``in Erika <erika@...> date``, ``out Anna Agent date``, ``[internal note] ...``."""
+    date = article["date"] or ""
+    if article["direction"] == "in":
+        who = article["sender"]
+        return (
+            f"in {article['sender_name']} <{who}> {date}"
+            if article["sender_name"]
+            else f"in {who} {date}"
+        )
+    author = article["author_name"] or article["author"] or article["sender_name"] or "system"
+    if article["internal"]:
+        label = (
+            "[internal note]"
+            if article["author"]
+            else "[internal] mail to " + ", ".join(article["to"])
+        )
+        return f"{label} {author if article['author'] else ''} {date}".replace("  ", " ")
+    return f"out {author} {date}"

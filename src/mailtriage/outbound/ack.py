@@ -13,23 +13,24 @@ import dataclasses
 import functools
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from mailtriage.config import ConfigError, Settings
+from mailtriage.config import AgentSettings, ConfigError, Settings
 from mailtriage.outbound import sla
 from mailtriage.outbound.headers import (
     MAX_REFERENCES,
     clean_header_value,
-    make_message_id,
     plus_address,
     safe_address,
     safe_message_id,
 )
+from mailtriage.outbound.identity import message_id_for, reply_to_for
 from mailtriage.outbound.kb import KbError, KbIndex, KbMatch, load_index, match_articles
 from mailtriage.outbound.render import RenderError, Templates
+from mailtriage.pipeline.reply_token import REPLY
 
 __all__ = [
     "MailContext",
@@ -62,6 +63,13 @@ class OutboundPolicy:
     kb_min_score: float = 3.0
     give_up_after_hours: float = 24.0
     suppress_days: float = 30.0
+    # The HMAC secret of reply tokens (empty: unsigned Message-IDs and plus addresses).
+    secret: bytes = field(default=b"", repr=False)
+    agents: tuple[AgentSettings, ...] = ()
+    reply_to_plus: bool = True
+    from_name: str = "Data & More Support"
+    # Attachments of one notice or relayed reply, in total; larger ones are listed only.
+    attachment_limit_bytes: int = 10 * 1024 * 1024
 
 
 NO_ACK = OutboundPolicy(acknowledge=False)
@@ -84,6 +92,8 @@ class MailContext:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     articles: tuple[dict[str, str], ...] = ()
+    # Fixed when queued (it carries the recipient's token); "" in rows queued before.
+    reply_to: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -114,6 +124,10 @@ class MailContext:
         }
 
 
+class JsonContext(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class OutboxPlan:
     kind: str
@@ -121,7 +135,7 @@ class OutboxPlan:
     message_id: str
     recipient: str
     language: str
-    context: MailContext
+    context: JsonContext
     deadline: datetime
     kb: tuple[KbMatch, ...] = ()
     kb_considered: int = 0
@@ -191,7 +205,7 @@ def plan_ack(
         to_address=recipient,
         to_name=clean_header_value(customer.name, 200),
         language=lang,
-        subject=clean_header_value(_strip_reference(customer.subject, policy.prefix), 500),
+        subject=clean_header_value(strip_reference(customer.subject, policy.prefix), 500),
         category=category or "",
         created_at=created_at.isoformat(),
         due_at=due.isoformat(),
@@ -200,8 +214,27 @@ def plan_ack(
         in_reply_to=parent,
         references=tuple(dict.fromkeys(refs))[-MAX_REFERENCES:],
         articles=tuple({"title": m.article.title, "url": m.article.url} for m in kb),
+        reply_to=reply_to_for(
+            secret=policy.secret,
+            prefix=policy.prefix,
+            support_address=policy.support_address,
+            ticket_id=ticket_id,
+            recipient=recipient,
+            purpose=REPLY,
+            plus=policy.reply_to_plus,
+        ),
     )
-    message_id = make_message_id(reference, ACK, 0, created_at.isoformat(), policy.message_domain)
+    message_id = message_id_for(
+        secret=policy.secret,
+        prefix=policy.prefix,
+        domain=policy.message_domain,
+        ticket_id=ticket_id,
+        kind=ACK,
+        step=0,
+        recipient=recipient,
+        purpose=REPLY,
+        salt=created_at.isoformat(),
+    )
     plan = OutboxPlan(
         kind=ACK,
         step=0,
@@ -216,7 +249,7 @@ def plan_ack(
     return plan, ""
 
 
-def _strip_reference(subject: str, prefix: str) -> str:
+def strip_reference(subject: str, prefix: str) -> str:
     """The customer's subject without reply prefixes and without our [DM-000123] tag
     (the template puts the tag back once)."""
     text = subject
@@ -239,12 +272,21 @@ def reply_address(policy_support: str, reference: str, plus: bool) -> str:
 
 
 def outbound_policy(
-    settings: Settings, *, languages: tuple[str, ...] | None = None
+    settings: Settings,
+    *,
+    languages: tuple[str, ...] | None = None,
+    secret: bytes | None = None,
 ) -> OutboundPolicy:
-    """Build the policy from the config; a bad KB index or template dir is a ConfigError.
+    """Build the policy from the config; a bad KB index, template dir or secret file
+    is a ConfigError.
 
-    ``languages``: those we have acknowledgement templates for (default: look).
+    ``languages``: those we have acknowledgement templates for (default: look);
+    ``secret``: the reply-token secret (default: ``server_secret.load_secret``).
     """
+    if secret is None:
+        from mailtriage.server_secret import load_secret
+
+        secret = load_secret(settings.security, settings.storage_dir)
     if languages is None:
         try:
             languages = Templates(settings.outbound.templates_dir or None).languages(ACK)
@@ -272,6 +314,10 @@ def outbound_policy(
         kb_min_score=settings.kb.min_score,
         give_up_after_hours=settings.outbound.give_up_after_hours,
         suppress_days=settings.outbound.suppress_days,
+        secret=secret,
+        agents=settings.agents,
+        reply_to_plus=settings.outbound.reply_to_plus_address,
+        from_name=settings.outbound.from_name,
     )
 
 
@@ -283,18 +329,27 @@ def cached_policy(settings: Settings) -> OutboundPolicy:
 
 @functools.lru_cache(maxsize=8)
 def _cached_policy(settings: Settings, kb_mtime: float) -> OutboundPolicy:
-    # A broken KB index or template directory must not stop tickets from being
-    # created: log it and go on without (`mailtriage run` and `outbox send` check the
-    # same config strictly at start and refuse to run).
+    # A broken KB index, template directory or secret file must not stop tickets from
+    # being created: log it and go on without (`mailtriage run` and `outbox send` check
+    # the same config strictly at start and refuse to run).
+    from mailtriage.server_secret import load_secret
+
     try:
-        return outbound_policy(settings)
+        secret = load_secret(settings.security, settings.storage_dir)
+    except (ConfigError, OSError) as exc:
+        log.error("outbound: %s; mail is sent without signed reply tokens", exc)
+        secret = b""
+    try:
+        return outbound_policy(settings, secret=secret)
     except ConfigError as exc:
         log.error("outbound: %s; acknowledgements are queued without KB articles", exc)
     without_kb = dataclasses.replace(settings, kb=dataclasses.replace(settings.kb, index_file=""))
     try:
-        return outbound_policy(without_kb)
+        return outbound_policy(without_kb, secret=secret)
     except ConfigError:
-        return outbound_policy(without_kb, languages=(settings.triage.default_language,))
+        return outbound_policy(
+            without_kb, languages=(settings.triage.default_language,), secret=secret
+        )
 
 
 def _mtime(path: str) -> float:

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 __all__ = [
+    "MailAttachment",
     "OutgoingMail",
     "build_message",
     "clean_header_value",
@@ -112,10 +113,20 @@ class OutgoingMail:
     html: str | None = None
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    # "": no Auto-Submitted header (a person's reply relayed by us, RFC 3834)
     auto_submitted: str = AUTO_REPLIED
     language: str = ""
     ticket_reference: str = ""
     kind: str = ""
+    cc: tuple[tuple[str, str], ...] = ()  # (address, name); unsafe addresses are dropped
+    attachments: tuple[MailAttachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class MailAttachment:
+    filename: str
+    content_type: str
+    data: bytes
 
 
 class UnsendableAddress(ValueError):
@@ -135,6 +146,13 @@ def build_message(mail: OutgoingMail) -> EmailMessage:
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = _address(mail.from_name, from_address)
     msg["To"] = _address(mail.to_name, to_address)
+    cc = [
+        _address(name, safe)
+        for address, name in mail.cc
+        if (safe := safe_address(address)) and safe != to_address
+    ]
+    if cc:
+        msg["Cc"] = cc
     msg["Reply-To"] = _address(mail.from_name, reply_to)
     msg["Subject"] = clean_header_value(mail.subject, 900)
     msg["Date"] = format_datetime(mail.date)
@@ -146,7 +164,8 @@ def build_message(mail: OutgoingMail) -> EmailMessage:
     references = list(dict.fromkeys(references))[-MAX_REFERENCES:]
     if references:
         msg["References"] = " ".join(f"<{r}>" for r in references)
-    msg["Auto-Submitted"] = mail.auto_submitted
+    if mail.auto_submitted:
+        msg["Auto-Submitted"] = clean_header_value(mail.auto_submitted, 40)
     msg["X-Auto-Response-Suppress"] = "All"
     if mail.ticket_reference:
         # Our marker: the loop guard calls any mail with an X-Mailtriage-* header "own".
@@ -156,13 +175,33 @@ def build_message(mail: OutgoingMail) -> EmailMessage:
     msg.set_content(mail.text, charset="utf-8")
     if mail.html is not None:
         msg.add_alternative(mail.html, subtype="html", charset="utf-8")
-        for part in msg.iter_parts():  # the email package repeats it in each part
+    for attachment in mail.attachments:
+        maintype, subtype = _content_type(attachment.content_type)
+        msg.add_attachment(
+            attachment.data,
+            maintype=maintype,
+            subtype=subtype,
+            filename=clean_header_value(attachment.filename, 200) or "attachment",
+        )
+    for part in msg.walk():  # the email package repeats it in each part
+        if part is not msg:
             del part["MIME-Version"]
     language = clean_header_value(mail.language, 20)
     if re.fullmatch(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*", language):
         msg["Content-Language"] = language  # after set_content, which drops Content-*
     check_head(bytes(msg))
     return msg
+
+
+_CONTENT_TYPE_RE = re.compile(r"([a-z0-9][a-z0-9.+-]{0,63})/([a-z0-9][a-z0-9.+-]{0,126})")
+
+
+def _content_type(value: str) -> tuple[str, str]:
+    """A plain ``type/subtype`` from a stored value, else application/octet-stream."""
+    match = _CONTENT_TYPE_RE.fullmatch((value or "").strip().lower())
+    if not match or match.group(1) in ("multipart", "message"):
+        return "application", "octet-stream"
+    return match.group(1), match.group(2)
 
 
 _HEADER_LINE_RE = re.compile(rb"([A-Za-z0-9-]+):")
@@ -184,7 +223,7 @@ def check_head(raw: bytes) -> None:
 
 _OUR_HEADERS = frozenset(
     {
-        "from", "to", "reply-to", "subject", "date", "message-id", "in-reply-to",
+        "from", "to", "cc", "reply-to", "subject", "date", "message-id", "in-reply-to",
         "references", "auto-submitted", "x-auto-response-suppress", "content-language",
         "x-mailtriage-ticket", "x-mailtriage-kind", "mime-version", "content-type",
         "content-transfer-encoding",

@@ -11,11 +11,13 @@ go out once the password is fixed (until the deadline).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 ENV_RELAY_PASSWORD = "MAILTRIAGE_RELAY_PASSWORD"
+log = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
@@ -47,7 +50,14 @@ class Mailer(Protocol):
     #: where mail goes, for the record ("relay mx.example:587", "maildir /var/...")
     via: str
 
-    def deliver(self, sender: str, recipient: str, message: bytes, message_id: str) -> None: ...
+    def deliver(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        message_id: str,
+        cc: Sequence[str] = (),
+    ) -> None: ...
 
 
 def classify_smtp_error(exc: BaseException) -> DeliveryError:
@@ -152,7 +162,17 @@ class RelayMailer:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def deliver(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+    def deliver(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        message_id: str,
+        cc: Sequence[str] = (),
+    ) -> None:
+        """``cc``: more envelope recipients (a relayed reply's participants); when only
+        some of them are refused, the mail counts as delivered and the refusal is
+        logged (sending again would give the others a second copy)."""
         c = self.config
         try:
             smtp: smtplib.SMTP
@@ -175,9 +195,11 @@ class RelayMailer:
                             permanent=False,
                         )
                     smtp.login(c.username, c.password)
-                refused = smtp.sendmail(sender, [recipient], message)
-                if refused:  # pragma: no cover - one recipient: sendmail raises instead
-                    raise smtplib.SMTPRecipientsRefused(refused)
+                refused = smtp.sendmail(sender, [recipient, *cc], message)
+                if recipient in refused:
+                    raise smtplib.SMTPRecipientsRefused({recipient: refused[recipient]})
+                for address, answer in refused.items():
+                    log.warning("relay refused Cc %s of <%s>: %s", address, message_id, answer)
         except Exception as exc:
             raise classify_smtp_error(exc) from exc
 
@@ -196,7 +218,15 @@ class MaildirMailer:
     def file_name(self, message_id: str) -> str:
         return f"{sha256(message_id.encode()).hexdigest()[:32]}.mailtriage"
 
-    def deliver(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+    def deliver(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        message_id: str,
+        cc: Sequence[str] = (),
+    ) -> None:
+        """One file per Message-ID; ``cc`` changes nothing (the headers name them)."""
         try:
             for sub in ("tmp", "new", "cur"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)

@@ -334,29 +334,7 @@ class OutboxStore:
                 last_error=None,
             ):
                 return False
-            text = str(article["text"])
-            session.add(
-                Article(
-                    ticket_id=job.ticket_id,
-                    inbound_id=None,
-                    direction="out",
-                    sender=str(article["sender"]),
-                    sender_name=str(article["sender_name"])[:255],
-                    recipients=[job.recipient],
-                    cc=[],
-                    reply_to=[str(article["reply_to"])],
-                    subject=str(article["subject"]),
-                    date=now,
-                    message_key=job.message_id,
-                    message_id=job.message_id,
-                    in_reply_to=list(article.get("in_reply_to") or []),
-                    references=list(article.get("references") or []),
-                    content_key=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                    text=text,
-                    html=article.get("html"),
-                    defects=[],
-                )
-            )
+            self._record_article(session, job, article, now)
             session.add(
                 Event(
                     ticket_id=job.ticket_id,
@@ -366,6 +344,8 @@ class OutboxStore:
                         "step": job.step,
                         "message_id": job.message_id,
                         "to": job.recipient,
+                        "cc": list(article.get("cc") or []),
+                        "article": article.get("sends_article"),
                         "via": via,
                         "attempts": job.attempts,
                         "language": job.language,
@@ -375,6 +355,54 @@ class OutboxStore:
                 )
             )
         return True
+
+    def _record_article(
+        self, session: Session, job: OutboxJob, article: dict[str, Any], now: datetime
+    ) -> None:
+        """The sent mail as an outgoing article. A relayed reply has one already (the
+        agent's, ``sends_article``), left as it is: its key is the agent's Message-ID,
+        which finds a redelivery of the agent's mail; the ``mail_sent`` event records
+        what went out (Message-ID, To, Cc)."""
+        if article.get("sends_article") is not None:
+            return
+        sent = {
+            "recipients": [job.recipient],
+            "cc": list(article.get("cc") or []),
+            "reply_to": [str(article["reply_to"])],
+            "subject": str(article["subject"]),
+            "date": now,
+            "message_key": job.message_id,
+            "message_id": job.message_id,
+            "in_reply_to": list(article.get("in_reply_to") or []),
+            "references": list(article.get("references") or []),
+        }
+        text = str(article["text"])
+        session.add(
+            Article(
+                ticket_id=job.ticket_id,
+                inbound_id=None,
+                direction="out",
+                sender=str(article["sender"]),
+                sender_name=str(article["sender_name"])[:255],
+                content_key=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                text=text,
+                html=article.get("html"),
+                defects=[],
+                internal=bool(article.get("internal")),
+                **sent,
+            )
+        )
+
+    def suppressed(self, addresses: Sequence[str], now: datetime) -> frozenset[str]:
+        """Those of ``addresses`` (lower-cased) that are suppressed at ``now``."""
+        wanted = {a.lower() for a in addresses}
+        with self.factory() as session:
+            rows = session.scalars(
+                select(Suppression.address).where(
+                    Suppression.address.in_(wanted), Suppression.until > now
+                )
+            )
+            return frozenset(rows)
 
     def mark_retry(self, job: OutboxJob, owner: str, error: str, next_at: datetime) -> bool:
         with self.factory() as session, session.begin():

@@ -24,19 +24,28 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.backoff import exponential_delay
+from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.outbound.ack import ACK, MailContext, reply_address
+from mailtriage.outbound.conversation_mail import (
+    CONVERSATION_KINDS,
+    RELAY,
+    ConversationContext,
+)
 from mailtriage.outbound.headers import (
     AUTO_GENERATED,
     AUTO_REPLIED,
+    MailAttachment,
     OutgoingMail,
     UnsendableAddress,
     build_message,
+    safe_address,
 )
 from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settings
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
@@ -99,6 +108,21 @@ def guard(facts: GuardFacts, limits: RateLimits, now: datetime) -> str | None:
     return None
 
 
+def _article(mail: OutgoingMail) -> dict[str, Any]:
+    """What ``mark_sent`` records of a sent mail."""
+    return {
+        "sender": mail.from_address,
+        "sender_name": mail.from_name,
+        "reply_to": mail.reply_to,
+        "subject": mail.subject,
+        "text": mail.text,
+        "html": mail.html,
+        "cc": [address for address, _ in mail.cc],
+        "in_reply_to": [mail.in_reply_to] if mail.in_reply_to else [],
+        "references": list(mail.references),
+    }
+
+
 def _minutes(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 60:g}"
 
@@ -127,6 +151,7 @@ class Sender:
         *,
         mailer: Mailer | None = None,
         templates: Templates | None = None,
+        blobs: BlobStore | None = None,
         owner: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -134,6 +159,7 @@ class Sender:
         self.store = OutboxStore(factory)
         self.mailer = mailer or mailer_from_settings(settings)
         self.templates = templates or Templates(settings.outbound.templates_dir or None)
+        self.blobs = blobs or BlobStore(settings.storage_dir / "blobs")
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = clock
         o = settings.outbound
@@ -178,11 +204,21 @@ class Sender:
 
     # -- one mail -------------------------------------------------------------------
 
-    def render(self, job: OutboxJob) -> tuple[EmailMessage, dict[str, object]]:
-        """The message as it goes out, and the outgoing article to record."""
+    def render(
+        self, job: OutboxJob, exclude: frozenset[str] = frozenset()
+    ) -> tuple[EmailMessage, dict[str, Any]]:
+        """The message as it goes out, and the outgoing article to record.
+        ``exclude``: Cc addresses to leave out (suppressed ones)."""
+        if job.kind in CONVERSATION_KINDS:
+            return self._render_conversation(job, exclude)
+        return self._render_ack(job)
+
+    def _render_ack(self, job: OutboxJob) -> tuple[EmailMessage, dict[str, Any]]:
         ctx = MailContext.from_json(job.context)
         support = self.settings.mail.support_address
-        reply = reply_address(support, ctx.reference, self.settings.outbound.reply_to_plus_address)
+        reply = ctx.reply_to or reply_address(
+            support, ctx.reference, self.settings.outbound.reply_to_plus_address
+        )
         rendered = self.templates.render(
             job.kind, job.language, ctx.variables(support_address=support, reply_address=reply)
         )
@@ -204,17 +240,62 @@ class Sender:
             ticket_reference=ctx.reference,
             kind=job.kind,
         )
-        article: dict[str, object] = {
-            "sender": support,
-            "sender_name": self.settings.outbound.from_name,
-            "reply_to": reply,
-            "subject": rendered.subject,
-            "text": rendered.text,
-            "html": rendered.html,
-            "in_reply_to": [ctx.in_reply_to] if ctx.in_reply_to else [],
-            "references": list(ctx.references),
-        }
+        return build_message(mail), _article(mail)
+
+    def _render_conversation(
+        self, job: OutboxJob, exclude: frozenset[str]
+    ) -> tuple[EmailMessage, dict[str, Any]]:
+        ctx = ConversationContext.from_json(job.context)
+        support = self.settings.mail.support_address
+        rendered = self.templates.render(
+            job.kind, job.language, ctx.variables(support_address=support)
+        )
+        mail = OutgoingMail(
+            from_name=ctx.from_name or self.settings.outbound.from_name,
+            from_address=support,
+            to_name=ctx.to_name,
+            to_address=job.recipient,
+            reply_to=ctx.reply_to,
+            subject=rendered.subject,
+            message_id=job.message_id,
+            date=self.clock(),
+            text=rendered.text,
+            html=rendered.html,
+            in_reply_to=ctx.in_reply_to,
+            references=ctx.references,
+            auto_submitted=ctx.auto_submitted,
+            language=job.language,
+            ticket_reference=ctx.reference,
+            kind=job.kind,
+            cc=tuple(
+                (address, name)
+                for address, name in ctx.cc
+                if safe_address(address)
+                and address.lower() not in exclude
+                and address.lower() != job.recipient.lower()
+            ),
+            attachments=self._attachments(ctx),
+        )
+        article = _article(mail)
+        if job.kind == RELAY:
+            article["sends_article"] = job.step  # the agent's article is the record
+        else:
+            article["internal"] = True  # mail to an agent: never shown to a customer
         return build_message(mail), article
+
+    def _attachments(self, ctx: ConversationContext) -> tuple[MailAttachment, ...]:
+        """The bytes of the attachments to attach, from the blob store; a missing blob
+        fails the mail (``outbox retry`` once it is back) rather than drop a file."""
+        out = []
+        for att in ctx.attachments:
+            if not att.get("attached"):
+                continue
+            try:
+                data = self.blobs.get(str(att["sha256"]))
+            except (OSError, ValueError) as exc:
+                raise RenderError(f"attachment {att['filename']!r}: {exc}") from exc
+            out.append(MailAttachment(str(att["filename"]), str(att["content_type"]), data))
+        return tuple(out)
 
     def _send(self, job: OutboxJob) -> str:
         try:
@@ -235,14 +316,22 @@ class Sender:
             log.info("outbox %s to %s skipped: %s", job.id, job.recipient, why)
             self.store.mark_final(job, self.owner, OutboxStatus.SKIPPED, why, {})
             return "skipped"
+        cc = [str(c[0]).lower() for c in job.context.get("cc") or ()]
+        suppressed = self.store.suppressed(cc, now) if cc else frozenset()
         try:
-            message, article = self.render(job)
+            message, article = self.render(job, suppressed)
         except (RenderError, UnsendableAddress) as exc:
             log.error("outbox %s cannot be rendered: %s", job.id, exc)
             self.store.mark_final(job, self.owner, OutboxStatus.FAILED, str(exc), {})
             return "failed"
         try:
-            self.mailer.deliver(self.envelope_sender, job.recipient, bytes(message), job.message_id)
+            self.mailer.deliver(
+                self.envelope_sender,
+                job.recipient,
+                bytes(message),
+                job.message_id,
+                cc=article["cc"],
+            )
         except DeliveryError as err:
             if err.permanent:
                 log.warning("outbox %s to %s failed: %s", job.id, job.recipient, err.reason)

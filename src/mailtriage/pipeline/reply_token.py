@@ -155,7 +155,7 @@ def parse_message_id(
     if not at or domain not in {d.strip().lower() for d in own_domains}:
         return None
     match = re.fullmatch(
-        rf"{re.escape(prefix.lower())}-{_NUMBER}\.([a-z][a-z0-9_-]{{0,19}})\.([0-9]{{1,6}})"
+        rf"{re.escape(prefix.lower())}-{_NUMBER}\.([a-z][a-z0-9_-]{{0,19}})\.([0-9]{{1,10}})"
         rf"\.([a-z2-7]{{{TOKEN_LENGTH}}})",
         local,
     )

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from mailtriage.pipeline.analyse import Analysis
 from mailtriage.pipeline.conversation import Decision, message_key, thread_candidates
 from mailtriage.pipeline.parse import ParsedMessage
+from mailtriage.pipeline.text import split_body
 from mailtriage.store.models import (
     Article,
     ArticleRef,
@@ -33,7 +34,9 @@ from mailtriage.store.models import (
     InboundStatus,
     Organisation,
     Outcome,
+    Participant,
     Ticket,
+    TicketLink,
     utcnow,
 )
 from mailtriage.store.outbound_models import Outbox, OutboxStatus
@@ -71,17 +74,28 @@ def apply_decision(
         "create": Outcome.CREATED,
     }[decision.action]
     if decision.action == "create":
-        ticket = _create_ticket(session, parsed, analysis, freemail_domains)
+        ticket = _create_ticket(session, parsed, analysis, freemail_domains, decision.subject)
         ticket_id = ticket.id
         _add_article(session, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
         _event(session, ticket.id, inbound_id, "created", parsed, decision, analysis)
+        if decision.link_ticket_id is not None:
+            _link(session, ticket.id, decision.link_ticket_id, decision.link_reason, inbound_id)
+        _add_participants(session, ticket.id, decision.participants, inbound_id)
         _merge(session, decision, ticket.id, inbound_id)
+    elif decision.action == "append" and decision.role == "agent":
+        # An agent's mail: the caller (agent_mail.apply_agent_reply) writes it.
+        assert decision.ticket_id is not None
+        ticket_id = _live_ticket(session, decision.ticket_id)
     elif decision.action == "append":
         assert decision.ticket_id is not None
         ticket_id = _live_ticket(session, decision.ticket_id)
-        _add_article(session, ticket_id, inbound_id, parsed, dict(analysis.ocr_text))
+        _add_article(session, ticket_id, inbound_id, parsed, dict(analysis.ocr_text), reply=True)
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=utcnow()))
         _event(session, ticket_id, inbound_id, "article_added", parsed, decision, analysis)
+        if decision.status_change is not None:
+            before, after, why = decision.status_change
+            set_status(session, ticket_id, before, after, why, "customer", inbound_id)
+        _add_participants(session, ticket_id, decision.participants, inbound_id)
         _merge(session, decision, ticket_id, inbound_id)
     elif decision.action == "ignore" and decision.note:
         ticket_id = decision.ticket_id  # noted, not reopened: status and updated_at stay
@@ -208,8 +222,96 @@ def _merge(session: Session, decision: Decision, into: int, inbound_id: int) -> 
     return merged
 
 
+def set_status(
+    session: Session,
+    ticket_id: int,
+    before: str,
+    after: str,
+    why: str,
+    actor: str,
+    inbound_id: int | None,
+) -> bool:
+    """Move the ticket from ``before`` to ``after`` (guarded: only when it still is
+    ``before``) with a ``status_changed`` event; ``resolved_at`` set on resolve."""
+    values: dict[str, object] = {"status": after, "updated_at": utcnow()}
+    if after == "resolved":
+        values["resolved_at"] = utcnow()
+    result = session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket_id, Ticket.status == before)
+        .values(**values)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.add(
+        Event(
+            ticket_id=ticket_id,
+            inbound_id=inbound_id,
+            kind="status_changed",
+            actor=actor,
+            detail={"from": before, "to": after, "why": why, "actor": actor},
+        )
+    )
+    return True
+
+
+def _link(
+    session: Session, ticket_id: int, linked: int, reason: str | None, inbound_id: int
+) -> None:
+    """The new ticket ``ticket_id`` links to ``linked`` (event on the new ticket only:
+    nothing is written on the old ticket's customer-visible side)."""
+    session.add(
+        TicketLink(
+            ticket_id=ticket_id,
+            linked_ticket_id=linked,
+            reason=reason or "linked",
+            inbound_id=inbound_id,
+        )
+    )
+    session.add(
+        Event(
+            ticket_id=ticket_id,
+            inbound_id=inbound_id,
+            kind="linked",
+            detail={"linked_ticket": linked, "reason": reason},
+        )
+    )
+
+
+def _add_participants(
+    session: Session,
+    ticket_id: int,
+    people: tuple[tuple[str, str, str], ...],
+    inbound_id: int,
+) -> None:
+    if not people:
+        return
+    known = set(
+        session.scalars(select(Participant.address).where(Participant.ticket_id == ticket_id))
+    )
+    for address, name, role in people:
+        if address[:320] in known:
+            continue
+        known.add(address[:320])
+        session.add(
+            Participant(
+                ticket_id=ticket_id,
+                address=address[:320],
+                name=name[:255],
+                role=role,
+                inbound_id=inbound_id,
+            )
+        )
+    session.flush()
+
+
 def _create_ticket(
-    session: Session, parsed: ParsedMessage, analysis: Analysis, freemail: Collection[str]
+    session: Session,
+    parsed: ParsedMessage,
+    analysis: Analysis,
+    freemail: Collection[str],
+    subject: str | None = None,
 ) -> Ticket:
     organisation = None
     domain = parsed.sender_domain
@@ -218,7 +320,7 @@ def _create_ticket(
     contact = _get_or_create_contact(session, parsed, organisation)
     c = analysis.classification
     ticket = Ticket(
-        subject=parsed.subject[:2000],
+        subject=(parsed.subject if subject is None else subject)[:2000],
         status="new",
         requester_id=contact.id if contact else None,
         organisation_id=organisation.id if organisation else None,
@@ -268,7 +370,16 @@ def _add_article(
     inbound_id: int,
     parsed: ParsedMessage,
     ocr: dict[str, str] | None = None,  # attachment sha256 -> text read from the screenshot
+    *,
+    reply: bool = False,
 ) -> None:
+    """``reply``: the article's text is the new text (quoted history and signature
+    split off), ``full_text`` the whole text (NULL when the same)."""
+    text, full_text = parsed.text, None
+    if reply:
+        new = split_body(parsed.text, parsed.subject).new_text
+        if new and new != parsed.text:
+            text, full_text = new, parsed.text
     article = Article(
         ticket_id=ticket_id,
         inbound_id=inbound_id,
@@ -285,7 +396,8 @@ def _add_article(
         in_reply_to=list(parsed.in_reply_to),
         references=list(parsed.references),
         content_key=parsed.content_key,
-        text=parsed.text,
+        text=text,
+        full_text=full_text,
         html=parsed.html,
         defects=list(parsed.defects),
     )
@@ -307,6 +419,65 @@ def _add_article(
     session.add(article)
     session.flush()
     _add_refs(session, article.id, (article.message_key, *thread_candidates(parsed)))
+
+
+def add_agent_article(
+    session: Session,
+    ticket_id: int,
+    inbound_id: int | None,
+    parsed: ParsedMessage,
+    text: str,
+    *,
+    author: str,
+    author_name: str,
+    internal: bool,
+    second: bool = False,
+) -> int:
+    """An agent's public reply (``direction="out"``, attachments kept) or internal note
+    (``internal=True``, no attachments) from their mail; returns the article id."""
+    article = Article(
+        ticket_id=ticket_id,
+        inbound_id=inbound_id,
+        direction="out",
+        internal=internal,
+        author=author[:320],
+        sender=author[:320],
+        sender_name=author_name[:255],
+        recipients=[],
+        cc=[],
+        reply_to=[],
+        subject=parsed.subject,
+        date=parsed.date,
+        # One mail may give a public article and a note: the second one's key differs
+        # (the first keeps the mail's own key, which finds a redelivered duplicate).
+        message_key=message_key(parsed) + ("#note" if second else ""),
+        message_id=parsed.message_id,
+        in_reply_to=list(parsed.in_reply_to),
+        references=list(parsed.references),
+        content_key=parsed.content_key,
+        text=text,
+        full_text=None if text == parsed.text else parsed.text,
+        html=None,
+        defects=list(parsed.defects),
+    )
+    if not internal:
+        article.attachments = [
+            Attachment(
+                filename=att.filename,
+                content_type=att.content_type[:255],
+                size=att.size,
+                sha256=att.sha256,
+                content_id=att.content_id,
+                is_inline=att.is_inline,
+                is_screenshot=att.is_screenshot,
+                width=att.width,
+                height=att.height,
+            )
+            for att in parsed.attachments
+        ]
+    session.add(article)
+    session.flush()
+    return article.id
 
 
 def _add_refs(session: Session, article_id: int, keys: tuple[str, ...]) -> None:

@@ -9,26 +9,43 @@ All three run in the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from mailtriage.pipeline.conversation import (
+    DEFAULT_POLICY,
     Candidate,
     ConversationFacts,
+    ConversationPolicy,
     EarlyReply,
     OurMail,
+    TicketFacts,
+    hinted_ticket_ids,
     message_key,
     our_mail_candidates,
     thread_candidates,
 )
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
-from mailtriage.store.models import Article, ArticleRef, Contact, Event, Ticket
+from mailtriage.store.models import (
+    Article,
+    ArticleRef,
+    Contact,
+    Event,
+    Participant,
+    Ticket,
+    utcnow,
+)
 
 
 def lookup_conversation(
-    session: Session, parsed: ParsedMessage, loop: LoopVerdict
+    session: Session,
+    parsed: ParsedMessage,
+    loop: LoopVerdict,
+    policy: ConversationPolicy = DEFAULT_POLICY,
+    envelope_recipients: tuple[str, ...] = (),
 ) -> ConversationFacts:
     key = message_key(parsed)
     rows = session.execute(
@@ -44,12 +61,93 @@ def lookup_conversation(
             same_id_other_content=other,
             our_mail=find_our_mail(session, our_mail_candidates(parsed, loop)),
         )
+    now = utcnow()
+    candidates = _candidates(session, thread_candidates(parsed))
+    recent, latest = _sender_tickets(session, parsed.sender, now, policy)
+    ids = [
+        *(c.ticket_id for c in candidates),
+        *hinted_ticket_ids(parsed, policy, envelope_recipients),
+        *([latest] if latest is not None else []),
+    ]
     return ConversationFacts(
         message_key=key,
         duplicate_article_id=duplicate,
         same_id_other_content=other,
-        candidates=_candidates(session, thread_candidates(parsed)),
+        candidates=candidates,
         early_replies=_early_replies(session, key),
+        tickets=ticket_facts(session, ids),
+        sender_recent_tickets=recent,
+        sender_latest_ticket=latest,
+        now=now,
+    )
+
+
+def _sender_tickets(
+    session: Session, sender: str, now: datetime, policy: ConversationPolicy
+) -> tuple[int, int | None]:
+    """(tickets ``sender`` opened within the cap's window, the latest of them)."""
+    if not sender or policy.new_tickets_per_address <= 0:
+        return 0, None
+    since = now - timedelta(minutes=policy.new_tickets_window_minutes)
+    count, latest = session.execute(
+        select(func.count(Ticket.id), func.max(Ticket.id))
+        .join(Contact, Contact.id == Ticket.requester_id)
+        .where(Contact.email == sender, Ticket.created_at >= since)
+    ).one()
+    return int(count or 0), latest
+
+
+def _live(session: Session, ticket_id: int) -> int:
+    """A merged ticket's successor (a chain of merges is short)."""
+    for _ in range(20):
+        status = session.scalar(select(Ticket.status).where(Ticket.id == ticket_id))
+        if status != "merged":
+            return ticket_id
+        into = None
+        for detail in session.scalars(
+            select(Event.detail)
+            .where(Event.ticket_id == ticket_id, Event.kind == "merged")
+            .order_by(Event.id.desc())
+        ):
+            if isinstance((detail or {}).get("into"), int):
+                into = detail["into"]
+                break
+        if into is None:
+            return ticket_id
+        ticket_id = into
+    return ticket_id
+
+
+def ticket_facts(session: Session, ticket_ids: Iterable[int]) -> tuple[TicketFacts, ...]:
+    """Facts of each (live) ticket of ``ticket_ids``; unknown ids are left out."""
+    live: dict[int, list[int]] = {}
+    for ticket_id in dict.fromkeys(ticket_ids):
+        live.setdefault(_live(session, ticket_id), []).append(ticket_id)
+    if not live:
+        return ()
+    rows = session.execute(
+        select(Ticket.id, Ticket.status, Ticket.resolved_at, Ticket.subject, Contact.email)
+        .outerjoin(Contact, Contact.id == Ticket.requester_id)
+        .where(Ticket.id.in_(list(live)))
+    ).all()
+    people: dict[int, list[str]] = {}
+    for ticket_id, address in session.execute(
+        select(Participant.ticket_id, Participant.address).where(
+            Participant.ticket_id.in_(list(live))
+        )
+    ):
+        people.setdefault(ticket_id, []).append(address)
+    return tuple(
+        TicketFacts(
+            ticket_id=row.id,
+            status=row.status,
+            requester=row.email,
+            participants=tuple(people.get(row.id, ())),
+            resolved_at=row.resolved_at,
+            subject=row.subject or "",
+            merged_from=tuple(i for i in live[row.id] if i != row.id),
+        )
+        for row in rows
     )
 
 
@@ -110,7 +208,14 @@ def _early_replies(session: Session, key: str) -> tuple[EarlyReply, ...]:
     it (no correction, no event by anyone but the system).
     """
     rows = session.execute(
-        select(Article.ticket_id, Article.inbound_id, Ticket.status)
+        select(
+            Article.ticket_id,
+            Article.inbound_id,
+            Ticket.status,
+            Article.sender,
+            Article.recipients,
+            Article.cc,
+        )
         .join(ArticleRef, ArticleRef.article_id == Article.id)
         .join(Ticket, Ticket.id == Article.ticket_id)
         .where(
@@ -142,12 +247,19 @@ def _early_replies(session: Session, key: str) -> tuple[EarlyReply, ...]:
     ):
         if ticket_id is not None:
             human.setdefault(ticket_id, f"{kind} by {actor}")
+    who = {
+        r.ticket_id: (r.sender or "", (*(r.recipients or ()), *(r.cc or ())))
+        for r in rows
+        if (r.ticket_id, r.inbound_id) in opened
+    }
     out: list[EarlyReply] = []
     for ticket_id in sorted(status):
+        sender, recipients = who[ticket_id]
         if status[ticket_id] != "new":
-            out.append(EarlyReply(ticket_id, f"status {status[ticket_id]}"))
+            kept: str | None = f"status {status[ticket_id]}"
         else:
-            out.append(EarlyReply(ticket_id, human.get(ticket_id)))
+            kept = human.get(ticket_id)
+        out.append(EarlyReply(ticket_id, kept, sender, tuple(recipients)))
     return tuple(out)
 
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from mailtriage.store.models import Article, Attachment, Contact, Inbound, InboundStatus, Ticket
+from mailtriage.store.models import (
+    Article,
+    Attachment,
+    Contact,
+    Inbound,
+    InboundStatus,
+    Participant,
+    Ticket,
+    TicketLink,
+)
 
 _NUMBER_RE = re.compile(r"^(?:[A-Za-z]+-)?0*(\d+)$")
 
@@ -80,7 +90,13 @@ def _ticket_summary(ticket: Ticket, prefix: str) -> dict[str, Any]:
     }
 
 
-def show_ticket(session: Session, prefix: str, number: str) -> dict[str, Any]:
+def show_ticket(
+    session: Session, prefix: str, number: str, agent_names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One ticket with its conversation in order (in and out, internal notes marked),
+    participants, links and events. ``agent_names``: lower-cased address -> name, to
+    name the author of an outgoing article."""
+    names = {k.lower(): v for k, v in (agent_names or {}).items()}
     ticket_id = parse_ticket_number(number)
     ticket = session.scalar(
         select(Ticket)
@@ -98,8 +114,13 @@ def show_ticket(session: Session, prefix: str, number: str) -> dict[str, Any]:
     inbound = {
         row.id: row for row in session.scalars(select(Inbound).where(Inbound.id.in_(inbound_ids)))
     }
-    articles = [_article(a, inbound.get(a.inbound_id or -1)) for a in ticket.articles]
+    articles = [_article(a, inbound.get(a.inbound_id or -1), names) for a in ticket.articles]
     return _ticket_summary(ticket, prefix) | {
+        "assignee": ticket.assignee,
+        "first_response_at": _iso(ticket.first_response_at),
+        "resolved_at": _iso(ticket.resolved_at),
+        "participants": _participants(session, ticket.id),
+        "links": _links(session, prefix, ticket.id),
         "classification_reasons": ticket.classification_reasons or [],
         "article_count": len(articles),
         "attachment_count": sum(len(a["attachments"]) for a in articles),
@@ -116,9 +137,41 @@ def show_ticket(session: Session, prefix: str, number: str) -> dict[str, Any]:
     }
 
 
-def _article(article: Article, inbound: Inbound | None) -> dict[str, Any]:
+def _participants(session: Session, ticket_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(Participant)
+        .where(Participant.ticket_id == ticket_id)
+        .order_by(Participant.created_at, Participant.address)
+    )
+    return [{"address": p.address, "name": p.name, "role": p.role} for p in rows]
+
+
+def _links(session: Session, prefix: str, ticket_id: int) -> list[dict[str, Any]]:
+    """Tickets linked to this one, either way (a new ticket names the one it could not
+    join; that one names the new ticket)."""
+    rows = session.scalars(
+        select(TicketLink)
+        .where(or_(TicketLink.ticket_id == ticket_id, TicketLink.linked_ticket_id == ticket_id))
+        .order_by(TicketLink.id)
+    )
+    return [
+        {
+            "ticket": ticket_reference(
+                prefix, link.linked_ticket_id if link.ticket_id == ticket_id else link.ticket_id
+            ),
+            "reason": link.reason,
+        }
+        for link in rows
+    ]
+
+
+def _article(article: Article, inbound: Inbound | None, names: Mapping[str, str]) -> dict[str, Any]:
+    author = article.author
     return {
         "direction": article.direction,
+        "internal": bool(article.internal),
+        "author": author,
+        "author_name": names.get(author.lower(), "") if author else "",
         "sender": article.sender,
         "sender_name": article.sender_name,
         "to": article.recipients,
@@ -128,6 +181,7 @@ def _article(article: Article, inbound: Inbound | None) -> dict[str, Any]:
         "message_id": article.message_id,
         "in_reply_to": article.in_reply_to,
         "text": article.text,
+        "full_text": article.full_text if article.full_text is not None else article.text,
         "defects": article.defects,
         "source": inbound.source if inbound else None,
         "loop": {"kind": inbound.loop_kind, "reasons": inbound.loop_reasons} if inbound else None,
