@@ -602,8 +602,8 @@ def test_the_runner_builds_the_policy_from_the_settings(
     tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from mailtriage.config import settings_from_dict
-    from mailtriage.triage.rules_file import load_rules
     from mailtriage.runners.conversation import conversation_policy, warn_about_trust
+    from mailtriage.triage.rules_file import load_rules
 
     settings = settings_from_dict(
         {
