@@ -401,21 +401,7 @@ def _add_article(
         html=parsed.html,
         defects=list(parsed.defects),
     )
-    article.attachments = [
-        Attachment(
-            filename=att.filename,
-            content_type=att.content_type[:255],
-            size=att.size,
-            sha256=att.sha256,
-            content_id=att.content_id,
-            is_inline=att.is_inline,
-            is_screenshot=att.is_screenshot,
-            width=att.width,
-            height=att.height,
-            ocr_text=(ocr or {}).get(att.sha256),
-        )
-        for att in parsed.attachments
-    ]
+    article.attachments = _attachments(parsed, ocr)
     session.add(article)
     session.flush()
     _add_refs(session, article.id, (article.message_key, *thread_candidates(parsed)))
@@ -461,23 +447,30 @@ def add_agent_article(
         defects=list(parsed.defects),
     )
     if not internal:
-        article.attachments = [
-            Attachment(
-                filename=att.filename,
-                content_type=att.content_type[:255],
-                size=att.size,
-                sha256=att.sha256,
-                content_id=att.content_id,
-                is_inline=att.is_inline,
-                is_screenshot=att.is_screenshot,
-                width=att.width,
-                height=att.height,
-            )
-            for att in parsed.attachments
-        ]
+        article.attachments = _attachments(parsed)
     session.add(article)
     session.flush()
     return article.id
+
+
+def _attachments(parsed: ParsedMessage, ocr: dict[str, str] | None = None) -> list[Attachment]:
+    """The attachment rows of a message (their bytes are in the blob store);
+    ``ocr``: attachment sha256 -> the text read from the screenshot."""
+    return [
+        Attachment(
+            filename=att.filename,
+            content_type=att.content_type[:255],
+            size=att.size,
+            sha256=att.sha256,
+            content_id=att.content_id,
+            is_inline=att.is_inline,
+            is_screenshot=att.is_screenshot,
+            width=att.width,
+            height=att.height,
+            ocr_text=(ocr or {}).get(att.sha256),
+        )
+        for att in parsed.attachments
+    ]
 
 
 def _add_refs(session: Session, article_id: int, keys: tuple[str, ...]) -> None:
