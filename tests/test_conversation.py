@@ -265,7 +265,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, int | None, str, int
     ),
     (
         "over the cap of new tickets",
-        {"sender": "robot@kunde.example", "subject": "Hello"},
+        {"sender": "robot@kunde.example", "subject": "Hello", "date": NOW},
         {"sender_recent_tickets": 20, "sender_latest_ticket": 7},
         "append",
         7,
@@ -420,6 +420,16 @@ def test_a_linked_ticket_takes_no_old_tag_in_its_subject() -> None:
     decision = _match(sender=STRANGER, subject="Re: [DM-000001] Bitte um Rückruf")
     assert decision.subject == "Re: Bitte um Rückruf"
     assert _match(sender=ERIKA, subject="Neue Frage").subject is None
+
+
+def test_the_cap_counts_only_mail_written_within_its_window() -> None:
+    """An archive imported in one go (old Date headers) is no loop: each of a customer's
+    old mails gets its own ticket, not the last one."""
+    capped = {"sender_recent_tickets": 50, "sender_latest_ticket": 7}
+    old = _match(sender="jsmith@kunde.example", date=NOW - timedelta(days=400), facts=capped)
+    assert old.action == "create"
+    live = _match(sender="jsmith@kunde.example", date=NOW - timedelta(minutes=5), facts=capped)
+    assert (live.action, live.ticket_id) == ("append", 7)
 
 
 def test_the_cap_is_off_at_zero() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -583,7 +583,9 @@ def test_x_auto_response_suppress_all_creates_a_ticket_without_ack(desk: Desk) -
 def test_the_cap_on_new_tickets_per_address_keeps_the_rest(make_desk: Any) -> None:
     desk = make_desk(conversation={"new_tickets_per_address": 3})
     for i in range(5):
-        desk.send(mail(sender=ERIKA, subject=f"Frage {i}", body=f"Frage Nummer {i}?"))
+        # Written now: the cap is for live floods, not for an archive (old dates).
+        now = datetime.now(UTC)
+        desk.send(mail(sender=ERIKA, subject=f"Frage {i}", body=f"Frage Nummer {i}?", date=now))
     assert [t.id for t in desk.tickets()] == [1, 2, 3]
     assert len(desk.mails_to(ERIKA)) == 3
     kept = [a.subject for a in desk.articles(3) if a.direction == "in"]

@@ -569,7 +569,12 @@ def _create(
     """A new ticket, unless the sender is over the cap of new tickets per address."""
     cap = policy.new_tickets_per_address
     latest = facts.sender_latest_ticket
-    if cap > 0 and facts.sender_recent_tickets >= cap and latest is not None:
+    if (
+        cap > 0
+        and facts.sender_recent_tickets >= cap
+        and latest is not None
+        and _written_within(parsed, facts.now, policy.new_tickets_window_minutes)
+    ):
         return Decision(
             "append",
             ticket_id=latest,
@@ -685,3 +690,13 @@ def _thread(parsed: ParsedMessage, candidates: tuple[Candidate, ...]) -> Candida
         (c for c in candidates if c.via == "reference" and c.article_sender.lower() == sender),
         None,
     )
+
+
+def _written_within(parsed: ParsedMessage, now: datetime | None, minutes: float) -> bool:
+    """Whether the message was written within the cap's window before ``now`` (or has
+    no usable date). A loop is live: mail written long before (an archive imported
+    with ``mailtriage import``, a delayed delivery) is not capped, so a customer's
+    old mails never end up on one ticket."""
+    if parsed.date is None or now is None:
+        return True
+    return parsed.date >= now - timedelta(minutes=minutes)
