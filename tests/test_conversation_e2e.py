@@ -375,7 +375,14 @@ def test_a_colliding_message_id_does_not_move_someone_elses_ticket(desk: Desk) -
         mail_from="bert@b.example",
     )
     desk.send(
-        mail(sender=STRANGER, subject="Angebot", message_id="<parent@b.example>", body="Hallo"),
+        mail(
+            sender=STRANGER,
+            subject="Angebot",
+            message_id="<parent@b.example>",
+            body="Hallo",
+            # putting B on Cc does not help: B's reply was not written to the stranger
+            headers={"Cc": "bert@b.example"},
+        ),
         mail_from=STRANGER,
     )
     tickets = desk.tickets()
