@@ -121,3 +121,19 @@ def test_hostile_long_subjects_are_fast(subject):
     find_ticket_tag(subject)
     is_reply_subject(subject)
     assert time.monotonic() - started < 2
+
+
+def test_remove_ticket_tags_only_ours_when_a_prefix_is_given() -> None:
+    from mailtriage.pipeline.subject_tag import remove_ticket_tags
+
+    assert remove_ticket_tags("Re: [DM-000001] Drucker [DM#7]") == "Re: Drucker"
+    assert remove_ticket_tags("[XY-12] Drucker [dm-3]", "DM") == "[XY-12] Drucker"
+    assert remove_ticket_tags("Drucker", "DM") == "Drucker"
+
+
+def test_the_acknowledgement_subject_loses_prefixes_and_our_tag_anywhere() -> None:
+    from mailtriage.outbound.ack import strip_reference
+
+    assert strip_reference("AW: AW: [DM-000007] Drucker", "DM") == "Drucker"
+    assert strip_reference("Drucker [DM-000001]", "DM") == "Drucker"  # no second tag
+    assert strip_reference("[XY-12] keep", "DM") == "[XY-12] keep"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from mailtriage.outbound.headers import (
 from mailtriage.outbound.identity import message_id_for, reply_to_for
 from mailtriage.outbound.kb import KbError, KbIndex, KbMatch, load_index, match_articles
 from mailtriage.outbound.render import RenderError, Templates
+from mailtriage.pipeline import subject_tag
 from mailtriage.pipeline.reply_token import REPLY
 
 __all__ = [
@@ -252,19 +252,7 @@ def plan_ack(
 def strip_reference(subject: str, prefix: str) -> str:
     """The customer's subject without reply prefixes and without our [DM-000123] tag
     (the template puts the tag back once)."""
-    text = subject
-    while True:
-        new = re.sub(
-            r"^\s*(?:(?:re|aw|wg|fw|fwd|sv|vs)\s*(?:\[\d+\])?\s*:|\[\s*"
-            + re.escape(prefix)
-            + r"-?\d+\s*\])\s*",
-            "",
-            text,
-            flags=re.IGNORECASE,
-        )
-        if new == text:
-            return text.strip()
-        text = new
+    return subject_tag.strip_prefixes(subject_tag.remove_ticket_tags(subject, prefix))
 
 
 def reply_address(policy_support: str, reference: str, plus: bool) -> str:

@@ -610,11 +610,8 @@ def _create(
         link_reason=link[1] if link else None,
         acknowledge=acknowledge,
         participants=new_participants(parsed, policy),
-        subject=_TAG_RE.sub("", parsed.subject).strip() if link else None,
+        subject=subject_tag.remove_ticket_tags(parsed.subject) if link else None,
     )
-
-
-_TAG_RE = re.compile(r"\s*\[\s*[A-Za-z]{1,10}\s*[-#]\s*[0-9]{1,9}\s*\]")
 
 
 def _find(

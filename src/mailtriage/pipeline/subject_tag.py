@@ -42,6 +42,7 @@ _REPLY_PREFIX = _prefix_re(_REPLY_WORDS)
 _FORWARD_PREFIX = _prefix_re(_FORWARD_WORDS)
 _BRACKET_TAG = re.compile(r"\[[^\[\]]{1,60}\]\s*")
 _TAG = re.compile(r"\[\s*([A-Za-z]{1,10})\s*[-#]\s*([0-9]{1,9})\s*\]")
+_SPACED_TAG = re.compile(r"\s*" + _TAG.pattern)
 
 
 def _walk(subject: str) -> tuple[str, list[re.Match[str]]]:
@@ -92,3 +93,13 @@ def find_ticket_tag(subject: str, prefix: str = "DM") -> str | None:
         if match.group(1).upper() == prefix.upper() and number > 0:
             return f"{prefix.upper()}-{number:06d}"
     return None
+
+
+def remove_ticket_tags(subject: str, prefix: str | None = None) -> str:
+    """The subject without ticket tags (``[DM-000123]``; with ``prefix``, only ours)."""
+
+    def drop(match: re.Match[str]) -> str:
+        ours = prefix is None or match.group(1).upper() == prefix.upper()
+        return "" if ours else match.group(0)
+
+    return _SPACED_TAG.sub(drop, subject).strip()
