@@ -71,6 +71,34 @@ class OutboundPolicy:
     # Attachments of one notice or relayed reply, in total; larger ones are listed only.
     attachment_limit_bytes: int = 10 * 1024 * 1024
 
+    def reply_to(self, ticket_id: int, recipient: str, purpose: str) -> str:
+        """The Reply-To of a mail about ``ticket_id`` to ``recipient`` (identity.py)."""
+        return reply_to_for(
+            secret=self.secret,
+            prefix=self.prefix,
+            support_address=self.support_address,
+            ticket_id=ticket_id,
+            recipient=recipient,
+            purpose=purpose,
+            plus=self.reply_to_plus,
+        )
+
+    def message_id(
+        self, ticket_id: int, kind: str, step: int, recipient: str, purpose: str, salt: str
+    ) -> str:
+        """The Message-ID of outbox entry (ticket, kind, step) to ``recipient``."""
+        return message_id_for(
+            secret=self.secret,
+            prefix=self.prefix,
+            domain=self.message_domain,
+            ticket_id=ticket_id,
+            kind=kind,
+            step=step,
+            recipient=recipient,
+            purpose=purpose,
+            salt=salt,
+        )
+
 
 NO_ACK = OutboundPolicy(acknowledge=False)
 
@@ -214,27 +242,9 @@ def plan_ack(
         in_reply_to=parent,
         references=tuple(dict.fromkeys(refs))[-MAX_REFERENCES:],
         articles=tuple({"title": m.article.title, "url": m.article.url} for m in kb),
-        reply_to=reply_to_for(
-            secret=policy.secret,
-            prefix=policy.prefix,
-            support_address=policy.support_address,
-            ticket_id=ticket_id,
-            recipient=recipient,
-            purpose=REPLY,
-            plus=policy.reply_to_plus,
-        ),
+        reply_to=policy.reply_to(ticket_id, recipient, REPLY),
     )
-    message_id = message_id_for(
-        secret=policy.secret,
-        prefix=policy.prefix,
-        domain=policy.message_domain,
-        ticket_id=ticket_id,
-        kind=ACK,
-        step=0,
-        recipient=recipient,
-        purpose=REPLY,
-        salt=created_at.isoformat(),
-    )
+    message_id = policy.message_id(ticket_id, ACK, 0, recipient, REPLY, created_at.isoformat())
     plan = OutboxPlan(
         kind=ACK,
         step=0,

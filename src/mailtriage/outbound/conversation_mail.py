@@ -33,7 +33,7 @@ from mailtriage.outbound.headers import (
     safe_address,
     safe_message_id,
 )
-from mailtriage.outbound.identity import message_id_for, reference, reply_to_for
+from mailtriage.outbound.identity import reference
 from mailtriage.outbound.outbox import enqueue
 from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.reply_token import AGENT, REPLY
@@ -174,16 +174,8 @@ def _plan(
     language: str,
     context: ConversationContext,
 ) -> OutboxPlan:
-    message_id = message_id_for(
-        secret=policy.secret,
-        prefix=policy.prefix,
-        domain=policy.message_domain,
-        ticket_id=ticket.id,
-        kind=kind,
-        step=step,
-        recipient=recipient,
-        purpose=purpose,
-        salt=ticket.created_at.isoformat(),
+    message_id = policy.message_id(
+        ticket.id, kind, step, recipient, purpose, ticket.created_at.isoformat()
     )
     return OutboxPlan(
         kind=kind,
@@ -193,18 +185,6 @@ def _plan(
         language=language,
         context=context,
         deadline=utcnow() + timedelta(hours=policy.give_up_after_hours),
-    )
-
-
-def _reply_to(policy: OutboundPolicy, ticket_id: int, recipient: str, purpose: str) -> str:
-    return reply_to_for(
-        secret=policy.secret,
-        prefix=policy.prefix,
-        support_address=policy.support_address,
-        ticket_id=ticket_id,
-        recipient=recipient,
-        purpose=purpose,
-        plus=policy.reply_to_plus,
     )
 
 
@@ -252,7 +232,7 @@ def queue_agent_notices(
         context = ConversationContext(
             reference=reference(policy.prefix, ticket.id),
             to_name=clean_header_value(agent.name, 200),
-            reply_to=_reply_to(policy, ticket.id, address, AGENT),
+            reply_to=policy.reply_to(ticket.id, address, AGENT),
             subject=_subject(ticket, policy),
             auto_submitted=AUTO_GENERATED,
             attachments=attachments,
@@ -326,7 +306,7 @@ def queue_relay(
     context = ConversationContext(
         reference=reference(policy.prefix, ticket.id),
         to_name=clean_header_value(requester.name if requester else "", 200),
-        reply_to=_reply_to(policy, ticket.id, address, REPLY),
+        reply_to=policy.reply_to(ticket.id, address, REPLY),
         subject=_subject(ticket, policy),
         from_name=f"{name} ({policy.from_name})" if name else policy.from_name,
         cc=_cc(session, ticket.id, address, policy),
@@ -417,7 +397,7 @@ def queue_command_error(
     context = ConversationContext(
         reference=reference(policy.prefix, ticket_id),
         to_name=clean_header_value(agent.name if agent else "", 200),
-        reply_to=_reply_to(policy, ticket_id, address, AGENT),
+        reply_to=policy.reply_to(ticket_id, address, AGENT),
         subject=_subject(ticket, policy),
         auto_submitted=AUTO_REPLIED,
         values={"errors": [str(e)[:500] for e in errors], "commands": list(COMMANDS)},
