@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mailtriage.config import Settings
@@ -51,9 +51,5 @@ def open_app(settings: Settings, *, migrate: bool = True) -> App:
 
 
 def print_json(data: object) -> None:
-    print(json.dumps(data, ensure_ascii=False))
-
-
-def counts_line(counts: Mapping[str, object]) -> str:
-    """``read=3 created=2 ...``: the plain-text form of a counts object."""
-    return " ".join(f"{k}={v}" for k, v in counts.items())
+    """One JSON object on one line of standard output (flushed: a reader may be waiting)."""
+    print(json.dumps(data, ensure_ascii=False), flush=True)

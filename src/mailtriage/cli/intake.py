@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailtriage.cli.common import Subparsers, open_app
+from mailtriage.cli.common import Subparsers, open_app, print_json
 from mailtriage.config import Settings
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> in
         else:
             report = import_paths(app, args.paths)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print_json(report.to_dict())
     else:
         out.print(" ".join(f"{k}={v}" for k, v in report.to_dict().items()))
     return 0

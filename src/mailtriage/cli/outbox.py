@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from mailtriage.cli.common import Subparsers, UserError, open_app
+from mailtriage.cli.common import Subparsers, UserError, open_app, print_json
 from mailtriage.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ def cmd_outbox_send(args: argparse.Namespace, settings: Settings, out: Console) 
         finally:
             sender.release()
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print_json(report.to_dict())
     else:
         out.print(" ".join(f"{k}={v}" for k, v in report.to_dict().items()), highlight=False)
     return 1 if report.failed else 0
@@ -84,7 +83,7 @@ def cmd_outbox_list(args: argparse.Namespace, settings: Settings, out: Console) 
             session, settings.mail.ticket_prefix, status=args.status, limit=args.limit
         )
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print_json(rows)
         return 0
     table = Table("id", "ticket", "kind", "status", "to", "lang", "tries", "when", "error")
     for r in rows:
@@ -149,7 +148,7 @@ def cmd_outbox_show(args: argparse.Namespace, settings: Settings, out: Console) 
         print(raw.replace("\r\n", "\n"), end="")
         return 0
     if args.json:
-        print(json.dumps(data | {"message": raw}, ensure_ascii=False))
+        print_json(data | {"message": raw})
         return 0
     for key, value in data.items():
         if key != "context":

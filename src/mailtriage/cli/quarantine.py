@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailtriage.cli.common import Subparsers, UserError, open_app
+from mailtriage.cli.common import Subparsers, UserError, open_app, print_json
 from mailtriage.config import Settings
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ def cmd_quarantine_list(args: argparse.Namespace, settings: Settings, out: Conso
     with open_app(settings) as app, app.factory() as session:
         rows = list_quarantine(session, args.limit)
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print_json(rows)
         return 0
     table = Table("id", "received", "stage", "reason", "source")
     for r in rows:
@@ -63,7 +62,7 @@ def cmd_quarantine_show(args: argparse.Namespace, settings: Settings, out: Conso
     with open_app(settings) as app, app.factory() as session:
         data = show_inbound(session, args.id)
     if args.json:
-        print(json.dumps(data, ensure_ascii=False))
+        print_json(data)
     else:
         for key, value in data.items():
             out.print(f"{key}: {value}", markup=False, highlight=False)

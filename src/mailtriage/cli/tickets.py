@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from mailtriage.cli.common import Subparsers, open_app
+from mailtriage.cli.common import Subparsers, open_app, print_json
 from mailtriage.config import Settings
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
             session, settings.mail.ticket_prefix, status=args.status, limit=args.limit
         )
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print_json(rows)
         return 0
     table = Table(
         "number",
@@ -80,7 +80,7 @@ def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console)
     with open_app(settings) as app, app.factory() as session:
         data = show_ticket(session, settings.mail.ticket_prefix, args.number, agent_names)
     if args.json:
-        print(json.dumps(data, ensure_ascii=False))
+        print_json(data)
         return 0
     _print_head(data, out)
     for article in data["articles"]:

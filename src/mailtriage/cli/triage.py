@@ -7,14 +7,13 @@ classifier.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailtriage.cli.common import Subparsers, UserError, open_app
+from mailtriage.cli.common import Subparsers, UserError, open_app, print_json
 from mailtriage.config import Settings
 
 if TYPE_CHECKING:
@@ -138,7 +137,7 @@ def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) 
         correction = correct_ticket(session, ticket_id, labels, by, prefix)
     number = ticket_reference(prefix, ticket_id)
     if args.json:
-        print(json.dumps({"number": number} | correction.to_dict(), ensure_ascii=False))
+        print_json({"number": number} | correction.to_dict())
     elif correction.changed:
         out.print(
             f"{number} corrected by {by}: {_changes(correction.before, correction.after)}",
@@ -180,7 +179,7 @@ def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Co
         counts[result.outcome] += 1
         number = ticket_reference(prefix, result.ticket_id)
         if args.json:
-            print(json.dumps({"number": number} | result.to_dict(), ensure_ascii=False))
+            print_json({"number": number} | result.to_dict())
             return
         if result.outcome == "reclassified":
             line = f"{number} reclassified: {_changes(result.before, result.after)}"
@@ -249,7 +248,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings, out: Console) -> int
     save_model(result.model, path)
     result.model.path = str(path)
     if args.json:
-        print(json.dumps({"model": str(path)} | result.to_dict(), ensure_ascii=False))
+        print_json({"model": str(path)} | result.to_dict())
         return 0
     data = result.to_dict()
     cv: dict[str, Any] = data["cross_validation"]  # type: ignore[assignment]
@@ -321,7 +320,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> 
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             result = {"file": str(path), "error": reason}
         if args.json:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
+            print_json(result)
         elif "error" in result:
             table.add_row(str(path), "error", str(result["error"]), "", "", "", "")
         else:
@@ -353,10 +352,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
         used = {"rules": rules.source, "model": model.describe() if model else None}
         used["rules_model"] = rules.model.info if rules.model else None
         if len(results) == 1:
-            print(json.dumps(results[0].to_dict() | used, ensure_ascii=False))
+            print_json(results[0].to_dict() | used)
         else:
             each = {str(r.directory): r.to_dict() for r in results}
-            print(json.dumps({"directories": each} | used, ensure_ascii=False))
+            print_json({"directories": each} | used)
     else:
         for result in results:
             render_eval(result, out, tables=len(results) == 1)

@@ -67,10 +67,6 @@ class PartInfo:
     #: MAPI message class of a TNEF body
     tnef_class: str | None = None
 
-    @property
-    def is_container(self) -> bool:
-        return self.content_type.startswith("multipart/")
-
 
 def raw_headers(part: Message) -> Headers:
     """(lower-case name, value) pairs from the raw header lines; never raises."""

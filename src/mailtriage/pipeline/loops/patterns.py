@@ -334,5 +334,3 @@ FIELD_STATUS_RE = re.compile(r"status:?\s*([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)", r
 SMTP_CODE_RE = re.compile(r"(?<![\w.:/-])([45])[0-5]\d(?:[ -](?=[a-z#<(\[]|[45]\.\d))", re.I)
 ADDR_LINE = re.compile(r"^\s*<([^<>\s@]{1,100}@[^<>\s@]{1,200})>\s*:", re.M)
 ADDR_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,100}@[\w-]+(?:\.[\w-]+)+")
-WS_RE = re.compile(r"\s+")
-SPACES_RE = re.compile(r"[ \t\f\v\xa0]+")
