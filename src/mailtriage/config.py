@@ -337,6 +337,70 @@ class ConversationSettings:
 
 
 @dataclass(frozen=True)
+class PortalOrganisation:
+    """A large customer (``[[portal.organisations]]``): the addresses that may see all
+    tickets of the organisation with this mail domain."""
+
+    domain: str = ""
+    addresses: tuple[str, ...] = ()
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}", self.domain):
+            out.append(("domain", f"expected a lower-case mail domain, got {_show(self.domain)}"))
+        if not self.addresses:
+            out.append(("addresses", "at least one address that may sign in"))
+        for i, address in enumerate(self.addresses):
+            if not _ADDRESS_RE.fullmatch(address):
+                out.append((f"addresses[{i}]", f"expected an address, got {_show(address)}"))
+        return out
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """The customer pages: ticket pages reached by signed links, the organisation view
+    for large customers, and feedback."""
+
+    enabled: bool = True
+    # How customers reach the HTTP role, e.g. "https://support.dataandmore.com"; empty:
+    # http://<http.host>:<http.port> (right for a local test, not behind a proxy).
+    base_url: str = ""
+    # A ticket link in a mail stays valid this long.
+    link_days: float = 180.0
+    # A sign-in link of the organisation view stays valid this long.
+    signin_link_minutes: float = 30.0
+    # Sign-in mails per address, and requests per client address, per hour.
+    signin_per_address_per_hour: int = 3
+    signin_per_client_per_hour: int = 20
+    # Ask for feedback when a ticket is resolved; the answer may be changed this long.
+    feedback: bool = True
+    feedback_change_days: float = 14.0
+    organisations: tuple[PortalOrganisation, ...] = ()
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.base_url and not re.fullmatch(r"https?://[^\s/?#]+(?:/[^\s?#]*)?", self.base_url):
+            out.append(("base_url", f"expected http(s)://host[/path], got {_show(self.base_url)}"))
+        for key in ("link_days", "signin_link_minutes", "feedback_change_days"):
+            if getattr(self, key) <= 0:
+                out.append((key, f"expected a number > 0, got {_show(getattr(self, key))}"))
+        for key in ("signin_per_address_per_hour", "signin_per_client_per_hour"):
+            if getattr(self, key) < 1:
+                out.append((key, f"expected an integer >= 1, got {_show(getattr(self, key))}"))
+        seen: dict[str, int] = {}
+        for i, org in enumerate(self.organisations):
+            if org.domain in seen:
+                out.append(
+                    (
+                        f"organisations[{i}].domain",
+                        f"{org.domain} is organisations[{seen[org.domain]}] already",
+                    )
+                )
+            seen.setdefault(org.domain, i)
+        return out
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -353,6 +417,7 @@ class Settings:
     agents: tuple[AgentSettings, ...] = ()
     security: SecuritySettings = field(default_factory=SecuritySettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
     source: str = ""  # the file these came from ("" for defaults)
 
     def problems(self) -> list[tuple[str, str]]:

@@ -307,3 +307,35 @@ class TicketLink(Base):
         UniqueConstraint("ticket_id", "linked_ticket_id", name="uq_ticket_link"),
         Index("ix_ticket_link_linked", "linked_ticket_id"),
     )
+
+
+class Feedback(Base):
+    """A customer's rating of a resolved ticket (1-5, optional comment): one per
+    ticket, changeable for ``portal.feedback_change_days`` after it was first given."""
+
+    __tablename__ = "feedback"
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("ticket.id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(320))  # who answered (lower-cased)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(10))  # "web" or "mail"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PortalRequest(Base):
+    """One request for an organisation sign-in link (rate limits count these)."""
+
+    __tablename__ = "portal_request"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(320))  # lower-cased, as typed
+    client: Mapped[str] = mapped_column(String(100))  # the client's IP address
+    sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_portal_request_address", "address", "created_at"),
+        Index("ix_portal_request_client", "client", "created_at"),
+    )
