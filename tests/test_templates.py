@@ -27,8 +27,9 @@ FULL: dict[str, Any] = {
     ],
     "support_address": "support@dataandmore.com",
     "reply_address": "support+dm-000123@dataandmore.com",
+    "ticket_url": "https://support.example/t/WzEsImEiLDFd.sig",
 }
-EMPTY = FULL | {"name": "", "subject": "", "category": "", "articles": []}
+EMPTY = FULL | {"name": "", "subject": "", "category": "", "articles": [], "ticket_url": ""}
 
 # The conversation kinds (outbound.conversation_mail): the variables each one gets.
 COMMON = {
@@ -37,6 +38,7 @@ COMMON = {
     "subject": "Schnittstelle <liefert> nichts",
     "support_address": "support@dataandmore.com",
     "reply_address": "support+dm-000123.abcdefghijklmnop@dataandmore.com",
+    "ticket_url": "",
     "attachments": [
         {"filename": "fehler.png", "size": 1234, "attached": True},
         {"filename": "riesig.zip", "size": 99_000_000, "attached": False},
@@ -61,6 +63,15 @@ KIND_VALUES: dict[str, dict[str, Any]] = {
     | {"errors": ["#stauts resolved: unknown command"], "commands": ["#status", "#note"]},
 }
 KIND_VALUES["ack"] = FULL
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_the_reply_to_a_customer_links_their_ticket_page(language: str) -> None:
+    url = "https://support.example/t/WzEsImEiLDFd.sig"
+    mail = TEMPLATES.render("reply", language, KIND_VALUES["reply"] | {"ticket_url": url})
+    assert url in mail.text and f'href="{url}"' in mail.html
+    bare = TEMPLATES.render("reply", language, KIND_VALUES["reply"])
+    assert "/t/" not in bare.text and "/t/" not in bare.html
 
 
 def variables_for(name: str) -> dict[str, Any]:
@@ -91,7 +102,9 @@ def test_ack_renders(language: str, variables: dict[str, Any]) -> None:
             assert article["url"] in part
     if variables["articles"]:
         assert "https://kb.example/b" in mail.text
-    else:
+    if variables["ticket_url"]:
+        assert variables["ticket_url"] in mail.text and variables["ticket_url"] in mail.html
+    if not variables["articles"] and not variables["ticket_url"]:
         assert "https://" not in mail.text
     assert mail.html.lstrip().startswith("<!DOCTYPE html>")
     assert f'lang="{language}"' in mail.html

@@ -50,6 +50,8 @@ from mailtriage.outbound.headers import (
 from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settings
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
 from mailtriage.outbound.render import RenderError, Templates
+from mailtriage.portal.links import ticket_url
+from mailtriage.server_secret import load_secret
 from mailtriage.store.models import utcnow
 from mailtriage.store.outbound_models import OutboxStatus
 
@@ -170,6 +172,17 @@ class Sender:
             timedelta(minutes=o.address_window_minutes),
         )
         self.envelope_sender = o.envelope_sender or settings.mail.support_address
+        self.agent_addresses = frozenset(a.address.lower() for a in settings.agents)
+        self._secret: bytes | None = None
+
+    def ticket_url(self, job: OutboxJob) -> str:
+        """The link to the ticket's page for a customer recipient ("" for an agent, or
+        with the portal off): every mail to a customer carries one."""
+        if not self.settings.portal.enabled or job.recipient.lower() in self.agent_addresses:
+            return ""
+        if self._secret is None:
+            self._secret = load_secret(self.settings.security, self.settings.storage_dir)
+        return ticket_url(self.settings, self._secret, job.ticket_id, job.recipient, self.clock())
 
     # -- loop -----------------------------------------------------------------------
 
@@ -220,7 +233,10 @@ class Sender:
             support, ctx.reference, self.settings.outbound.reply_to_plus_address
         )
         rendered = self.templates.render(
-            job.kind, job.language, ctx.variables(support_address=support, reply_address=reply)
+            job.kind,
+            job.language,
+            ctx.variables(support_address=support, reply_address=reply)
+            | {"ticket_url": self.ticket_url(job)},
         )
         mail = OutgoingMail(
             from_name=self.settings.outbound.from_name,
@@ -248,7 +264,9 @@ class Sender:
         ctx = ConversationContext.from_json(job.context)
         support = self.settings.mail.support_address
         rendered = self.templates.render(
-            job.kind, job.language, ctx.variables(support_address=support)
+            job.kind,
+            job.language,
+            ctx.variables(support_address=support) | {"ticket_url": self.ticket_url(job)},
         )
         mail = OutgoingMail(
             from_name=ctx.from_name or self.settings.outbound.from_name,

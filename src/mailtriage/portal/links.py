@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+if TYPE_CHECKING:
+    from mailtriage.config import Settings
+
 __all__ = [
     "Claim",
+    "base_url",
     "make_org_token",
     "make_ticket_token",
     "read_org_token",
     "read_ticket_token",
+    "ticket_url",
 ]
 
 _TICKET_SALT = "mailtriage portal ticket v1"
@@ -109,3 +115,19 @@ def read_org_token(secret: bytes, token: str) -> Claim | None:
     if not isinstance(expires, int) or isinstance(expires, bool):
         return None
     return Claim(domain, address, datetime.fromtimestamp(expires, UTC))
+
+
+def base_url(settings: Settings) -> str:
+    """Where customers reach the pages: ``portal.base_url``, else the HTTP role's
+    address (right for a local test, not behind a proxy)."""
+    if settings.portal.base_url:
+        return settings.portal.base_url.rstrip("/")
+    return "http://127.0.0.1:8025"
+
+
+def ticket_url(
+    settings: Settings, secret: bytes, ticket_id: int, address: str, now: datetime
+) -> str:
+    """The link to ticket ``ticket_id``'s page for ``address``, valid ``portal.link_days``."""
+    expires = now + timedelta(days=settings.portal.link_days)
+    return f"{base_url(settings)}/t/{make_ticket_token(secret, ticket_id, address, expires)}"
