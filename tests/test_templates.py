@@ -63,6 +63,7 @@ KIND_VALUES: dict[str, dict[str, Any]] = {
     | {"errors": ["#stauts resolved: unknown command"], "commands": ["#status", "#note"]},
 }
 KIND_VALUES["ack"] = FULL
+KIND_VALUES["feedback"] = COMMON | {"ticket_url": "https://support.example/t/tok"}
 
 
 @pytest.mark.parametrize("language", ["de", "en"])

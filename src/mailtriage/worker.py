@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -46,17 +47,20 @@ from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
 from mailtriage.outbound.conversation_mail import (
     queue_agent_notices,
     queue_command_error,
+    queue_feedback_request,
     queue_relay,
 )
 from mailtriage.outbound.outbox import note_automated_answer, queue_ack
 from mailtriage.pipeline.analyse import Analyser, Analysis, analyse, warm_up
-from mailtriage.pipeline.conversation import DEFAULT_POLICY, ConversationPolicy, match
+from mailtriage.pipeline.conversation import DEFAULT_POLICY, ConversationPolicy, Decision, match
+from mailtriage.pipeline.feedback_reply import rating_in_reply, replies_to_feedback_request
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
-from mailtriage.store.models import Article, Ticket
+from mailtriage.store.models import Article, Ticket, utcnow
+from mailtriage.store.portal import save_feedback
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +118,24 @@ def store_analysis(
     rcpts = tuple(str(r) for r in (envelope or {}).get("rcpt_tos") or ())
     facts = lookup_conversation(session, parsed, analysis.loop, cpolicy, rcpts)
     decision = match(parsed, analysis.loop, facts, cpolicy, rcpts)
+    policy = outbound or NO_ACK
+    rating = feedback_rating(analysis, decision, policy)
+    if rating is not None:  # a rating answers our question: it does not reopen the ticket
+        decision = dataclasses.replace(decision, status_change=None)
     applied = apply_decision(
         session, inbound_id, owner, analysis, decision, freemail_domains=freemail_domains
     )
-    policy = outbound or NO_ACK
+    if rating is not None and applied.ticket_id is not None:
+        save_feedback(
+            session,
+            applied.ticket_id,
+            parsed.sender,
+            rating[0],
+            rating[1],
+            "mail",
+            utcnow(),
+            timedelta(days=policy.feedback_change_days),
+        )
     if decision.action == "create" and applied.ticket_id is not None:
         ticket = session.get(Ticket, applied.ticket_id)
         assert ticket is not None
@@ -142,6 +160,11 @@ def store_analysis(
             command_error(session, applied.ticket_id, inbound_id, agent.address, done, policy)
         elif done.public_article_id is not None and not done.sent_directly:
             relay(session, applied.ticket_id, done.public_article_id, agent.name, policy)
+        change = decision.status_change
+        if not done.errors and change is not None and change[1] in ("resolved", "closed"):
+            ticket = session.get(Ticket, applied.ticket_id)
+            assert ticket is not None
+            queue_feedback_request(session, ticket, policy)
     elif decision.note and facts.our_mail is not None:
         note_automated_answer(
             session,
@@ -153,6 +176,26 @@ def store_analysis(
             policy,
         )
     return applied
+
+
+def feedback_rating(
+    analysis: Analysis, decision: Decision, policy: OutboundPolicy
+) -> tuple[int, str] | None:
+    """(score, comment) when a customer's reply answers our feedback request with a
+    number, else None."""
+    if (
+        not policy.ask_feedback
+        or decision.action != "append"
+        or decision.role != "customer"
+        or decision.ticket_id is None
+    ):
+        return None
+    parsed = analysis.parsed
+    if not replies_to_feedback_request(
+        parsed, decision.ticket_id, policy.own_domains, policy.prefix
+    ):
+        return None
+    return rating_in_reply(parsed.text, parsed.subject)
 
 
 def notify_agents(

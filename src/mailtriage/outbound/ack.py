@@ -70,6 +70,10 @@ class OutboundPolicy:
     from_name: str = "Data & More Support"
     # Attachments of one notice or relayed reply, in total; larger ones are listed only.
     attachment_limit_bytes: int = 10 * 1024 * 1024
+    # Ask the customer how we did when a ticket is resolved (portal.feedback).
+    ask_feedback: bool = False
+    feedback_change_days: float = 14.0
+    own_domains: tuple[str, ...] = ()
 
     def reply_to(self, ticket_id: int, recipient: str, purpose: str) -> str:
         """The Reply-To of a mail about ``ticket_id`` to ``recipient`` (identity.py)."""
@@ -316,6 +320,9 @@ def outbound_policy(
         agents=settings.agents,
         reply_to_plus=settings.outbound.reply_to_plus_address,
         from_name=settings.outbound.from_name,
+        ask_feedback=settings.portal.enabled and settings.portal.feedback,
+        feedback_change_days=settings.portal.feedback_change_days,
+        own_domains=own,
     )
 
 

@@ -43,6 +43,7 @@ from mailtriage.store.outbound_models import Outbox, Suppression
 __all__ = [
     "CMD_ERROR",
     "CONVERSATION_KINDS",
+    "FEEDBACK",
     "NOTICE",
     "RELAY",
     "ConversationContext",
@@ -51,13 +52,15 @@ __all__ = [
     "notice_step",
     "queue_agent_notices",
     "queue_command_error",
+    "queue_feedback_request",
     "queue_relay",
 ]
 
 NOTICE = "notice"
 RELAY = "reply"
 CMD_ERROR = "cmd_error"
-CONVERSATION_KINDS = (NOTICE, RELAY, CMD_ERROR)
+FEEDBACK = "feedback"
+CONVERSATION_KINDS = (NOTICE, RELAY, CMD_ERROR, FEEDBACK)
 MAX_AGENTS = 100  # notice steps: article id * MAX_AGENTS + agent index
 COMMANDS = ("#status", "#level", "#category", "#priority", "#assign", "#note", "#close")
 
@@ -318,6 +321,30 @@ def queue_relay(
     )
     language = choose_language(ticket.language, policy)
     plan = _plan(policy, ticket, RELAY, article_id, address, REPLY, language, context)
+    return _queue(session, ticket.id, plan)
+
+
+def queue_feedback_request(session: Session, ticket: Ticket, policy: OutboundPolicy) -> int | None:
+    """Ask the requester how we did, once per ticket (the links to rate are on the
+    ticket's page; a reply with a number counts too). None when there is nobody to ask
+    or it was asked before."""
+    if not policy.ask_feedback:
+        return None
+    requester = ticket.requester
+    address = safe_address(requester.email) if requester else None
+    if address is None:
+        return None
+    parent, refs = _thread(session, ticket.id)
+    context = ConversationContext(
+        reference=reference(policy.prefix, ticket.id),
+        to_name=clean_header_value(requester.name if requester else "", 200),
+        reply_to=policy.reply_to(ticket.id, address, REPLY),
+        subject=_subject(ticket, policy),
+        in_reply_to=parent,
+        references=refs,
+    )
+    language = choose_language(ticket.language, policy)
+    plan = _plan(policy, ticket, FEEDBACK, 0, address, REPLY, language, context)
     return _queue(session, ticket.id, plan)
 
 

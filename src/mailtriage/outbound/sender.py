@@ -35,6 +35,7 @@ from mailtriage.config import Settings
 from mailtriage.outbound.ack import ACK, MailContext, reply_address
 from mailtriage.outbound.conversation_mail import (
     CONVERSATION_KINDS,
+    FEEDBACK,
     RELAY,
     ConversationContext,
 )
@@ -297,7 +298,7 @@ class Sender:
         article = _article(mail)
         if job.kind == RELAY:
             article["sends_article"] = job.step  # the agent's article is the record
-        else:
+        elif job.kind != FEEDBACK:
             article["internal"] = True  # mail to an agent: never shown to a customer
         return build_message(mail), article
 

@@ -260,3 +260,46 @@ def record_request(session: Session, address: str, client: str, sent: bool, now:
     session.add(
         PortalRequest(address=address.lower()[:320], client=client[:100], sent=sent, created_at=now)
     )
+
+
+def feedback_report(session: Session, prefix: str, since: datetime | None) -> dict[str, Any]:
+    """Counts, average and comments of the feedback given since ``since`` (all when
+    None), in total and per level and per category of the tickets."""
+    stmt = (
+        select(Feedback, Ticket.level, Ticket.category)
+        .join(Ticket, Feedback.ticket_id == Ticket.id)
+        .order_by(Feedback.updated_at)
+    )
+    if since is not None:
+        stmt = stmt.where(Feedback.updated_at >= since)
+    rows = session.execute(stmt).all()
+
+    def group(items: list[tuple[Feedback, str | None, str | None]]) -> dict[str, Any]:
+        scores = [f.score for f, _, _ in items]
+        return {
+            "count": len(scores),
+            "average": round(sum(scores) / len(scores), 2) if scores else None,
+            "scores": {str(n): scores.count(n) for n in range(1, 6)},
+            "comments": [
+                {
+                    "ticket": ticket_reference(prefix, f.ticket_id),
+                    "score": f.score,
+                    "comment": f.comment,
+                }
+                for f, _, _ in items
+                if f.comment
+            ],
+        }
+
+    by_level: dict[str, list[tuple[Feedback, str | None, str | None]]] = {}
+    by_category: dict[str, list[tuple[Feedback, str | None, str | None]]] = {}
+    items = [(f, level, category) for f, level, category in rows]
+    for item in items:
+        by_level.setdefault(item[1] or "none", []).append(item)
+        by_category.setdefault(item[2] or "none", []).append(item)
+    return {
+        "since": since.isoformat() if since else None,
+        "total": group(items),
+        "by_level": {k: group(v) for k, v in sorted(by_level.items())},
+        "by_category": {k: group(v) for k, v in sorted(by_category.items())},
+    }
