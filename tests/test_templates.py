@@ -63,6 +63,9 @@ KIND_VALUES: dict[str, dict[str, Any]] = {
     | {"errors": ["#stauts resolved: unknown command"], "commands": ["#status", "#note"]},
 }
 KIND_VALUES["ack"] = FULL
+PORTAL_LINK = {"link": "https://x.example/o/tok", "minutes": "30", "support_address": "s@x.example"}
+KIND_VALUES["portal_signin"] = PORTAL_LINK
+KIND_VALUES["portal_link"] = PORTAL_LINK
 KIND_VALUES["feedback"] = COMMON | {"ticket_url": "https://support.example/t/tok"}
 
 
