@@ -71,7 +71,7 @@ class Site:
         while not self.server.started:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
-        self.client = httpx.Client(base_url=self.base, timeout=10)
+        self.client = httpx.Client(base_url=self.base, timeout=10, follow_redirects=True)
 
     def close(self) -> None:
         self.client.close()
@@ -95,8 +95,8 @@ class Site:
         return self.client.post(url, data=data)
 
 
-@pytest.fixture
-def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+def serve(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    """A desk and its pages on loopback (the ``site`` fixtures)."""
     port = _free_port()
     with Relay() as relay:
         desk = Desk(
@@ -111,6 +111,11 @@ def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
         finally:
             site.close()
             desk.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    yield from serve(tmp_path, database_url)
 
 
 def _open(site: Site) -> str:

@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mailtriage.blobs import BlobStore
@@ -43,6 +43,7 @@ __all__ = ["SECURITY_HEADERS", "PortalPages", "portal_routes"]
 CSRF_COOKIE = "mt_csrf"
 MAX_FORM_BYTES = 16 * 1024
 THUMBNAIL = (320, 320)
+_DONE = ("thanks", "too_late", "not_resolved")
 _INLINE_IMAGES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 SECURITY_HEADERS = {
@@ -115,6 +116,8 @@ class PortalPages:
     ) -> HTMLResponse:
         csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         other = "en" if language == "de" else "de"
+        # The language switch links a page one can GET (not the path of a POST).
+        values.setdefault("here", request.url.path if request.method == "GET" else "/portal")
         html = self.env.get_template(template).render(
             t=words(language),
             lang=language,
@@ -206,12 +209,15 @@ class PortalPages:
                 return self.invalid(request)
             feedback = store.feedback_of(session, view["id"])
             language = self.language(request, view["language"])
+            if message is None and request.query_params.get("done") in _DONE:
+                message = request.query_params["done"]
             rate = request.query_params.get("rate", "")
             chosen = int(rate) if rate in ("1", "2", "3", "4", "5") else None
             return self.page(
                 request,
                 "ticket.html",
                 language,
+                here=f"/t/{token}",
                 token=token,
                 ticket=view,
                 status_text=status_words(view["status"], language),
@@ -278,7 +284,11 @@ class PortalPages:
             )
             session.commit()
         message = "thanks" if result.saved else result.reason.replace(" ", "_")
-        return self._ticket_page(request, token, claim, message)
+        # Post/Redirect/Get: a reload shows the page, it does not post again.
+        language = self.language(request)
+        return RedirectResponse(
+            f"/t/{token}?lang={language}&done={message}", status_code=303, headers=SECURITY_HEADERS
+        )
 
     async def attachment(self, request: Request) -> Response:
         token = request.path_params["token"]
