@@ -129,6 +129,8 @@ def _open(site: Site) -> str:
 def test_the_acknowledgement_links_a_page_that_shows_the_ticket(site: Site) -> None:
     link = _open(site)
     assert link in site.desk.mails_to(ERIKA)[0].html()  # the HTML part too
+    [notice] = site.desk.mails_to(ANNA)  # agents' mail links no customer page
+    assert "/t/" not in notice.text() and "/t/" not in notice.html()
     page = site.get(link)
     assert page.status_code == 200
     assert "DM-000001" in page.text and "Drucker druckt nicht" in page.text
