@@ -67,6 +67,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> in
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.ops import multiproc
+
+    multiproc.prepare()  # before anything imports prometheus-client (ops/multiproc.py)
     from mailtriage.service import run_service
 
     return run_service(settings)
