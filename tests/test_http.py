@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import smtplib
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -355,3 +359,56 @@ def test_http_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
         assert f"http.port: cannot listen on 127.0.0.1:{port}" in b.text()
         assert "Traceback" not in b.text()
         assert get(port, "/healthz")[0] == 200  # the first one carries on
+
+
+def test_readyz_says_so_while_a_dead_worker_is_restarted(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'm.db'}")
+    with Daemon(config) as daemon:
+        port = http_port(daemon)
+        wait_ready(port)
+        line = daemon.wait_for_line("started (pid")
+        pid = int(re.search(r"started \(pid (\d+)\)", line).group(1))  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+
+        def worker_not_ok() -> dict[str, Any] | None:
+            status, body = readyz(port)
+            return body if status == 503 and not body["checks"]["worker"]["ok"] else None
+
+        body = wait_for(worker_not_ok, timeout=20, interval=0.05, what="/readyz naming the worker")
+        assert re.search(r"not running|starting \(restart 1\)", body["checks"]["worker"]["detail"])
+        body = wait_ready(port)
+        assert "restarted 1 time(s)" in body["checks"]["worker"]["detail"]
+        assert value(scrape(port), "mailtriage_worker_restarts_total") == 1
+        # and the new worker counts into the same metrics
+        send(daemon.smtp_port(), mail(subject="nach dem Neustart"), "a@kunde.example")
+        wait_for(
+            lambda: (
+                value(
+                    scrape(port),
+                    "mailtriage_messages_processed_total",
+                    outcome="created",
+                    reason="",
+                )
+                == 1
+            ),
+            timeout=30,
+            what="the message processed by the restarted worker",
+        )
+
+
+def test_bad_http_settings_are_one_line_naming_the_key(tmp_path: Path) -> None:
+    for http, message in [
+        ({"port": 99999}, "http.port: expected 0..65535, got 99999"),
+        ({"max_inbox_age_seconds": 0}, "http.max_inbox_age_seconds: expected more than 0"),
+        ({"enabled": "yes"}, 'http.enabled: expected true or false, got "yes"'),
+    ]:
+        config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'm.db'}", http=http)
+        done = subprocess.run(
+            [sys.executable, "-m", "mailtriage", "--config", str(config), "run"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1

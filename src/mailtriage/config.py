@@ -128,6 +128,16 @@ class HttpSettings:
     # /readyz fails when the oldest message not yet processed is older than this.
     max_inbox_age_seconds: float = 900.0
 
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not 0 <= self.port <= 65535:
+            out.append(("port", f"expected 0..65535, got {self.port}"))
+        if self.max_inbox_age_seconds <= 0:
+            out.append(
+                ("max_inbox_age_seconds", f"expected more than 0, got {self.max_inbox_age_seconds}")
+            )
+        return out
+
 
 @dataclass(frozen=True)
 class SmtpSettings:

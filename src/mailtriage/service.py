@@ -120,7 +120,7 @@ class WorkerProcess:
             return False, f"not running (exit code {code}); restart {self.restarts + 1} pending"
         beat = self.heartbeat.value
         if not beat:
-            return False, "starting"
+            return False, f"starting (restart {self.restarts})" if self.restarts else "starting"
         limit = max(60.0, self.settings.worker.lease_seconds)
         since = time.time() - beat
         detail = f"last round {since:.0f}s ago (limit {limit:.0f}s)"
