@@ -412,3 +412,36 @@ def test_bad_http_settings_are_one_line_naming_the_key(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_mail_imported_beside_the_daemon_counts_as_file_source(tmp_path: Path) -> None:
+    """With $PROMETHEUS_MULTIPROC_DIR shared (the systemd unit sets it), `mailtriage
+    import` run beside the daemon shows in the daemon's /metrics."""
+    shared = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'm.db'}")
+    files = tmp_path / "mails"
+    files.mkdir()
+    for i in range(3):
+        (files / f"{i}.eml").write_bytes(
+            mail(subject=f"aus Datei {i}", sender=f"f{i}@kunde.example")
+        )
+    with Daemon(config, env=shared) as daemon:
+        port = http_port(daemon)
+        wait_ready(port)
+        done = subprocess.run(
+            [sys.executable, "-m", "mailtriage", "--config", str(config), "import", str(files)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **shared},
+        )
+        assert done.returncode == 0, done.stderr
+        samples = scrape(port)
+        assert value(samples, "mailtriage_messages_received_total", source="file") == 3
+        assert value(samples, "mailtriage_messages_received_total", source="smtp") == 0
+        assert (
+            value(samples, "mailtriage_open_tickets", level="L1")
+            + value(samples, "mailtriage_open_tickets", level="L2")
+            + value(samples, "mailtriage_open_tickets", level="L3")
+            == 3
+        )
