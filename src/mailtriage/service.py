@@ -77,7 +77,6 @@ class WorkerProcess:
         self._next_start = 0.0
         # time.time() of the worker's last round, written by the worker (/readyz).
         self.heartbeat = self._ctx.Value("d", 0.0, lock=False)
-        self.last_exit: int | None = None
 
     def start(self) -> None:
         # The lease owner names host, this daemon's pid and the child: ops can see
