@@ -107,7 +107,36 @@ class TriageSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
+    # "text": readable lines; "json": one JSON object per line (log collectors);
+    # "auto": JSON unless stderr is a terminal. ``json = true`` is the older spelling
+    # of format = "json".
+    format: Literal["text", "json", "auto"] = "text"
     json: bool = False
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """`mailtriage run`'s HTTP role: /healthz, /readyz, /metrics (issue 13).
+
+    Off unless configured: a fixed default port would clash between two daemons on
+    one machine; config.example.toml and the container config turn it on."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    # 0 picks a free port (it is logged); tests use that.
+    port: int = 8025
+    # /readyz fails when the oldest message not yet processed is older than this.
+    max_inbox_age_seconds: float = 900.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not 0 <= self.port <= 65535:
+            out.append(("port", f"expected 0..65535, got {self.port}"))
+        if self.max_inbox_age_seconds <= 0:
+            out.append(
+                ("max_inbox_age_seconds", f"expected more than 0, got {self.max_inbox_age_seconds}")
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -409,6 +438,7 @@ class Settings:
     triage: TriageSettings = field(default_factory=TriageSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)

@@ -37,6 +37,7 @@ class Claimed:
     attempts: int
     source: str
     envelope: dict[str, Any] | None
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class Inbox:
                     Inbound.attempts,
                     Inbound.source,
                     Inbound.envelope,
+                    Inbound.received_at,
                 )
                 .where(Inbound.id.in_(ids))
                 .order_by(Inbound.id)

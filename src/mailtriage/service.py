@@ -37,14 +37,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import FrameType
+from typing import Any
 
 from mailtriage.app import App
 from mailtriage.config import ConfigError, Settings
 from mailtriage.inbox import Accepted
 from mailtriage.intake.imap import ImapPoller, check_account
 from mailtriage.intake.smtp import SmtpListener
+from mailtriage.ops import metrics, multiproc
+from mailtriage.ops.http import HttpServer, make_app
+from mailtriage.ops.logs import fields
 from mailtriage.outbound.scheduler import OutboundScheduler, start_outbound
 from mailtriage.runners.conversation import warn_about_trust
+from mailtriage.store.queries import ticket_reference
+from mailtriage.worker import Processed
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +75,24 @@ class WorkerProcess:
         self._wake_lock = threading.Lock()  # wake() runs on intake threads, restarts here
         self._started = 0.0
         self._next_start = 0.0
+        # time.time() of the worker's last round, written by the worker (/readyz).
+        self.heartbeat = self._ctx.Value("d", 0.0, lock=False)
 
     def start(self) -> None:
         # The lease owner names host, this daemon's pid and the child: ops can see
         # whose leases these are; a restarted child gets a new name.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:w{uuid.uuid4().hex[:6]}"
         reader, writer = self._ctx.Pipe(duplex=False)
+        self.heartbeat.value = 0.0
         self.process = self._ctx.Process(
             target=worker_main,
-            args=(self.settings, self.owner, reader, logging.getLogger().getEffectiveLevel()),
+            args=(
+                self.settings,
+                self.owner,
+                reader,
+                logging.getLogger().getEffectiveLevel(),
+                self.heartbeat,
+            ),
             name="mailtriage-worker",
         )
         self.process.start()
@@ -93,6 +108,24 @@ class WorkerProcess:
         with self._wake_lock, contextlib.suppress(OSError, ValueError):
             if self._wake_w is not None:  # full, or the worker is gone: nothing to do
                 os.write(self._wake_w.fileno(), b"w")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def health(self) -> tuple[bool, str]:
+        """(ok, detail) for /readyz: alive and going round its loop."""
+        if not self.alive():
+            code = self.process.exitcode if self.process is not None else None
+            return False, f"not running (exit code {code}); restart {self.restarts + 1} pending"
+        beat = self.heartbeat.value
+        if not beat:
+            return False, f"starting (restart {self.restarts})" if self.restarts else "starting"
+        limit = max(60.0, self.settings.worker.lease_seconds)
+        since = time.time() - beat
+        detail = f"last round {since:.0f}s ago (limit {limit:.0f}s)"
+        if self.restarts:
+            detail += f"; restarted {self.restarts} time(s)"
+        return since <= limit, detail
 
     def watch(self) -> None:
         """Restart the worker if it died (called by the main thread, not while stopping)."""
@@ -197,15 +230,18 @@ class _ChildStop(threading.Event):
         return self.is_set()
 
 
-def worker_main(settings: Settings, owner: str, wake: Connection, log_level: int) -> None:
-    """Body of the worker process: run the worker until SIGTERM or the daemon is gone."""
-    from mailtriage.ops.logs import setup_logging
+def worker_main(
+    settings: Settings, owner: str, wake: Connection, log_level: int, heartbeat: Any = None
+) -> None:
+    """Body of the worker process: run the worker until SIGTERM or the daemon is gone.
+    ``heartbeat``: a shared double the worker sets to time.time() every round."""
+    from mailtriage.ops.logs import setup_logging, wants_json
 
     # Ctrl-C reaches the whole process group; the daemon decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = _ChildStop(wake)
     signal.signal(signal.SIGTERM, stop.on_signal)
-    setup_logging(logging.getLevelName(log_level), settings.logging.json)
+    setup_logging(logging.getLevelName(log_level), wants_json(settings.logging))
     _lower_priority(settings.service.worker_nice)
     with App.from_settings(settings, accepts=False) as app:
         worker = app.worker(owner)
@@ -214,10 +250,37 @@ def worker_main(settings: Settings, owner: str, wake: Connection, log_level: int
             # should not wait seconds for them.
             worker.processor.warm_up()
             worker.start_pool()
-            worker.run_forever(stop)
+            worker.run_forever(stop, functools.partial(_after_round, settings, heartbeat))
         finally:
             worker.close()  # releases whatever it still leases
     log.info("worker %s stopped", owner)
+
+
+def _after_round(settings: Settings, heartbeat: Any, batch: list[Processed]) -> None:
+    """In the worker process after each round: heartbeat, metrics, one line per message."""
+    if heartbeat is not None:
+        heartbeat.value = time.time()
+    if not batch:
+        return
+    metrics.count_processed(batch)
+    prefix = settings.mail.ticket_prefix
+    for item in batch:
+        if item.outcome in ("deferred", "quarantined", "lost"):
+            continue  # the Processor logged these with their reason
+        ticket = ticket_reference(prefix, item.ticket_id) if item.ticket_id else None
+        log.info(
+            "inbound %d %s%s",
+            item.inbound_id,
+            item.outcome,
+            f" ({item.reason})" if item.reason else f" {ticket}" if ticket else "",
+            extra=fields(
+                inbound_id=item.inbound_id,
+                ticket=ticket,
+                message_id=item.message_id,
+                outcome=item.outcome,
+                reason=item.reason,
+            ),
+        )
 
 
 @dataclass
@@ -240,6 +303,7 @@ class Service:
         self._intake_stop = threading.Event()
         self._roles: list[_Role] = []
         self.outbound: OutboundScheduler | None = None  # outbound mail (issue 6)
+        self.http: HttpServer | None = None  # /healthz, /readyz, /metrics (issue 13)
         self._check()
 
     def _check(self) -> None:
@@ -254,7 +318,9 @@ class Service:
         if not (s.smtp.enabled or s.imap.enabled or s.worker.enabled):
             log.warning("smtp, imap and worker are all disabled: nothing to run")
 
-    def on_accepted(self, accepted: Accepted) -> None:
+    def on_accepted(self, accepted: Accepted, source: str = "") -> None:
+        if source:
+            metrics.count_received(source)
         if accepted.created and self.worker is not None:
             self.worker.wake()
 
@@ -264,7 +330,9 @@ class Service:
             self.worker = WorkerProcess(s)
             self.worker.start()
         if s.smtp.enabled:
-            self.smtp = SmtpListener(self.app.inbox, s, on_accepted=self.on_accepted)
+            self.smtp = SmtpListener(
+                self.app.inbox, s, on_accepted=functools.partial(self.on_accepted, source="smtp")
+            )
             try:
                 self.smtp.start()
             except OSError as exc:
@@ -279,7 +347,7 @@ class Service:
                     self.app.factory,
                     s,
                     index,
-                    on_accepted=self.on_accepted,
+                    on_accepted=functools.partial(self.on_accepted, source="imap"),
                     use_move=self.use_move,
                 )
                 self.pollers.append(poller)
@@ -288,6 +356,9 @@ class Service:
                 )
         # Outbound mail (issue 6): the outbox sender, a job of the APScheduler scheduler.
         self.outbound = start_outbound(self.app.factory, s)
+        if s.http.enabled:  # last: /readyz reads the roles started above
+            self.http = HttpServer(s.http, make_app(self, self.app.factory))
+            self.http.start()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         failed: list[BaseException] = []
@@ -314,12 +385,16 @@ class Service:
         ]
         if self.smtp is not None and not self.smtp.running and not self._intake_stop.is_set():
             dead.append("smtp")
+        if self.http is not None and not self.http.running and not self._intake_stop.is_set():
+            dead.append("http")
         return dead
 
     def stop(self, grace: float) -> bool:
         """Stop every role; True if all of them finished within ``grace`` seconds."""
         deadline = time.monotonic() + grace
         self._intake_stop.set()
+        if self.http is not None:
+            self.http.stop()
         if self.worker is not None:
             self.worker.request_stop()
         if self.outbound is not None:  # outbound mail (issue 6): finish the mail being sent
@@ -352,6 +427,7 @@ def run_service(
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); 0 after a clean or timed-out stop,
     1 when a role died on its own."""
+    multiproc.prepare()  # before the worker process starts: it counts there too
     own_process = stop is None
     stop = stop or threading.Event()
 
@@ -421,4 +497,6 @@ def _summary(service: Service) -> str:
         parts.append(f"imap {poller.key} {poller.account.folder}")
     if service.worker is not None:
         parts.append("worker")
+    if service.http is not None:
+        parts.append(f"http on {service.http.address[0]}:{service.http.address[1]}")
     return ", ".join(parts) or "no roles"

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -43,6 +43,7 @@ from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
+from mailtriage.ops.logs import fields
 from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
 from mailtriage.outbound.conversation_mail import (
     queue_agent_notices,
@@ -75,6 +76,11 @@ class Processed:
     inbound_id: int
     outcome: str  # created / appended / duplicate / ignored / quarantined / deferred / lost
     ticket_id: int | None = None
+    # For logs and metrics: why ignored (the loop guard's kind) or quarantined (the
+    # stage), the Message-ID, and when the message was accepted (latency).
+    reason: str = ""
+    message_id: str | None = None
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -356,10 +362,19 @@ class Processor:
                                 conversation=conversation,
                                 envelope=item.envelope,
                             )
-                        out[item.id] = Processed(item.id, applied.outcome, applied.ticket_id)
+                        out[item.id] = Processed(
+                            item.id,
+                            applied.outcome,
+                            applied.ticket_id,
+                            reason=(analysis.loop.kind or "other")
+                            if applied.outcome == "ignored"
+                            else "",
+                            message_id=analysis.parsed.message_id,
+                            received_at=item.received_at,
+                        )
                     except LeaseLost:
                         log.warning("inbound %s: lease lost; another worker owns it now", item.id)
-                        out[item.id] = Processed(item.id, "lost")
+                        out[item.id] = Processed(item.id, "lost", received_at=item.received_at)
                     except IntegrityError as exc:
                         # Someone else stored the same thing concurrently: a retry sees it.
                         concurrent.append((item, f"concurrent write: {exc.orig}"))
@@ -400,19 +415,32 @@ class Processor:
         return self._defer(item, stage, reason, tb, self._backoff(item.attempts))
 
     def _quarantine(self, item: Claimed, stage: str, reason: str, tb: str | None) -> Processed:
-        log.warning("inbound %s quarantined at %s: %s", item.id, stage, reason)
+        log.warning(
+            "inbound %s quarantined at %s: %s",
+            item.id,
+            stage,
+            reason,
+            extra=fields(inbound_id=item.id, outcome="quarantined", reason=stage),
+        )
         self.inbox.quarantine(item.id, self.owner, stage=stage, reason=reason, traceback=tb)
-        return Processed(item.id, "quarantined")
+        return Processed(item.id, "quarantined", reason=stage, received_at=item.received_at)
 
     def _defer(
         self, item: Claimed, stage: str, reason: str, tb: str | None, delay: float
     ) -> Processed:
-        log.info("inbound %s deferred %.1fs at %s: %s", item.id, delay, stage, reason)
+        log.info(
+            "inbound %s deferred %.1fs at %s: %s",
+            item.id,
+            delay,
+            stage,
+            reason,
+            extra=fields(inbound_id=item.id, outcome="deferred", reason=stage),
+        )
         with contextlib.suppress(OperationalError, DBAPIError):  # the lease expires instead
             self.inbox.defer(
                 item.id, self.owner, stage=stage, reason=reason, traceback=tb, delay_seconds=delay
             )
-        return Processed(item.id, "deferred")
+        return Processed(item.id, "deferred", reason=stage, received_at=item.received_at)
 
     def _backoff(self, attempts: int) -> float:
         w = self.settings.worker
@@ -536,8 +564,13 @@ class Worker:
                     on_processed(item)
         return counts
 
-    def run_forever(self, stop: threading.Event) -> None:
-        """The daemon loop: poll, process, sleep when idle, until ``stop`` is set."""
+    def run_forever(
+        self,
+        stop: threading.Event,
+        on_batch: Callable[[list[Processed]], None] | None = None,
+    ) -> None:
+        """The daemon loop: poll, process, sleep when idle, until ``stop`` is set.
+        ``on_batch`` sees every round's results (also an empty round: a heartbeat)."""
         while not stop.is_set():
             try:
                 batch = self.run_once()
@@ -545,5 +578,7 @@ class Worker:
                 log.warning("worker: database unavailable, retrying: %s", exc)
                 stop.wait(min(30.0, self.settings.worker.retry_base_seconds))
                 continue
+            if on_batch is not None:
+                on_batch(batch)
             if not batch:
                 stop.wait(self.settings.worker.poll_interval_seconds)

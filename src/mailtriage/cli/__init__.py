@@ -66,11 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from mailtriage.config import load_settings
-    from mailtriage.ops.logs import setup_logging
+    from mailtriage.ops.logs import setup_logging, wants_json
 
     try:
         settings = load_settings(args.config)
-        setup_logging("DEBUG" if args.verbose else settings.logging.level, settings.logging.json)
+        setup_logging(
+            "DEBUG" if args.verbose else settings.logging.level, wants_json(settings.logging)
+        )
         func: Command = args.func
         return func(args, settings, LazyConsole())  # type: ignore[arg-type]
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> in
                 )
         else:
             report = import_paths(app, args.paths)
+    count_imported(report.read)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -66,7 +68,22 @@ def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> in
     return 0
 
 
+def count_imported(read: int) -> None:
+    """With ``$PROMETHEUS_MULTIPROC_DIR`` shared with a running daemon, the messages
+    read here show up in its /metrics (source "file"); without it nobody would see them."""
+    from mailtriage.ops import multiproc
+
+    shared = os.environ.get(multiproc.ENV)
+    if read and shared and os.path.isdir(shared):
+        from mailtriage.ops import metrics
+
+        metrics.RECEIVED.labels(source="file").inc(read)
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.ops import multiproc
+
+    multiproc.prepare()  # before anything imports prometheus-client (ops/multiproc.py)
     from mailtriage.service import run_service
 
     return run_service(settings)

@@ -68,6 +68,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 @dataclass
+class PollerState:
+    """What /readyz and /metrics read about a poller (written by its thread only)."""
+
+    started: float = field(default_factory=time.time)
+    last_sync: float | None = None  # time.time() of the last complete pass
+    last_error: str = ""  # why the last session ended ("" after a good pass)
+    errors: int = 0  # sessions that ended in an error
+    retry_at: float | None = None  # while backing off: when the next attempt starts
+
+
+@dataclass
 class PollStats:
     fetched: int = 0
     accepted: int = 0  # new inbound rows
@@ -142,6 +153,7 @@ class ImapPoller:
         self.max_bytes = int(settings.storage.max_message_mb * 1024 * 1024)
         self.connected = threading.Event()  # set while a session is logged in
         self.idling = threading.Event()  # set while waiting in IDLE
+        self.state = PollerState()
         self._rng = random.Random()
 
     # -- connection -----------------------------------------------------------------
@@ -467,9 +479,12 @@ class ImapPoller:
                     self.account.folder,
                 )
                 self.connected.set()
+                self.state.retry_at = None
                 self.prepare(client)
                 for _ in self._session(client, stop):
                     attempt = 0  # a full pass worked: the next failure starts small
+                    self.state.last_sync = time.time()
+                    self.state.last_error = ""
             except TRANSIENT_ERRORS as exc:
                 attempt += 1
                 self._pause(stop, attempt, _describe(exc))
@@ -487,6 +502,9 @@ class ImapPoller:
         delay = backoff_delay(
             attempt, imap.reconnect_initial_seconds, imap.reconnect_max_seconds, self._rng
         )
+        self.state.errors += 1
+        self.state.last_error = why
+        self.state.retry_at = time.time() + delay
         log.warning(
             "imap %s: %s; reconnecting in %.1fs (attempt %d)", self.key, why, delay, attempt
         )

@@ -31,6 +31,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from mailtriage.config import ConfigError, Settings, SmtpSettings
 from mailtriage.inbox import Accepted, Inbox, Stored
+from mailtriage.ops.logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,9 @@ class IntakeHandler:
         rcpt_options: list[str],
     ) -> str:
         if not self.policy.allows(address):
-            log.info("smtp %s: refused recipient %s", _peer(session), address)
+            # The address may be a customer's (a typo): only at DEBUG.
+            log.info("smtp %s: refused a recipient not accepted here", _peer(session))
+            log.debug("smtp %s: refused recipient %s", _peer(session), address)
             return f"550 5.1.1 <{address}>: Recipient address rejected: not accepted here"
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"
@@ -192,12 +195,12 @@ class IntakeHandler:
             reply = "451 4.3.0 Temporary failure storing the message, please try again later"
             return _per_recipient(reply, envelope, lmtp)
         log.info(
-            "smtp %s: %s inbound %d (%d bytes, from <%s>)",
+            "smtp %s: %s inbound %d (%d bytes)",
             _peer(session),
             "queued" if accepted.created else "already had",
             accepted.id,
             len(raw),
-            meta["mail_from"],
+            extra=fields(inbound_id=accepted.id),
         )
         if self.on_accepted is not None:
             self.on_accepted(accepted)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,6 +33,7 @@ class OutboundScheduler:
         self.settings = settings
         self.sender = sender or Sender(factory, settings)
         self._stop = threading.Event()
+        self.last_tick: float | None = None  # time.time() of the last round (/readyz)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -51,6 +53,7 @@ class OutboundScheduler:
         log.info("outbox sender started (%s)", self.sender.mailer.via)
 
     def send_due(self) -> None:
+        self.last_tick = time.time()
         try:
             report = self.sender.flush(self._stop)
         except (OperationalError, DBAPIError) as exc:

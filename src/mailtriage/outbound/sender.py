@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailtriage.backoff import exponential_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
+from mailtriage.ops.logs import fields
 from mailtriage.outbound.ack import ACK, MailContext, reply_address
 from mailtriage.outbound.conversation_mail import (
     CONVERSATION_KINDS,
@@ -55,6 +56,7 @@ from mailtriage.portal.links import ticket_url
 from mailtriage.server_secret import load_secret
 from mailtriage.store.models import utcnow
 from mailtriage.store.outbound_models import OutboxStatus
+from mailtriage.store.queries import ticket_reference
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +215,15 @@ class Sender:
                 break
         return total
 
+    def _fields(self, job: OutboxJob) -> dict[str, Any]:
+        """Log fields of an outbox row: ids, not the recipient's address."""
+        prefix = self.settings.mail.ticket_prefix
+        return fields(
+            outbox_id=job.id,
+            ticket=ticket_reference(prefix, job.ticket_id),
+            message_id=job.message_id,
+        )
+
     def release(self) -> int:
         return self.store.release(self.owner)
 
@@ -332,7 +343,7 @@ class Sender:
         )
         why = guard(facts, self.limits, now)
         if why is not None:
-            log.info("outbox %s to %s skipped: %s", job.id, job.recipient, why)
+            log.info("outbox %s skipped: %s", job.id, why, extra=self._fields(job))
             self.store.mark_final(job, self.owner, OutboxStatus.SKIPPED, why, {})
             return "skipped"
         cc = [str(c[0]).lower() for c in job.context.get("cc") or ()]
@@ -353,7 +364,7 @@ class Sender:
             )
         except DeliveryError as err:
             if err.permanent:
-                log.warning("outbox %s to %s failed: %s", job.id, job.recipient, err.reason)
+                log.warning("outbox %s failed: %s", job.id, err.reason, extra=self._fields(job))
                 self.store.mark_final(
                     job, self.owner, OutboxStatus.FAILED, err.reason, {"smtp_code": err.code}
                 )
@@ -369,7 +380,7 @@ class Sender:
             )
             return "lost"
         log.info(
-            "outbox %s: %s to %s sent via %s", job.id, job.kind, job.recipient, self.mailer.via
+            "outbox %s: %s sent via %s", job.id, job.kind, self.mailer.via, extra=self._fields(job)
         )
         return "sent"
 
@@ -386,15 +397,15 @@ class Sender:
         )
         if when is None:
             why = f"gave up at the deadline after {job.attempts} attempts; last error: {reason}"
-            log.warning("outbox %s to %s failed: %s", job.id, job.recipient, why)
+            log.warning("outbox %s failed: %s", job.id, why, extra=self._fields(job))
             self.store.mark_final(job, self.owner, OutboxStatus.FAILED, why, {"smtp_code": code})
             return "failed"
         log.info(
-            "outbox %s to %s: %s; retry at %s",
+            "outbox %s: %s; retry at %s",
             job.id,
-            job.recipient,
             reason,
             when.isoformat(timespec="seconds"),
+            extra=self._fields(job),
         )
         self.store.mark_retry(job, self.owner, reason, when)
         return "retrying"

@@ -122,7 +122,12 @@ def base_url(settings: Settings) -> str:
     address (right for a local test, not behind a proxy)."""
     if settings.portal.base_url:
         return settings.portal.base_url.rstrip("/")
-    return "http://127.0.0.1:8025"
+    host = settings.http.host
+    if host in ("", "0.0.0.0", "::"):  # every interface: this machine's name
+        host = "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.http.port}"
 
 
 def ticket_url(

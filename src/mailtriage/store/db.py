@@ -33,6 +33,10 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # A server that does not answer (network gone) must not hang /readyz,
+            # the worker or a command for minutes: libpq waits forever by default.
+            kwargs["connect_args"] = {"connect_timeout": 10}
     try:
         engine = create_engine(parsed, **kwargs)
     except Exception as exc:  # missing driver and the like: a user error, one line

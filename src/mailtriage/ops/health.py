@@ -1,0 +1,152 @@
+"""/readyz: is this daemon doing its job? One check per concern, each with a detail.
+
+Ready only if every check passes: the database answers; every enabled role is alive
+(the SMTP listener listens, each IMAP account is connected, the worker process runs
+and goes round its loop, the outbox scheduler runs its rounds); the oldest message
+not processed yet is younger than ``http.max_inbox_age_seconds``; the quarantine did
+not grow since the previous /readyz. An IMAP account that cannot log in is backing
+off: not ready, with its last error in the detail.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailtriage.ops.metrics import UNPROCESSED
+from mailtriage.store.models import Inbound, InboundStatus, utcnow
+
+if TYPE_CHECKING:
+    from mailtriage.service import Service
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+class Readiness:
+    def __init__(self, service: Service, factory: sessionmaker[Session]) -> None:
+        self.service = service
+        self.factory = factory
+        self.settings = service.settings
+        self._lock = threading.Lock()
+        self._quarantined: int | None = None  # at the previous check
+
+    def checks(self) -> list[Check]:
+        out = self._database()
+        out += self._roles()
+        return out
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, the JSON body): ``{"ready": .., "checks": {name: {ok, detail}}}``."""
+        checks = self.checks()
+        ready = all(c.ok for c in checks)
+        return ready, {
+            "ready": ready,
+            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+        }
+
+    # -- the database and what it holds --------------------------------------------
+
+    def _database(self) -> list[Check]:
+        limit = self.settings.http.max_inbox_age_seconds
+        try:
+            with self.factory() as session:
+                oldest = session.scalar(
+                    select(func.min(Inbound.received_at)).where(Inbound.status.in_(UNPROCESSED))
+                )
+                quarantined = int(
+                    session.scalar(
+                        select(func.count()).where(Inbound.status == InboundStatus.QUARANTINED)
+                    )
+                    or 0
+                )
+        except SQLAlchemyError as exc:
+            why = f"unreachable: {type(exc).__name__}: {_first_line(exc)}"
+            unknown = "unknown: the database is unreachable"
+            return [
+                Check("database", False, why),
+                Check("inbox_age", False, unknown),
+                Check("quarantine", False, unknown),
+            ]
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        inbox = Check(
+            "inbox_age",
+            age <= limit,
+            f"oldest unprocessed message is {age:.0f}s old (limit {limit:.0f}s)"
+            if oldest is not None
+            else "no message waiting",
+        )
+        with self._lock:
+            before, self._quarantined = self._quarantined, quarantined
+        if before is not None and quarantined > before:
+            quarantine = Check(
+                "quarantine",
+                False,
+                f"grew from {before} to {quarantined} since the last check "
+                "(mailtriage quarantine list)",
+            )
+        else:
+            quarantine = Check("quarantine", True, f"{quarantined} message(s), not growing")
+        return [Check("database", True, "reachable"), inbox, quarantine]
+
+    # -- the roles of this daemon ---------------------------------------------------
+
+    def _roles(self) -> list[Check]:
+        service = self.service
+        out: list[Check] = []
+        if self.settings.smtp.enabled:
+            smtp = service.smtp
+            if smtp is not None and smtp.running:
+                host, port = smtp.address
+                out.append(Check("smtp", True, f"listening on {host}:{port}"))
+            else:
+                out.append(Check("smtp", False, "not listening"))
+        now = time.time()
+        for poller in service.pollers:
+            name = f"imap:{poller.key}"
+            state = poller.state
+            if poller.connected.is_set():
+                out.append(Check(name, True, "connected"))
+            elif state.last_error:
+                wait = (
+                    f" (next attempt in {max(0.0, state.retry_at - now):.0f}s)"
+                    if (state.retry_at)
+                    else ""
+                )
+                out.append(Check(name, False, f"backing off after: {state.last_error}{wait}"))
+            else:
+                out.append(Check(name, False, "connecting"))
+        worker = service.worker
+        if worker is not None:
+            out.append(Check("worker", *worker.health()))
+        if service.outbound is not None:
+            interval = self.settings.outbound.poll_interval_seconds
+            limit = max(60.0, 10 * interval)
+            tick = service.outbound.last_tick
+            if tick is None:
+                out.append(Check("scheduler", False, "no round yet"))
+            else:
+                since = now - tick
+                out.append(
+                    Check(
+                        "scheduler",
+                        since <= limit,
+                        f"last outbox round {since:.0f}s ago (limit {limit:.0f}s)",
+                    )
+                )
+        return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else ""
