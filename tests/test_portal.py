@@ -318,3 +318,23 @@ def test_report_feedback_prints_counts_average_and_comments(site: Site, capsys: 
     assert report["total"]["count"] == 1 and report["total"]["average"] == 2
     assert report["by_level"]["L2"]["comments"][0]["comment"] == "zu langsam"
     assert cli_main(["--config", str(settings_file), "report", "feedback", "--since", "bad"]) == 2
+
+
+def test_tickets_link_prints_a_working_link_and_refuses_strangers(
+    site: Site, capsys: Any, tmp_path: Path
+) -> None:
+    _open(site)
+    s = site.desk.app.settings
+    config = tmp_path / "link.toml"
+    config.write_text(
+        f'[database]\nurl = "{s.database_url}"\n[storage]\ndir = "{s.storage.dir}"\n'
+        f'[security]\nsecret = "{SECRET}"\n[portal]\nbase_url = "{site.base}"\n',
+        encoding="utf-8",
+    )
+    capsys.readouterr()
+    assert cli_main(["--config", str(config), "tickets", "link", "DM-000001", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["address"] == ERIKA
+    assert "Drucker druckt nicht" in site.get(printed["url"]).text
+    assert cli_main(["--config", str(config), "tickets", "link", "1", "--for", STRANGER]) == 2
+    assert "not on DM-000001" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from mailtriage.cli.db import add_db_commands
 from mailtriage.cli.intake import add_intake_commands
 from mailtriage.cli.outbox import add_outbox_commands
 from mailtriage.cli.quarantine import add_quarantine_commands
-from mailtriage.cli.report import add_report_commands
+from mailtriage.cli.report import add_report_commands, add_ticket_link_command
 from mailtriage.cli.tickets import add_ticket_commands
 from mailtriage.cli.triage import (
     add_classify_commands,
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_intake_commands(sub)  # import, run
     tickets = add_ticket_commands(sub)  # tickets list, show
     add_ticket_triage_commands(tickets)  # tickets set, reclassify
+    add_ticket_link_command(tickets)  # tickets link
     add_train_command(sub)
     add_quarantine_commands(sub)
     add_classify_commands(sub)  # classify, eval

@@ -66,3 +66,54 @@ def _print(report: dict[str, Any], out: Console) -> None:
         out.print("\ncomments", highlight=False)
         for c in comments:
             out.print(f"{c['ticket']}  {c['score']}  {c['comment']}", highlight=False, markup=False)
+
+
+def add_ticket_link_command(tickets: Subparsers) -> None:
+    """Add `tickets link` to the ``tickets`` subparsers."""
+    p = tickets.add_parser(
+        "link", help="the signed link to a ticket's page, for its requester or another viewer"
+    )
+    p.add_argument("number", help="DM-000123 or 123")
+    p.add_argument(
+        "--for",
+        dest="address",
+        metavar="ADDRESS",
+        help="who opens it (default: the requester); must be on the ticket or allowed to "
+        "see its organisation",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tickets_link)
+
+
+def cmd_tickets_link(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.portal.links import ticket_url
+    from mailtriage.server_secret import load_secret
+    from mailtriage.store.models import Ticket
+    from mailtriage.store.portal import may_view, requester_of, ticket_organisation
+    from mailtriage.store.queries import NotFound, parse_ticket_number, ticket_reference
+
+    if not settings.portal.enabled:
+        raise UserError("portal.enabled is false: there are no ticket pages")
+    ticket_id = parse_ticket_number(args.number)
+    reference = ticket_reference(settings.mail.ticket_prefix, ticket_id)
+    with open_app(settings) as app, app.factory() as session:
+        if session.get(Ticket, ticket_id) is None:
+            raise NotFound(f"no ticket {reference}")
+        address = (args.address or requester_of(session, ticket_id) or "").strip().lower()
+        if not address:
+            raise UserError(f"{reference} has no requester address; name one with --for")
+        domain = ticket_organisation(session, ticket_id)
+        admins = next(
+            (o.addresses for o in settings.portal.organisations if o.domain == domain), ()
+        )
+        if not may_view(session, ticket_id, address, admins):
+            raise UserError(
+                f"{address} is not on {reference} (nor allowed to see its organisation)"
+            )
+    secret = load_secret(settings.security, settings.storage_dir)
+    url = ticket_url(settings, secret, ticket_id, address, datetime.now(UTC))
+    if args.json:
+        print_json({"ticket": reference, "address": address, "url": url})
+    else:
+        print(url, flush=True)  # whole, on one line, whatever the terminal width
+    return 0

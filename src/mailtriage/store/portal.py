@@ -69,6 +69,15 @@ def may_view(
     ) > 0
 
 
+def requester_of(session: Session, ticket_id: int) -> str | None:
+    """The requester's address of the ticket (None: no such ticket, or no requester)."""
+    return session.scalar(
+        select(Contact.email)
+        .join(Ticket, Ticket.requester_id == Contact.id)
+        .where(Ticket.id == ticket_id)
+    )
+
+
 def ticket_organisation(session: Session, ticket_id: int) -> str | None:
     """The mail domain of the ticket's organisation, if it has one."""
     return session.scalar(
