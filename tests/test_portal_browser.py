@@ -13,6 +13,7 @@ import re
 import smtplib
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,6 +210,9 @@ def test_customer_follows_the_ticket_and_rates_it_in_a_browser(
     assert "Danke" in page.locator("#message").inner_text()
     assert page.locator("#rating").inner_text() == "5"
     shot(page, "ticket-rated")
+    with urllib.request.urlopen(f"{desk.base}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'mailtriage_feedback_ratings{score="5"} 1.0' in metrics
     page.click("a.lang")  # English, switched on the page
     assert "Solved" in page.locator("#status").inner_text()
 

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.ops import multiproc
-from mailtriage.store.models import Event, Inbound, InboundStatus, Ticket, utcnow
+from mailtriage.store.models import Event, Feedback, Inbound, InboundStatus, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox, OutboxStatus
 
 if TYPE_CHECKING:
@@ -167,6 +167,20 @@ class DatabaseCollector(Collector):
         for kind in SLA_EVENT_KINDS:
             sla.add_metric([kind], by_kind.get(kind, 0))
         yield sla
+        yield self._feedback(session)
+
+    def _feedback(self, session: Session) -> Metric:
+        family = GaugeMetricFamily(
+            "mailtriage_feedback_ratings",
+            "Customers' ratings of resolved tickets (1 to 5), by score",
+            labels=["score"],
+        )
+        scores = dict(
+            session.execute(select(Feedback.score, func.count()).group_by(Feedback.score)).all()
+        )
+        for score in range(1, 6):
+            family.add_metric([str(score)], scores.get(score, 0))
+        return family
 
     def _outbox(self, session: Session) -> Metric:
         family = GaugeMetricFamily(
