@@ -10,6 +10,7 @@ import signal
 import smtplib
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -445,3 +446,21 @@ def test_mail_imported_beside_the_daemon_counts_as_file_source(tmp_path: Path) -
             + value(samples, "mailtriage_open_tickets", level="L3")
             == 3
         )
+
+
+def test_the_metrics_directory_goes_with_the_daemon_even_after_kill_9(tmp_path: Path) -> None:
+    def dirs(pid: int) -> list[Path]:
+        return list(Path(tempfile.gettempdir()).glob(f"mailtriage-metrics-{pid}-*"))
+
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'm.db'}")
+    with Daemon(config) as killed:
+        http_port(killed)
+        assert len(dirs(killed.proc.pid)) == 1
+        killed.kill()  # SIGKILL: no atexit
+    assert len(dirs(killed.proc.pid)) == 1
+    with Daemon(config) as daemon:
+        http_port(daemon)
+        assert dirs(killed.proc.pid) == []  # swept by the next start
+        assert len(dirs(daemon.proc.pid)) == 1
+        assert daemon.terminate(timeout=15) == 0
+    assert dirs(daemon.proc.pid) == []  # removed on a clean stop
