@@ -10,6 +10,7 @@ import signal
 import smtplib
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -445,3 +446,50 @@ def test_mail_imported_beside_the_daemon_counts_as_file_source(tmp_path: Path) -
             + value(samples, "mailtriage_open_tickets", level="L3")
             == 3
         )
+
+
+def test_the_metrics_directory_goes_with_the_daemon_even_after_kill_9(tmp_path: Path) -> None:
+    def dirs(pid: int) -> list[Path]:
+        return list(Path(tempfile.gettempdir()).glob(f"mailtriage-metrics-{pid}-*"))
+
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'm.db'}")
+    with Daemon(config) as killed:
+        http_port(killed)
+        assert len(dirs(killed.proc.pid)) == 1
+        killed.kill()  # SIGKILL: no atexit
+    assert len(dirs(killed.proc.pid)) == 1
+    with Daemon(config) as daemon:
+        http_port(daemon)
+        assert dirs(killed.proc.pid) == []  # swept by the next start
+        assert len(dirs(daemon.proc.pid)) == 1
+        assert daemon.terminate(timeout=15) == 0
+    assert dirs(daemon.proc.pid) == []  # removed on a clean stop
+
+
+def test_readyz_fails_when_mail_waits_longer_than_the_limit(tmp_path: Path) -> None:
+    """No worker here (worker.enabled = false): the message waits, /readyz says so."""
+    config = write_config(
+        tmp_path / "c.toml",
+        f"sqlite:///{tmp_path / 'm.db'}",
+        worker={"enabled": False},
+        http={"max_inbox_age_seconds": 1.5},
+    )
+    with Daemon(config) as daemon:
+        port = http_port(daemon)
+        body = wait_ready(port)
+        assert "worker" not in body["checks"]
+        assert body["checks"]["inbox_age"] == {"ok": True, "detail": "no message waiting"}
+        send(daemon.smtp_port(), mail(subject="wartet"), "w@kunde.example")
+        status, body = readyz(port)
+        assert status == 200 and body["checks"]["inbox_age"]["ok"]  # young enough
+        samples = scrape(port)
+        assert value(samples, "mailtriage_inbox_depth", status="received") == 1
+
+        def too_old() -> dict[str, Any] | None:
+            status, body = readyz(port)
+            return body if status == 503 else None
+
+        body = wait_for(too_old, timeout=10, interval=0.2, what="/readyz 503")
+        check = body["checks"]["inbox_age"]
+        assert check["ok"] is False and "limit 1.5s" in check["detail"]
+        assert value(scrape(port), "mailtriage_inbox_oldest_age_seconds") >= 1.5

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailtriage.app import App
 from mailtriage.config import ConfigError, Settings
@@ -45,12 +45,14 @@ from mailtriage.inbox import Accepted
 from mailtriage.intake.imap import ImapPoller, check_account
 from mailtriage.intake.smtp import SmtpListener
 from mailtriage.ops import metrics, multiproc
-from mailtriage.ops.http import HttpServer, make_app
 from mailtriage.ops.logs import fields
 from mailtriage.outbound.scheduler import OutboundScheduler, start_outbound
 from mailtriage.runners.conversation import warn_about_trust
 from mailtriage.store.queries import ticket_reference
 from mailtriage.worker import Processed
+
+if TYPE_CHECKING:
+    from mailtriage.ops.http import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +359,10 @@ class Service:
         # Outbound mail (issue 6): the outbox sender, a job of the APScheduler scheduler.
         self.outbound = start_outbound(self.app.factory, s)
         if s.http.enabled:  # last: /readyz reads the roles started above
+            # Imported here: the worker process (which imports this module) and a
+            # daemon without the HTTP role need no web server.
+            from mailtriage.ops.http import HttpServer, make_app
+
             self.http = HttpServer(s.http, make_app(self, self.app.factory))
             self.http.start()
 

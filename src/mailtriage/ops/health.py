@@ -82,7 +82,7 @@ class Readiness:
         inbox = Check(
             "inbox_age",
             age <= limit,
-            f"oldest unprocessed message is {age:.0f}s old (limit {limit:.0f}s)"
+            f"oldest unprocessed message is {age:.0f}s old (limit {limit:g}s)"
             if oldest is not None
             else "no message waiting",
         )

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+PREFIX = "mailtriage-metrics-"  # + the daemon's pid + random
 _prepared: list[Path] = []
 
 
@@ -32,11 +33,30 @@ def prepare() -> Path:
         for old in path.glob("*.db"):  # the files of an earlier run
             old.unlink(missing_ok=True)
     else:
-        path = Path(tempfile.mkdtemp(prefix="mailtriage-metrics-"))
+        _sweep()
+        path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         os.environ[ENV] = str(path)
         atexit.register(shutil.rmtree, path, ignore_errors=True)
     _prepared.append(path)
     return path
+
+
+def _sweep() -> None:
+    """Remove the directories of daemons that are gone (killed: no atexit ran)."""
+    for old in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = old.name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def imported_too_early() -> bool:
