@@ -38,7 +38,7 @@ def _leaves(parser: Parser, path: tuple[str, ...] = ()) -> dict[str, Parser]:
 
 def test_every_command_that_prints_has_json() -> None:
     leaves = _leaves(build_parser())
-    assert {"tickets list", "db current", "doctor"} <= set(leaves)
+    assert {"tickets list", "db current", "doctor", "purge"} <= set(leaves)
     missing = [
         name
         for name, parser in leaves.items()

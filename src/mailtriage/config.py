@@ -401,6 +401,13 @@ class ConversationSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    # `mailtriage purge` deletes the raw messages and attachments of tickets closed and
+    # untouched for this many days (the ticket, its text and events stay); 0: never.
+    purge_closed_after_days: CountOrZero = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -417,6 +424,7 @@ class Settings:
     agents: tuple[AgentSettings, ...] = ()
     security: SecuritySettings = field(default_factory=SecuritySettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: str = ""  # the file these came from ("" for defaults)
 
     def problems(self) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from mailtriage.cli.doctor import add_doctor_command
 from mailtriage.cli.intake import add_intake_commands
 from mailtriage.cli.outbox import add_outbox_commands
 from mailtriage.cli.quarantine import add_quarantine_commands
+from mailtriage.cli.retention import add_purge_command
 from mailtriage.cli.tickets import add_ticket_commands
 from mailtriage.cli.triage import (
     add_classify_commands,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_commands(sub)
     add_db_commands(sub)
     add_doctor_command(sub)
+    add_purge_command(sub)
     return parser
 
 

@@ -98,6 +98,8 @@ def cmd_quarantine_export(args: argparse.Namespace, settings: Settings, out: Con
 
     with open_app(settings) as app, app.factory() as session:
         row = get_inbound(session, args.id)
+        if row.purged_at is not None:
+            raise UserError(f"inbound message {args.id}: its raw bytes were purged (retention)")
         raw = app.blobs.get(row.raw_sha256)
     try:
         args.file.write_bytes(raw)
