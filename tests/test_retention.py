@@ -150,9 +150,15 @@ def test_purge_closed_tickets(
     assert again["tickets"] == [] and again["blobs_deleted"] == 0
     assert len(events(app, 1)) == 1
 
-    # the same bytes delivered again are still known: no new ticket
+    # the same bytes delivered again are still known: no new ticket; the raw file the
+    # redelivery wrote again goes at the next run
     (config_file.parent / "again.eml").write_bytes(tickets["raws"][0])
     assert cli.json("import", str(config_file.parent / "again.eml"))["duplicates"] == 1
+    assert blob(settings, tickets["raw"][1]).exists()
+    swept = cli.json("purge")
+    assert (swept["tickets"], swept["reappeared"], swept["blobs_deleted"]) == ([], 1, 1)
+    assert not blob(settings, tickets["raw"][1]).exists()
+    assert cli.json("tickets", "list", "--status", "closed")[-1]["number"] == "DM-000001"
 
     # once ticket 2 is old too, the PDF has no user left and goes
     set_ticket(app, 2, status="closed", age_days=45)

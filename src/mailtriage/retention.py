@@ -11,6 +11,10 @@ message may be byte for byte another one's raw message. A blob file is deleted o
 when no row that is not purged refers to it (inbound raw, attachment, or a mail in
 the outbox still to be sent), checked in the transaction that marks the rows.
 A ticket with mail still to be sent is left for a later run.
+
+The same bytes delivered again later (an archive imported twice, a sender's retry)
+are recognised by their sha256 and make no new ticket, but their raw file is written
+before that is known: each run also deletes such files again (``reappeared``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CLOSED = "closed"
 BATCH = 100  # tickets per transaction
+SWEEP_BATCH = 1000  # purged messages looked at per query
 UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
 
@@ -50,6 +55,8 @@ class PurgeReport:
     blobs_shared: int = 0
     # Closed tickets left for a later run (mail still to be sent).
     skipped: list[str] = field(default_factory=list)
+    # Raw files of purged messages written again by a redelivery, deleted again.
+    reappeared: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +70,7 @@ class PurgeReport:
             "bytes_freed": self.bytes_freed,
             "blobs_shared": self.blobs_shared,
             "skipped": self.skipped,
+            "reappeared": self.reappeared,
         }
 
 
@@ -91,7 +99,7 @@ def purge_closed(
                 )
             )
             if not ids:
-                return report
+                break
             after = ids[-1]
             try:
                 doomed = _purge_batch(session, ids, prefix, report, now, actor, dry_run)
@@ -103,18 +111,51 @@ def purge_closed(
             else:
                 session.commit()
         # After the commit: a file is deleted only once nothing refers to it any more.
-        for sha in doomed:
-            path = blobs.path(sha)
-            try:
-                size = path.stat().st_size
-                if not dry_run:
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-            report.blobs_deleted += 1
-            report.bytes_freed += size
-        if not dry_run and doomed:
-            log.info("purge: deleted %d blob files", len(doomed))
+        _delete(blobs, doomed, report, dry_run)
+    report.reappeared = _sweep_reappeared(factory, blobs, report, dry_run)
+    return report
+
+
+def _delete(blobs: BlobStore, shas: set[str], report: PurgeReport, dry_run: bool) -> int:
+    deleted = 0
+    for sha in sorted(shas):
+        path = blobs.path(sha)
+        try:
+            size = path.stat().st_size
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        deleted += 1
+        report.blobs_deleted += 1
+        report.bytes_freed += size
+    if deleted and not dry_run:
+        log.info("purge: deleted %d blob files", deleted)
+    return deleted
+
+
+def _sweep_reappeared(
+    factory: sessionmaker[Session], blobs: BlobStore, report: PurgeReport, dry_run: bool
+) -> int:
+    """Delete the raw files of purged messages that a redelivery wrote again."""
+    found = 0
+    after = 0
+    while True:
+        with factory() as session:
+            rows = list(
+                session.execute(
+                    select(Inbound.id, Inbound.raw_sha256)
+                    .where(Inbound.purged_at.is_not(None), Inbound.id > after)
+                    .order_by(Inbound.id)
+                    .limit(SWEEP_BATCH)
+                )
+            )
+            if not rows:
+                return found
+            after = rows[-1][0]
+            back = {sha for _, sha in rows if blobs.exists(sha)}
+            back -= _still_referenced(session, back)
+        found += _delete(blobs, back, report, dry_run)
 
 
 def _purge_batch(
