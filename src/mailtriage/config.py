@@ -77,6 +77,7 @@ CountOrZero = Annotated[int, Range(ge=0)]
 Seconds = Annotated[float, Range(gt=0)]
 NonNegative = Annotated[float, Range(ge=0)]
 Positive = Annotated[float, Range(gt=0)]
+Fraction = Annotated[float, Range(0, 1)]  # shares, thresholds, confidences
 # The languages we write mail in (templates/<lang>/).
 Language = Literal["de", "en"]
 
