@@ -107,6 +107,10 @@ def migrate(tmp_path: Path, database_url: str) -> None:
 def test_good_setup_passes(tmp_path: Path, database_url: str, dovecot: Dovecot) -> None:
     base = base_config(tmp_path, database_url)
     migrate(tmp_path, database_url)
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 32 + "\n")
+    secret.chmod(0o600)
+    base["security"] = {"secret_file": str(secret)}
     user = dovecot.add_user()
     with Relay() as relay:
         config = write_config(
@@ -125,6 +129,7 @@ def test_good_setup_passes(tmp_path: Path, database_url: str, dovecot: Dovecot) 
         "migrations": "ok",
         "blobs": "ok",
         "disk": "ok",
+        "secret": "ok",
         "smtp": "ok",
         "imap[0]": "ok",
         "relay": "ok",
@@ -235,6 +240,17 @@ def test_relay_down_database_behind_and_storage_unwritable(
     assert check(report, "migrations")["status"] == "warn"
     assert check(report, "relay")["status"] == "warn"  # no relay: the Maildir
     assert code == 0  # warnings are not failures
+
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 32 + "\n")
+    secret.chmod(0o644)
+    config = write_config(tmp_path / "c.toml", base | {"security": {"secret_file": str(secret)}})
+    code, _text, report = doctor(config)
+    assert code == 1 and check(report, "secret")["status"] == "fail"
+    assert check(report, "secret")["hint"] == f"chmod 600 {secret}"
+    secret.write_text("short\n")
+    code, _text, report = doctor(config)
+    assert code == 1 and "shorter than 16" in check(report, "secret")["detail"]
 
     blocker = tmp_path / "file"
     blocker.write_text("x")

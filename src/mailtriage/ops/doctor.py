@@ -73,6 +73,7 @@ def run_doctor(config: str | None) -> Report:
     for check in (
         check_database,
         check_blobs,
+        check_secret,
         check_smtp_bind,
         check_imap,
         check_relay,
@@ -227,6 +228,52 @@ def _user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):  # pragma: no cover
         return str(os.geteuid())
+
+
+# -- secret ---------------------------------------------------------------------------
+
+
+def check_secret(settings: Settings) -> Iterator[Check]:
+    """The reply-token secret: readable, private, and shared where instances share a
+    database (without it a reply to one instance's mail fails its token on another)."""
+    from mailtriage.server_secret import SECRET_FILE_NAME, read_secret_file
+
+    security = settings.security
+    if security.secret:
+        yield Check("secret", "ok", "security.secret is set")
+        return
+    if security.secret_file:
+        path = Path(security.secret_file)
+        read_secret_file(path, "security.secret_file")  # a ConfigError names the key
+        yield from _private(path, "security.secret_file")
+        return
+    path = settings.storage_dir / SECRET_FILE_NAME
+    shared_db = not settings.database_url.startswith("sqlite")
+    if not path.exists():
+        yield Check(
+            "secret",
+            "warn" if shared_db else "ok",
+            f"{path} is generated at the first start",
+            "several instances on one database need one secret: set security.secret_file"
+            if shared_db
+            else "",
+        )
+        return
+    read_secret_file(path, f"security.secret (generated file {path})")
+    yield from _private(path, "the generated secret")
+
+
+def _private(path: Path, what: str) -> Iterator[Check]:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        yield Check(
+            "secret",
+            "fail",
+            f"{what} {path} is readable by others (mode {mode:03o})",
+            f"chmod 600 {path}",
+        )
+    else:
+        yield Check("secret", "ok", f"{what} {path} readable, mode {mode:03o}")
 
 
 # -- SMTP -----------------------------------------------------------------------------
