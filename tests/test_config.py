@@ -147,6 +147,16 @@ def test_example_config_loads_and_documents_every_key() -> None:
         ({"sla": {"timezone": "../etc"}}, "sla.timezone: not a time zone name like"),
         ({"mail": {"support_address": "support"}}, "mail.support_address: expected an address"),
         ({"mail": {"ticket_prefix": "D-M"}}, "mail.ticket_prefix: expected 1-10 letters"),
+        (
+            {"mail": {"own_domains": ["ok.example", "@bad.example"]}},
+            'mail.own_domains[1]: expected a domain like mailtriage.example.com, got "@bad',
+        ),
+        (
+            {"outbound": {"envelope_sender": "bounces"}},
+            "outbound.envelope_sender: expected an address like bounces@example.com (or empty), "
+            'got "bounces"',
+        ),
+        ({"outbound": {"relay_host": "mx .example"}}, "outbound.relay_host: expected a host"),
         ({"triage": {"default_language": "EN"}}, 'triage.default_language: expected one of "de"'),
         (
             {"conversation": {"new_tickets_window_minutes": 0}},

@@ -138,6 +138,10 @@ class MailSettings:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,9}", self.ticket_prefix):
             wanted = "1-10 letters and digits, starting with a letter"
             out.append(("ticket_prefix", f"expected {wanted}, got {_show(self.ticket_prefix)}"))
+        for i, domain in enumerate(self.own_domains):
+            if not _DOMAIN_RE.fullmatch(domain):
+                wanted = "a domain like mailtriage.example.com"
+                out.append((f"own_domains[{i}]", f"expected {wanted}, got {_show(domain)}"))
         return out
 
 
@@ -305,7 +309,13 @@ class OutboundSettings:
     suppress_days: NonNegative = 30.0
 
     def problems(self) -> list[tuple[str, str]]:
-        return _not_above(self, "retry_base_seconds", "retry_max_seconds")
+        out = _not_above(self, "retry_base_seconds", "retry_max_seconds")
+        if self.envelope_sender and not _ADDRESS_RE.fullmatch(self.envelope_sender):
+            wanted = "an address like bounces@example.com (or empty)"
+            out.append(("envelope_sender", f"expected {wanted}, got {_show(self.envelope_sender)}"))
+        if self.relay_host != self.relay_host.strip() or " " in self.relay_host:
+            out.append(("relay_host", f"expected a host name, got {_show(self.relay_host)}"))
+        return out
 
 
 @dataclass(frozen=True)
@@ -337,6 +347,7 @@ class KbSettings:
     min_score: NonNegative = 3.0
 
 
+_DOMAIN_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}")
 _ADDRESS_RE = re.compile(
     r"[^@\s<>\"(),;:]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
 )
