@@ -220,6 +220,19 @@ def test_smtp_port_taken_by_mailtriage_or_by_another_program(
 def test_relay_down_database_behind_and_storage_unwritable(
     tmp_path: Path, base: dict[str, Any]
 ) -> None:
+    from mailtriage.store import db
+
+    config = write_config(
+        tmp_path / "c.toml", base | {"database": base["database"] | {"auto_migrate": False}}
+    )
+    code, _text, report = doctor(config)
+    assert code == 1 and check(report, "database")["status"] == "fail"
+    assert "does not exist yet" in check(report, "database")["detail"]
+    assert not (tmp_path / "var" / "mailtriage.db").exists()  # the doctor made none
+
+    engine = db.make_engine(base["database"]["url"])
+    db.upgrade(engine, "0006")  # a database one migration behind
+    engine.dispose()
     config = write_config(
         tmp_path / "c.toml",
         base
@@ -234,12 +247,14 @@ def test_relay_down_database_behind_and_storage_unwritable(
     assert "relay unreachable" in check(report, "relay")["detail"]
     migrations = check(report, "migrations")
     assert migrations["status"] == "fail" and "mailtriage db upgrade" in migrations["hint"]
+    assert migrations["detail"].startswith("schema at 0006, code expects ")
 
     config = write_config(tmp_path / "c.toml", base)  # auto_migrate: applied at start
     code, _text, report = doctor(config)
     assert check(report, "migrations")["status"] == "warn"
     assert check(report, "relay")["status"] == "warn"  # no relay: the Maildir
     assert code == 0  # warnings are not failures
+    assert _text.splitlines()[-1] == "no problems, 2 warnings"
 
     secret = tmp_path / "secret"
     secret.write_text("s" * 32 + "\n")

@@ -43,8 +43,12 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings | None, out: Console
                 line += f" [dim]-> {escape(check.hint)}[/]"
             out.print(line, highlight=False, soft_wrap=True)
         fails = sum(c.status == "fail" for c in report.checks)
-        out.print(
-            "all good" if report.ok else f"{fails} problem{'s' if fails > 1 else ''} found",
-            highlight=False,
-        )
+        warns = sum(c.status == "warn" for c in report.checks)
+        if fails:
+            summary = f"{fails} problem{'s' if fails > 1 else ''} found"
+        elif warns:
+            summary = f"no problems, {warns} warning{'s' if warns > 1 else ''}"
+        else:
+            summary = "all good"
+        out.print(summary, highlight=False)
     return 0 if report.ok else 1

@@ -3,7 +3,8 @@
 Each check talks to the real thing (the database, the blob directory, the SMTP port,
 each IMAP account, the relay, the templates, the clock) and says in one line what it
 found, with a hint on how to fix it when it is wrong. Nothing is changed: no
-migration, no mail sent, no IMAP message touched, no secret generated.
+migration, no database file made, no mail sent, no IMAP message touched, no secret
+generated (only the storage directories are created, as the first start would).
 """
 
 from __future__ import annotations
@@ -126,11 +127,26 @@ def _config_extras(settings: Settings) -> Check:
 
 
 def check_database(settings: Settings) -> Iterator[Check]:
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
     from mailtriage.store import db
 
     url = settings.database_url
+    with contextlib.suppress(Exception):  # a bad URL: make_engine says so below
+        parsed = make_url(url)
+        file = parsed.database or ""
+        sqlite = parsed.get_backend_name() == "sqlite" and file not in ("", ":memory:")
+        if sqlite and not Path(file).exists():
+            yield Check(
+                "database",
+                "warn" if settings.database.auto_migrate else "fail",
+                f"SQLite file {file} does not exist yet",
+                "it is made at the first start (database.auto_migrate)"
+                if settings.database.auto_migrate
+                else "run `mailtriage db upgrade`",
+            )
+            return
     try:
         engine = db.make_engine(url, durable=False)
     except db.DatabaseError as exc:
