@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -111,6 +113,55 @@ def test_example_config_loads_and_documents_every_key() -> None:
             {"conversation": {"organisation_participants": 1}},
             "conversation.organisation_participants: expected true or false, got 1",
         ),
+        # Ranges, enums and ports, declared next to the fields (config.Range/Choice).
+        ({"smtp": {"port": 65536}}, "smtp.port: expected an integer in 0..65535, got 65536"),
+        ({"smtp": {"port": -1}}, "smtp.port: expected an integer in 0..65535, got -1"),
+        ({"outbound": {"relay_port": 70000}}, "outbound.relay_port: expected an integer in 0.."),
+        (
+            {"imap": {"accounts": [{"host": "h", "port": 100000}]}},
+            "imap.accounts[0].port: expected an integer in 0..65535, got 100000",
+        ),
+        ({"worker": {"batch_size": 0}}, "worker.batch_size: expected an integer >= 1, got 0"),
+        ({"worker": {"lease_seconds": 0}}, "worker.lease_seconds: expected a number > 0, got 0.0"),
+        ({"smtp": {"max_connections": 0}}, "smtp.max_connections: expected an integer >= 1"),
+        ({"smtp": {"timeout_seconds": -5}}, "smtp.timeout_seconds: expected a number > 0"),
+        ({"storage": {"max_message_mb": 0}}, "storage.max_message_mb: expected a number > 0"),
+        ({"service": {"worker_nice": 20}}, "service.worker_nice: expected an integer in 0..19"),
+        ({"sla": {"response_hours": 0}}, "sla.response_hours: expected a number > 0, got 0.0"),
+        ({"kb": {"max_articles": -1}}, "kb.max_articles: expected an integer >= 0, got -1"),
+        (
+            {"imap": {"reconnect_initial_seconds": 0}},
+            "imap.reconnect_initial_seconds: expected a number > 0",
+        ),
+        (
+            {"imap": {"reconnect_initial_seconds": 600}},
+            "imap.reconnect_initial_seconds: 600 is more than reconnect_max_seconds (300)",
+        ),
+        (
+            {"outbound": {"retry_base_seconds": 4000}},
+            "outbound.retry_base_seconds: 4000 is more than retry_max_seconds (1800)",
+        ),
+        ({"logging": {"level": "verbose"}}, 'logging.level: expected one of "DEBUG", "INFO"'),
+        ({"logging": {"level": 10}}, "logging.level: expected a string, got 10"),
+        ({"sla": {"timezone": "Mars/Olympus"}}, 'sla.timezone: unknown time zone "Mars/Olympus"'),
+        ({"sla": {"timezone": "../etc"}}, "sla.timezone: not a time zone name like"),
+        ({"mail": {"support_address": "support"}}, "mail.support_address: expected an address"),
+        ({"mail": {"ticket_prefix": "D-M"}}, "mail.ticket_prefix: expected 1-10 letters"),
+        (
+            {"mail": {"own_domains": ["ok.example", "@bad.example"]}},
+            'mail.own_domains[1]: expected a domain like mailtriage.example.com, got "@bad',
+        ),
+        (
+            {"outbound": {"envelope_sender": "bounces"}},
+            "outbound.envelope_sender: expected an address like bounces@example.com (or empty), "
+            'got "bounces"',
+        ),
+        ({"outbound": {"relay_host": "mx .example"}}, "outbound.relay_host: expected a host"),
+        ({"triage": {"default_language": "EN"}}, 'triage.default_language: expected one of "de"'),
+        (
+            {"conversation": {"new_tickets_window_minutes": 0}},
+            "conversation.new_tickets_window_minutes: expected a number > 0, got 0.0",
+        ),
     ],
 )
 def test_errors_name_the_key(data: dict[str, object], message: str) -> None:
@@ -171,3 +222,54 @@ def test_bad_config_is_one_line_on_the_command_line(
 
     assert main(["--config", str(tmp_path / "missing.toml"), "tickets", "list"]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_zero_means_default_or_any_where_documented() -> None:
+    settings = settings_from_dict(
+        {
+            "smtp": {"port": 0},
+            "worker": {"processes": 0, "retry_base_seconds": 0},
+            "outbound": {"relay_port": 0},
+            "service": {"shutdown_grace_seconds": 0, "worker_nice": 0},
+            "logging": {"level": "debug"},  # the level is read case-insensitively
+            "kb": {"max_articles": 0},
+        }
+    )
+    assert settings.smtp.port == 0 and settings.worker.processes == 0
+    assert settings.logging.level == "debug"
+
+
+# The findings of issue 13: each ended in a traceback or was accepted silently.
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[logging]\nlevel = "LOUD"\n',
+            'logging.level: expected one of "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", '
+            'got "LOUD"',
+        ),
+        ("[smtp]\nport = 99999\n", "smtp.port: expected an integer in 0..65535, got 99999"),
+        ("[worker]\nprocesses = -3\n", "worker.processes: expected an integer >= 0, got -3"),
+        (
+            "[outbound]\nticket_limit = -1\n",
+            "outbound.ticket_limit: expected an integer >= 1, got -1",
+        ),
+        (
+            '[triage]\ndefault_language = "fr"\n',
+            'triage.default_language: expected one of "de", "en", got "fr"',
+        ),
+    ],
+)
+def test_findings_are_one_line_through_the_command(tmp_path: Path, toml: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(f'[storage]\ndir = "{tmp_path / "var"}"\n{toml}', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "mailtriage", "--config", str(config), "tickets", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"mailtriage: error: {message}\n"
+    assert result.stdout == ""
+    assert not (tmp_path / "var").exists()  # refused before anything was touched

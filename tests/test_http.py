@@ -399,8 +399,8 @@ def test_readyz_says_so_while_a_dead_worker_is_restarted(tmp_path: Path) -> None
 
 def test_bad_http_settings_are_one_line_naming_the_key(tmp_path: Path) -> None:
     for http, message in [
-        ({"port": 99999}, "http.port: expected 0..65535, got 99999"),
-        ({"max_inbox_age_seconds": 0}, "http.max_inbox_age_seconds: expected more than 0"),
+        ({"port": 99999}, "http.port: expected an integer in 0..65535, got 99999"),
+        ({"max_inbox_age_seconds": 0}, "http.max_inbox_age_seconds: expected a number > 0"),
         ({"enabled": "yes"}, 'http.enabled: expected true or false, got "yes"'),
     ]:
         config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'm.db'}", http=http)

@@ -110,6 +110,15 @@ def send(
         ("support%evil.example@dataandmore.com", False),
         ("support", False),
         ("", False),
+        # RFC 5321 4.5.1: postmaster of every domain we take mail for, and bare
+        ("postmaster@dataandmore.com", True),
+        ("PostMaster@DataAndMore.com", True),
+        ("postmaster@help.example", True),
+        ("Postmaster", True),
+        ("postmaster@elsewhere.example", False),
+        ("postmaster@sub.dataandmore.com", False),
+        ("postmaster+x@elsewhere.example", False),
+        ("@relay.example:postmaster@elsewhere.example", False),
     ],
 )
 def test_recipient_policy(address: str, allowed: bool) -> None:
@@ -609,6 +618,39 @@ def test_swaks_plain_pipelined_and_refused(intake: Intake) -> None:
     assert done.returncode == 24  # every recipient refused
     assert "550 5.1.1" in done.stdout
     assert len(intake.rows()) == 2
+
+
+def test_swaks_postmaster_is_accepted_and_becomes_a_ticket(intake: Intake) -> None:
+    """RFC 5321 4.5.1: postmaster@ our domain (and <Postmaster>) must be accepted. The
+    mail is stored like any other and processed: a person's mail is a ticket."""
+    for rcpt in ("postmaster@dataandmore.com", "Postmaster"):
+        done = swaks(
+            intake.port,
+            "--from",
+            "admin@example.org",
+            "--to",
+            rcpt,
+            "--header",
+            f"Subject: Your server rejects our mail ({rcpt})",
+            "--body",
+            "Hello, mail from our domain to you is refused since Monday.",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "250 2.0.0 queued as" in done.stdout
+    done = swaks(intake.port, "--from", "a@example.org", "--to", "postmaster@elsewhere.example")
+    assert done.returncode == 24 and "550 5.1.1" in done.stdout  # not an open relay
+    rows = intake.rows()
+    assert [r.envelope["rcpt_tos"] for r in rows if r.envelope] == [
+        ["postmaster@dataandmore.com"],
+        ["Postmaster"],
+    ]
+    intake.app.worker().drain()
+    with intake.app.factory() as session:
+        subjects = sorted(session.scalars(select(Ticket.subject)))
+    assert subjects == [
+        "Your server rejects our mail (Postmaster)",
+        "Your server rejects our mail (postmaster@dataandmore.com)",
+    ]
 
 
 def test_swaks_oversized_and_8bit(intake: Intake, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 ENV_CONFIG = "MAILTRIAGE_CONFIG"
 ENV_DATABASE_URL = "MAILTRIAGE_DATABASE_URL"
@@ -26,6 +26,60 @@ MIN_SECRET_LENGTH = 16
 
 class ConfigError(Exception):
     """A config file or value is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A bound on a number setting, declared with the field:
+    ``port: Annotated[int, Range(1, 65535)]``; the loader checks it."""
+
+    ge: float | None = None
+    le: float | None = None
+    gt: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if (
+            (self.ge is None or value >= self.ge)
+            and (self.le is None or value <= self.le)
+            and (self.gt is None or value > self.gt)
+        ):
+            return None
+        kind = "an integer" if isinstance(value, int) else "a number"
+        if self.ge is not None and self.le is not None:
+            wanted = f"{kind} in {_num(self.ge)}..{_num(self.le)}"
+        elif self.gt is not None:
+            wanted = f"{kind} > {_num(self.gt)}"
+        elif self.ge is not None:
+            wanted = f"{kind} >= {_num(self.ge)}"
+        else:
+            wanted = f"{kind} <= {_num(self.le or 0)}"
+        return f"expected {wanted}, got {_show(value)}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a few strings, case-insensitive (a Literal is exact)."""
+
+    choices: tuple[str, ...]
+
+    def problem(self, value: Any) -> str | None:
+        if value.upper() in (c.upper() for c in self.choices):
+            return None
+        shown = ", ".join(json.dumps(c) for c in self.choices)
+        return f"expected one of {shown}, got {_show(value)}"
+
+
+# The constrained kinds of setting, named once.
+Port = Annotated[int, Range(1, 65535)]
+PortOrDefault = Annotated[int, Range(0, 65535)]  # 0: the protocol's port (or any free one)
+Count = Annotated[int, Range(ge=1)]
+CountOrZero = Annotated[int, Range(ge=0)]
+Seconds = Annotated[float, Range(gt=0)]
+NonNegative = Annotated[float, Range(ge=0)]
+Positive = Annotated[float, Range(gt=0)]
+Fraction = Annotated[float, Range(0, 1)]  # shares, thresholds, confidences
+# The languages we write mail in (templates/<lang>/).
+Language = Literal["de", "en"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +93,8 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     dir: str = "var"
-    max_message_mb: float = 64.0
-    max_attachment_mb: float = 48.0
+    max_message_mb: Positive = 64.0
+    max_attachment_mb: Positive = 48.0
     # fsync raw blobs before acknowledging; only tests and benchmarks turn this off.
     fsync: bool = True
 
@@ -76,25 +130,42 @@ class MailSettings:
         "freenet.de",
     )
 
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not _ADDRESS_RE.fullmatch(self.support_address):
+            wanted = "an address like support@example.com"
+            out.append(("support_address", f"expected {wanted}, got {_show(self.support_address)}"))
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,9}", self.ticket_prefix):
+            wanted = "1-10 letters and digits, starting with a letter"
+            out.append(("ticket_prefix", f"expected {wanted}, got {_show(self.ticket_prefix)}"))
+        for i, domain in enumerate(self.own_domains):
+            if not _DOMAIN_RE.fullmatch(domain):
+                wanted = "a domain like mailtriage.example.com"
+                out.append((f"own_domains[{i}]", f"expected {wanted}, got {_show(domain)}"))
+        return out
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
     enabled: bool = True
     # Parse in this many processes (0 = one per CPU); 1 parses in the worker itself.
-    processes: int = 0
-    batch_size: int = 32
-    lease_seconds: float = 300.0
-    max_attempts: int = 5
-    retry_base_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    poll_interval_seconds: float = 0.5
+    processes: CountOrZero = 0
+    batch_size: Count = 32
+    lease_seconds: Seconds = 300.0
+    max_attempts: Count = 5
+    retry_base_seconds: NonNegative = 5.0
+    retry_max_seconds: Seconds = 3600.0
+    poll_interval_seconds: Seconds = 0.5
+
+    def problems(self) -> list[tuple[str, str]]:
+        return _not_above(self, "retry_base_seconds", "retry_max_seconds")
 
 
 @dataclass(frozen=True)
 class TriageSettings:
     # Empty: the packaged default rules (src/mailtriage/rules/default.toml).
     rules_file: str = ""
-    default_language: str = "de"
+    default_language: Language = "de"
     # The category model `mailtriage train` writes (extra [ml]); empty:
     # <storage.dir>/model/category.pkl. Used where the rules are weak, when it exists.
     model_file: str = ""
@@ -106,7 +177,7 @@ class TriageSettings:
 
 @dataclass(frozen=True)
 class LoggingSettings:
-    level: str = "INFO"
+    level: Annotated[str, Choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))] = "INFO"
     # "text": readable lines; "json": one JSON object per line (log collectors);
     # "auto": JSON unless stderr is a terminal. ``json = true`` is the older spelling
     # of format = "json".
@@ -124,19 +195,9 @@ class HttpSettings:
     enabled: bool = False
     host: str = "127.0.0.1"
     # 0 picks a free port (it is logged); tests use that.
-    port: int = 8025
+    port: PortOrDefault = 8025
     # /readyz fails when the oldest message not yet processed is older than this.
-    max_inbox_age_seconds: float = 900.0
-
-    def problems(self) -> list[tuple[str, str]]:
-        out = []
-        if not 0 <= self.port <= 65535:
-            out.append(("port", f"expected 0..65535, got {self.port}"))
-        if self.max_inbox_age_seconds <= 0:
-            out.append(
-                ("max_inbox_age_seconds", f"expected more than 0, got {self.max_inbox_age_seconds}")
-            )
-        return out
+    max_inbox_age_seconds: Seconds = 900.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +207,7 @@ class SmtpSettings:
     enabled: bool = True
     host: str = "127.0.0.1"
     # 0 picks a free port (it is logged); tests use that.
-    port: int = 2525
+    port: PortOrDefault = 2525
     # Accepted recipients: full addresses (plus-addressed variants match too:
     # support+x@dataandmore.com) or "@domain" for every address of a domain.
     recipients: tuple[str, ...] = ("support@dataandmore.com",)
@@ -154,12 +215,12 @@ class SmtpSettings:
     hostname: str = ""
     # Speak LMTP (LHLO, one reply per recipient) for delivery from Postfix/Dovecot.
     lmtp: bool = False
-    max_connections: int = 100
-    max_recipients: int = 100
+    max_connections: Count = 100
+    max_recipients: Count = 100
     # Close a connection idle for this long.
-    timeout_seconds: float = 300.0
+    timeout_seconds: Seconds = 300.0
     # Threads that run the durable accept (fsync + commit) off the event loop.
-    accept_threads: int = 8
+    accept_threads: Count = 8
     # STARTTLS: both files set = offered.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -174,7 +235,7 @@ class ImapAccount:
     name: str = ""
     host: str = ""
     # 0: 993 for security "tls", else 143.
-    port: int = 0
+    port: PortOrDefault = 0
     security: Literal["none", "starttls", "tls"] = "tls"
     # Verify the server certificate (turn off only for a self-signed test server).
     tls_verify: bool = True
@@ -197,8 +258,8 @@ class ImapAccount:
     quarantine_folder: str = ""
     # Wait for new mail with IDLE when the server supports it, else poll.
     idle: bool = True
-    poll_interval_seconds: float = 60.0
-    timeout_seconds: float = 60.0
+    poll_interval_seconds: Seconds = 60.0
+    timeout_seconds: Seconds = 60.0
 
 
 @dataclass(frozen=True)
@@ -206,18 +267,21 @@ class ImapSettings:
     enabled: bool = False
     accounts: tuple[ImapAccount, ...] = ()
     # Reconnect after a network error: exponential backoff with jitter.
-    reconnect_initial_seconds: float = 1.0
-    reconnect_max_seconds: float = 300.0
+    reconnect_initial_seconds: Seconds = 1.0
+    reconnect_max_seconds: Seconds = 300.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        return _not_above(self, "reconnect_initial_seconds", "reconnect_max_seconds")
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     # On SIGTERM/SIGINT: stop accepting, finish or release in-flight work, and exit
     # within this many seconds.
-    shutdown_grace_seconds: float = 30.0
+    shutdown_grace_seconds: NonNegative = 30.0
     # Run the worker (and its parser processes) at this lower CPU priority (Linux nice,
     # 0-19), so that under load accepting mail (senders wait for our 250) goes first.
-    worker_nice: int = 5
+    worker_nice: Annotated[int, Range(0, 19)] = 5
 
 
 @dataclass(frozen=True)
@@ -236,51 +300,73 @@ class OutboundSettings:
     # The SMTP relay. Empty relay_host: no relay, mail goes to the Maildir below.
     relay_host: str = ""
     # 0: 465 for relay_security "tls", 587 for "starttls", 25 otherwise.
-    relay_port: int = 0
+    relay_port: PortOrDefault = 0
     relay_security: Literal["auto", "none", "starttls", "tls"] = "auto"
     relay_tls_verify: bool = True
     relay_username: str = ""
     relay_password: str = ""
     relay_password_file: str = ""
-    relay_timeout_seconds: float = 30.0
+    relay_timeout_seconds: Seconds = 30.0
     # Without a relay: a Maildir; empty: <storage.dir>/outbox-maildir.
     maildir: str = ""
     # Templates here override the shipped ones (same names, e.g. de/ack.txt).
     templates_dir: str = ""
-    poll_interval_seconds: float = 2.0
-    batch_size: int = 20
-    lease_seconds: float = 120.0
+    poll_interval_seconds: Seconds = 2.0
+    batch_size: Count = 20
+    lease_seconds: Seconds = 120.0
     # 4xx answers and network errors: retry after retry_base_seconds * 2^(n-1), at most
     # retry_max_seconds, until give_up_after_hours after the mail was queued.
-    retry_base_seconds: float = 30.0
-    retry_max_seconds: float = 1800.0
-    give_up_after_hours: float = 24.0
+    retry_base_seconds: NonNegative = 30.0
+    retry_max_seconds: Seconds = 1800.0
+    give_up_after_hours: Positive = 24.0
     # Rate limits: at most N mails per window to one ticket and to one address.
-    ticket_limit: int = 10
-    ticket_window_minutes: float = 10.0
-    address_limit: int = 30
-    address_window_minutes: float = 60.0
+    ticket_limit: Count = 10
+    ticket_window_minutes: Positive = 10.0
+    address_limit: Count = 30
+    address_window_minutes: Positive = 60.0
     # A permanent bounce of our mail stops mail to that address for this many days.
-    suppress_days: float = 30.0
+    suppress_days: NonNegative = 30.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = _not_above(self, "retry_base_seconds", "retry_max_seconds")
+        if self.envelope_sender and not _ADDRESS_RE.fullmatch(self.envelope_sender):
+            wanted = "an address like bounces@example.com (or empty)"
+            out.append(("envelope_sender", f"expected {wanted}, got {_show(self.envelope_sender)}"))
+        if self.relay_host != self.relay_host.strip() or " " in self.relay_host:
+            out.append(("relay_host", f"expected a host name, got {_show(self.relay_host)}"))
+        return out
 
 
 @dataclass(frozen=True)
 class SlaSettings:
     # The answer promised to every customer, in hours after the ticket was created.
-    response_hours: float = 24.0
+    response_hours: Positive = 24.0
     # Time zone for due times when the customer's Date header has no usable offset.
     timezone: str = "Europe/Berlin"
+
+    def problems(self) -> list[tuple[str, str]]:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            wanted = "a time zone name like Europe/Berlin"
+            return [("timezone", f"not {wanted}: {_show(self.timezone)}")]
+        except KeyError:
+            return [("timezone", f"unknown time zone {_show(self.timezone)} (tzdata installed?)")]
+        return []
 
 
 @dataclass(frozen=True)
 class KbSettings:
     # Knowledge-base index (TOML); empty: acknowledgements point to no articles.
     index_file: str = ""
-    max_articles: int = 3
+    max_articles: CountOrZero = 3
     # An article needs at least this score to be suggested (see kb/index.example.toml).
-    min_score: float = 3.0
+    min_score: NonNegative = 3.0
 
 
+_DOMAIN_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}")
 _ADDRESS_RE = re.compile(
     r"[^@\s<>\"(),;:]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
 )
@@ -333,7 +419,7 @@ class SecuritySettings:
 class ConversationSettings:
     # A customer's reply reopens a resolved ticket within this many days; later (or
     # after closed) it opens a new ticket linked to the old one.
-    reopen_days: float = 14.0
+    reopen_days: NonNegative = 14.0
     # Anyone from the requester's organisation (mail domain, not a freemail domain)
     # counts as a participant of the requester's tickets.
     organisation_participants: bool = False
@@ -341,28 +427,15 @@ class ConversationSettings:
     # Over it, the mail is kept as an article on that address's latest ticket, without
     # an acknowledgement (a mail robot that answers every mail cannot open ticket after
     # ticket, nor get answer after answer).
-    new_tickets_per_address: int = 20
-    new_tickets_window_minutes: float = 60.0
+    new_tickets_per_address: CountOrZero = 20
+    new_tickets_window_minutes: Positive = 60.0
 
-    def problems(self) -> list[tuple[str, str]]:
-        out = []
-        if self.reopen_days < 0:
-            out.append(("reopen_days", f"expected a number >= 0, got {_show(self.reopen_days)}"))
-        if self.new_tickets_per_address < 0:
-            out.append(
-                (
-                    "new_tickets_per_address",
-                    f"expected a number >= 0, got {_show(self.new_tickets_per_address)}",
-                )
-            )
-        if self.new_tickets_window_minutes <= 0:
-            out.append(
-                (
-                    "new_tickets_window_minutes",
-                    f"expected a number > 0, got {_show(self.new_tickets_window_minutes)}",
-                )
-            )
-        return out
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    # `mailtriage purge` deletes the raw messages and attachments of tickets closed and
+    # untouched for this many days (the ticket, its text and events stay); 0: never.
+    purge_closed_after_days: CountOrZero = 0
 
 
 @dataclass(frozen=True)
@@ -395,27 +468,21 @@ class PortalSettings:
     # http://<http.host>:<http.port> (right for a local test, not behind a proxy).
     base_url: str = ""
     # A ticket link in a mail stays valid this long.
-    link_days: float = 180.0
+    link_days: Positive = 180.0
     # A sign-in link of the organisation view stays valid this long.
-    signin_link_minutes: float = 30.0
+    signin_link_minutes: Positive = 30.0
     # Sign-in mails per address, and requests per client address, per hour.
-    signin_per_address_per_hour: int = 3
-    signin_per_client_per_hour: int = 20
+    signin_per_address_per_hour: Count = 3
+    signin_per_client_per_hour: Count = 20
     # Ask for feedback when a ticket is resolved; the answer may be changed this long.
     feedback: bool = True
-    feedback_change_days: float = 14.0
+    feedback_change_days: Positive = 14.0
     organisations: tuple[PortalOrganisation, ...] = ()
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
         if self.base_url and not re.fullmatch(r"https?://[^\s/?#]+(?:/[^\s?#]*)?", self.base_url):
             out.append(("base_url", f"expected http(s)://host[/path], got {_show(self.base_url)}"))
-        for key in ("link_days", "signin_link_minutes", "feedback_change_days"):
-            if getattr(self, key) <= 0:
-                out.append((key, f"expected a number > 0, got {_show(getattr(self, key))}"))
-        for key in ("signin_per_address_per_hour", "signin_per_client_per_hour"):
-            if getattr(self, key) < 1:
-                out.append((key, f"expected an integer >= 1, got {_show(getattr(self, key))}"))
         seen: dict[str, int] = {}
         for i, org in enumerate(self.organisations):
             if org.domain in seen:
@@ -448,6 +515,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     portal: PortalSettings = field(default_factory=PortalSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: str = ""  # the file these came from ("" for defaults)
 
     def problems(self) -> list[tuple[str, str]]:
@@ -530,7 +598,7 @@ def _build(
     where = prefix.rstrip(".") or "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a table, got {_show(data)}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - (set(fields) - set(skip)))
     if unknown:
@@ -550,6 +618,14 @@ def _build(
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *checks = typing.get_args(hint)
+        value = _convert(base, value, key)
+        for check in checks:
+            problem = check.problem(value)
+            if problem:
+                raise ConfigError(f"{key}: {problem}")
+        return value
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _build(hint, value, prefix=f"{key}.")
     if origin is Literal:
@@ -583,6 +659,17 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {_show(value)}")
         return value
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _not_above(section: Any, low: str, high: str) -> list[tuple[str, str]]:
+    a, b = getattr(section, low), getattr(section, high)
+    if a > b:
+        return [(low, f"{_num(a)} is more than {high} ({_num(b)})")]
+    return []
+
+
+def _num(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 def _show(value: Any) -> str:

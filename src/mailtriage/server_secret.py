@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailtriage.config import MIN_SECRET_LENGTH, ConfigError, SecuritySettings
 
-__all__ = ["SECRET_FILE_NAME", "load_secret"]
+__all__ = ["SECRET_FILE_NAME", "load_secret", "read_secret_file"]
 
 SECRET_FILE_NAME = "secret"
 log = logging.getLogger(__name__)
@@ -37,6 +37,12 @@ def load_secret(security: SecuritySettings, storage_dir: Path) -> bytes:
     elif (mode := stat.S_IMODE(path.stat().st_mode)) & 0o077:
         log.warning("%s is readable by others (mode %03o); chmod 600 it", path, mode)
     return _read(path, f"security.secret (generated file {path})")
+
+
+def read_secret_file(path: Path, key: str) -> bytes:
+    """The secret in ``path`` (its first line), without generating one; a ConfigError
+    naming ``key`` when it is missing, unreadable or too short."""
+    return _read(path, key)
 
 
 def _read(path: Path, key: str) -> bytes:

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from mailtriage import __version__
 from mailtriage.cli.common import Command, LazyConsole, UserError
 from mailtriage.cli.db import add_db_commands
+from mailtriage.cli.doctor import add_doctor_command
 from mailtriage.cli.intake import add_intake_commands
 from mailtriage.cli.outbox import add_outbox_commands
 from mailtriage.cli.quarantine import add_quarantine_commands
 from mailtriage.cli.report import add_report_commands, add_ticket_link_command
+from mailtriage.cli.retention import add_purge_command
 from mailtriage.cli.tickets import add_ticket_commands
 from mailtriage.cli.triage import (
     add_classify_commands,
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_commands(sub)
     add_db_commands(sub)
     add_report_commands(sub)  # report feedback
+    add_doctor_command(sub)
+    add_purge_command(sub)
     return parser
 
 
@@ -70,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mailtriage.ops.logs import setup_logging, wants_json
 
     try:
+        if getattr(args, "loads_config", False):  # doctor: a broken config is a finding
+            setup_logging("DEBUG" if args.verbose else "WARNING")
+            return int(args.func(args, None, LazyConsole()))
         settings = load_settings(args.config)
         setup_logging(
             "DEBUG" if args.verbose else settings.logging.level, wants_json(settings.logging)

@@ -44,6 +44,7 @@ def add_outbox_commands(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_outbox_show)
     p = osub.add_parser("retry", help="send a failed or skipped mail again")
     p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox_retry)
 
 
@@ -169,6 +170,9 @@ def cmd_outbox_retry(args: argparse.Namespace, settings: Settings, out: Console)
             raise UserError(
                 f"outbox entry {args.id} is {row.status}; only failed or skipped mail is retried"
             )
+    if args.json:
+        print_json({"id": args.id, "status": "pending"})
+        return 0
     out.print(
         f"{args.id}: pending again (sent by `mailtriage run` or `mailtriage outbox send`)",
         markup=False,

@@ -26,10 +26,12 @@ def add_quarantine_commands(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_quarantine_show)
     p = qsub.add_parser("retry", help="process a quarantined message again")
     p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine_retry)
     p = qsub.add_parser("export", help="write the raw bytes of a message to FILE")
     p.add_argument("id", type=int)
     p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine_export)
 
 
@@ -80,6 +82,9 @@ def cmd_quarantine_retry(args: argparse.Namespace, settings: Settings, out: Cons
         app.worker().drain()
         with app.factory() as session:
             data = show_inbound(session, args.id)
+    if args.json:
+        print_json({k: data[k] for k in ("id", "status", "outcome", "stage", "reason")})
+        return 0 if data["status"] == "done" else 1
     out.print(
         f"{args.id}: {data['status']} {data['outcome'] or data['reason'] or ''}",
         markup=False,
@@ -93,10 +98,15 @@ def cmd_quarantine_export(args: argparse.Namespace, settings: Settings, out: Con
 
     with open_app(settings) as app, app.factory() as session:
         row = get_inbound(session, args.id)
+        if row.purged_at is not None:
+            raise UserError(f"inbound message {args.id}: its raw bytes were purged (retention)")
         raw = app.blobs.get(row.raw_sha256)
     try:
         args.file.write_bytes(raw)
     except OSError as exc:
         raise UserError(f"{args.file}: cannot write: {exc.strerror}") from None
+    if args.json:
+        print_json({"id": args.id, "file": str(args.file), "bytes": len(raw)})
+        return 0
     out.print(f"wrote {len(raw)} bytes to {args.file}", markup=False, highlight=False)
     return 0

@@ -11,6 +11,7 @@ from mailtriage.config import Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 
 def add_ticket_commands(sub: Subparsers) -> Subparsers:
@@ -31,8 +32,6 @@ def add_ticket_commands(sub: Subparsers) -> Subparsers:
 
 
 def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console) -> int:
-    from rich.table import Table
-
     from mailtriage.store.queries import list_tickets
 
     with open_app(settings) as app, app.factory() as session:
@@ -42,33 +41,66 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
     if args.json:
         print_json(rows)
         return 0
-    table = Table(
-        "number",
-        "status",
-        "level",
-        "category",
-        "priority",
-        "lang",
-        "requester",
-        "subject",
-        "articles",
-        "files",
-    )
-    for r in rows:
-        table.add_row(
-            r["number"],
-            r["status"],
-            r["level"] or "-",
-            r["category"] or "-",
-            r["priority"] or "-",
-            r["language"] or "-",
-            r["requester"] or "-",
-            r["subject"][:60],
-            str(r["article_count"]),
-            str(r["attachment_count"]),
-        )
-    out.print(table)
+    out.print(ticket_table(rows, out.width))
     return 0
+
+
+# tickets list: (header, row key); the first four and the subject are always shown, the
+# others only while the subject keeps SUBJECT_MIN columns, in this order.
+_ALWAYS = (("number", "number"), ("status", "status"), ("level", "level"), ("prio", "priority"))
+_OPTIONAL = (
+    ("category", "category"),
+    ("requester", "requester"),
+    ("lang", "language"),
+    ("art", "article_count"),
+    ("files", "attachment_count"),
+)
+SUBJECT_MIN = 30
+REQUESTER_MAX = 24
+_GAP = 2  # columns between two columns (padding 0,1 and no box)
+
+
+def ticket_table(rows: list[dict[str, Any]], width: int) -> Table:
+    """The ticket list fitted to ``width`` columns: the reference is never cut, the
+    subject gets what is left (cut with an ellipsis), and the optional columns are
+    left out, last first, when they would squeeze the subject below SUBJECT_MIN."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        return "-" if value is None or value == "" else " ".join(str(value).split())
+
+    def natural(header: str, key: str) -> int:
+        widest = max((cell_len(cell(r, key)) for r in rows), default=0)
+        limit = REQUESTER_MAX if key == "requester" else widest
+        return max(cell_len(header), min(widest, limit))
+
+    columns = [(h, k, natural(h, k)) for h, k in _ALWAYS]
+    used = sum(w for _, _, w in columns) + _GAP * len(columns)
+    for header, key in _OPTIONAL:
+        w = natural(header, key)
+        if width - (used + w + _GAP) >= SUBJECT_MIN:
+            columns.append((header, key, w))
+            used += w + _GAP
+    subject_width = max(
+        len("subject"),
+        min(width - used, max((cell_len(cell(r, "subject")) for r in rows), default=0)),
+    )
+    columns.append(("subject", "subject", subject_width))
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    for header, key, w in columns:
+        table.add_column(
+            header,
+            width=w,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if key.endswith("_count") else "left",
+        )
+    for r in rows:
+        table.add_row(*(Text(cell(r, key)) for _, key, _ in columns))
+    return table
 
 
 def cmd_tickets_show(args: argparse.Namespace, settings: Settings, out: Console) -> int:

@@ -53,9 +53,18 @@ _REWRITES = {
 # -- recipients (pure) ----------------------------------------------------------------
 
 
+POSTMASTER = "postmaster"
+
+
 @dataclass(frozen=True)
 class RecipientPolicy:
-    """Which envelope recipients we take mail for; everything else is refused."""
+    """Which envelope recipients we take mail for; everything else is refused.
+
+    ``postmaster@`` every domain we take mail for (and the bare ``<Postmaster>``) is
+    accepted too, as RFC 5321 section 4.5.1 requires. Such mail is stored and processed
+    like any other: a person's mail becomes a ticket, a bounce or an auto-reply is
+    caught by the loop guard; its envelope keeps the postmaster recipient.
+    """
 
     addresses: frozenset[str]
     domains: frozenset[str]
@@ -77,8 +86,13 @@ class RecipientPolicy:
             raise ConfigError(f"{key}: no recipients: the listener would refuse every message")
         return cls(frozenset(addresses), frozenset(domains))
 
+    @property
+    def our_domains(self) -> frozenset[str]:
+        return self.domains | {a.rpartition("@")[2] for a in self.addresses}
+
     def describe(self) -> str:
-        return ", ".join(sorted(self.addresses) + sorted(f"@{d}" for d in self.domains))
+        listed = sorted(self.addresses) + sorted(f"@{d}" for d in self.domains)
+        return ", ".join(listed) + ", postmaster"
 
     def allows(self, address: str) -> bool:
         """``support+x@dataandmore.com`` matches ``support@dataandmore.com``;
@@ -88,8 +102,12 @@ class RecipientPolicy:
         parts that way). A source route or an address without a domain never matches.
         """
         local, at, domain = address.strip().lower().rpartition("@")
+        if not at and domain == POSTMASTER:  # RCPT TO:<Postmaster>, no domain
+            return True
         if not at or not local or not domain or ":" in local or "@" in local:
             return False
+        if local == POSTMASTER and domain in self.our_domains:
+            return True
         if domain in self.domains:
             return True
         base = local.split("+", 1)[0]

@@ -140,8 +140,11 @@ class MailContext:
         known["articles"] = tuple(dict(a) for a in known.get("articles") or ())
         return cls(**known)
 
-    def variables(self, *, support_address: str, reply_address: str) -> dict[str, Any]:
-        """The template variables (documented in templates/README.md)."""
+    def variables(
+        self, *, support_address: str, reply_address: str, ticket_url: str = ""
+    ) -> dict[str, Any]:
+        """The template variables (documented in templates/README.md); ``ticket_url``:
+        the recipient's link to the ticket's page (made when the mail is sent)."""
         due = datetime.fromisoformat(self.due_at)
         return {
             "reference": self.reference,
@@ -153,6 +156,7 @@ class MailContext:
             "articles": [dict(a) for a in self.articles],
             "support_address": support_address,
             "reply_address": reply_address,
+            "ticket_url": ticket_url,
         }
 
 

@@ -104,9 +104,11 @@ class ConversationContext:
         known["values"] = dict(known.get("values") or {})
         return cls(**known)
 
-    def variables(self, *, support_address: str) -> dict[str, Any]:
-        """The template variables (documented in templates/README.md)."""
+    def variables(self, *, support_address: str, ticket_url: str = "") -> dict[str, Any]:
+        """The template variables (documented in templates/README.md); ``ticket_url``:
+        the recipient's link to the ticket's page (made when the mail is sent)."""
         return {
+            "ticket_url": ticket_url,
             "reference": self.reference,
             "name": self.to_name,
             "subject": self.subject,

@@ -162,6 +162,46 @@ class RelayMailer:
             context.verify_mode = ssl.CERT_NONE
         return context
 
+    def _session(self) -> smtplib.SMTP:
+        """Connected, EHLO'd, encrypted as configured and logged in (use with ``with``)."""
+        c = self.config
+        smtp: smtplib.SMTP
+        if c.security == "tls":
+            smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=self._context())
+        else:
+            smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+        try:
+            smtp.ehlo()
+            encrypted = c.security == "tls"
+            if c.security == "starttls" or (c.security == "auto" and smtp.has_extn("starttls")):
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+                encrypted = True
+            if c.username:
+                if not encrypted and not (c.security == "none" or _is_loopback(c.host)):
+                    raise DeliveryError(
+                        "refusing to send the relay password without TLS "
+                        "(the relay offers no STARTTLS; set outbound.relay_security)",
+                        permanent=False,
+                    )
+                smtp.login(c.username, c.password)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def check(self) -> str:
+        """Connect, (STARTTLS,) log in and quit without sending: what the relay said
+        it is, for `mailtriage doctor`. Raises DeliveryError like ``deliver``."""
+        try:
+            with self._session() as smtp:
+                greeting = _text(smtp.ehlo_resp or b"").split(" ")[0]
+                tls = " over TLS" if smtp.sock is not None and hasattr(smtp.sock, "cipher") else ""
+                login = f", logged in as {self.config.username}" if self.config.username else ""
+                return f"{greeting or self.config.host} answered{tls}{login}"
+        except Exception as exc:
+            raise classify_smtp_error(exc) from exc
+
     def deliver(
         self,
         sender: str,
@@ -173,28 +213,8 @@ class RelayMailer:
         """``cc``: more envelope recipients (a relayed reply's participants); when only
         some of them are refused, the mail counts as delivered and the refusal is
         logged (sending again would give the others a second copy)."""
-        c = self.config
         try:
-            smtp: smtplib.SMTP
-            if c.security == "tls":
-                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout, context=self._context())
-            else:
-                smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
-            with smtp:
-                smtp.ehlo()
-                encrypted = c.security == "tls"
-                if c.security == "starttls" or (c.security == "auto" and smtp.has_extn("starttls")):
-                    smtp.starttls(context=self._context())
-                    smtp.ehlo()
-                    encrypted = True
-                if c.username:
-                    if not encrypted and not (c.security == "none" or _is_loopback(c.host)):
-                        raise DeliveryError(
-                            "refusing to send the relay password without TLS "
-                            "(the relay offers no STARTTLS; set outbound.relay_security)",
-                            permanent=False,
-                        )
-                    smtp.login(c.username, c.password)
+            with self._session() as smtp:
                 refused = smtp.sendmail(sender, [recipient, *cc], message)
                 if recipient in refused:
                     raise smtplib.SMTPRecipientsRefused({recipient: refused[recipient]})

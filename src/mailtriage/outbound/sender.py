@@ -247,8 +247,9 @@ class Sender:
         rendered = self.templates.render(
             job.kind,
             job.language,
-            ctx.variables(support_address=support, reply_address=reply)
-            | {"ticket_url": self.ticket_url(job)},
+            ctx.variables(
+                support_address=support, reply_address=reply, ticket_url=self.ticket_url(job)
+            ),
         )
         mail = OutgoingMail(
             from_name=self.settings.outbound.from_name,
@@ -278,7 +279,7 @@ class Sender:
         rendered = self.templates.render(
             job.kind,
             job.language,
-            ctx.variables(support_address=support) | {"ticket_url": self.ticket_url(job)},
+            ctx.variables(support_address=support, ticket_url=self.ticket_url(job)),
         )
         mail = OutgoingMail(
             from_name=ctx.from_name or self.settings.outbound.from_name,

@@ -109,6 +109,9 @@ class Inbound(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
     processed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # (migration 0007) When `mailtriage purge` deleted the raw bytes (retention); the
+    # row, its sha256 (it still recognises a redelivery) and its ticket's text stay.
+    purged_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     __table_args__ = (Index("ix_inbound_status_next", "status", "next_attempt_at"),)
 
@@ -230,6 +233,8 @@ class Attachment(Base):
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ocr_text: Mapped[str | None] = mapped_column(Text, nullable=True)  # screenshots (OCR)
+    # (migration 0007) When `mailtriage purge` deleted the bytes; name, type, size stay.
+    purged_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     __table_args__ = (Index("ix_attachment_article", "article_id"),)
 

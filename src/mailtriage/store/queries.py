@@ -195,6 +195,7 @@ def _article(article: Article, inbound: Inbound | None, names: Mapping[str, str]
                 "is_screenshot": att.is_screenshot,
                 "content_id": att.content_id,
                 "ocr_text": att.ocr_text,
+                "purged": att.purged_at is not None,
             }
             for att in article.attachments
         ],
@@ -237,6 +238,7 @@ def _inbound(row: Inbound, *, with_traceback: bool) -> dict[str, Any]:
         "outcome": row.outcome,
         "message_id": row.message_id,
         "envelope": row.envelope,
+        "purged_at": _iso(row.purged_at),
     }
     if with_traceback:
         data["traceback"] = row.traceback
