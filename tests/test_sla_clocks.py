@@ -127,3 +127,44 @@ def test_policy_by_organisation_wins() -> None:
         "first_response"
     )
     assert datetime(2026, 1, 1, tzinfo=UTC)  # keep UTC imported for readers
+
+
+def test_sla_config_builds_the_rules_and_names_bad_keys() -> None:
+    import pytest
+
+    from mailtriage.config import ConfigError, settings_from_dict
+    from mailtriage.sla.settings import rules_from_settings
+
+    settings = settings_from_dict(
+        {
+            "sla": {
+                "response_hours": 8,
+                "extra_holidays": ["2026-12-24"],
+                "working_hours": {"friday": "08:00-12:00"},
+                "policies": [{"name": "acme", "domains": ["ACME.example"], "business_time": False}],
+            }
+        }
+    )
+    rules = rules_from_settings(settings.sla)
+    acme = rules.policy_for("normal", "acme.example")
+    assert (acme.name, acme.business, acme.first_response_hours) == ("acme", False, 8.0)
+    assert rules.policy_for("urgent", None).escalate_after_days == 2  # the list was replaced
+    assert rules.calendar.is_holiday(datetime(2026, 12, 24).date())
+    assert rules.calendar.is_holiday(datetime(2026, 1, 6).date())  # Epiphany in Bavaria
+    default = rules_from_settings(settings_from_dict({}).sla)
+    assert default.policy_for("high", None).escalate_after_days == 1
+    assert default.policy_for("normal", None).escalate_after_days == 2
+    for data, key in [
+        ({"warn_at": [0.5, 1.2]}, "sla.warn_at"),
+        ({"timezone": "Mars/Olympus"}, "sla.timezone"),
+        ({"working_hours": {"monday": "18:00-08:00"}}, "sla.working_hours.monday"),
+        ({"holidays_country": "XX"}, "sla.holidays_country"),
+        ({"holidays_subdiv": "ZZ"}, "sla.holidays_subdiv"),
+        ({"extra_holidays": ["24.12.2026"]}, "sla.extra_holidays[0]"),
+        ({"team_lead_address": "lead"}, "sla.team_lead_address"),
+        ({"policies": [{"name": "x", "priorities": ["hot"]}]}, "sla.policies[0].priorities[0]"),
+        ({"policies": [{"priorities": ["high"]}]}, "sla.policies[0].name"),
+        ({"policies": [{"name": "x", "reminder_days": -1}]}, "sla.policies[0].reminder_days"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"^{key.replace('[', '.').replace(']', '.')}: "):
+            settings_from_dict({"sla": data})
