@@ -45,6 +45,7 @@ from mailtriage.intake.imap import ImapPoller, check_account
 from mailtriage.intake.smtp import SmtpListener
 from mailtriage.outbound.scheduler import OutboundScheduler, start_outbound
 from mailtriage.runners.conversation import warn_about_trust
+from mailtriage.runners.sla_jobs import SlaJobs, start_sla_jobs
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ class Service:
         self._intake_stop = threading.Event()
         self._roles: list[_Role] = []
         self.outbound: OutboundScheduler | None = None  # outbound mail (issue 6)
+        self.sla_jobs: SlaJobs | None = None  # SLA clocks (issue 12)
         self._check()
 
     def _check(self) -> None:
@@ -288,6 +290,8 @@ class Service:
                 )
         # Outbound mail (issue 6): the outbox sender, a job of the APScheduler scheduler.
         self.outbound = start_outbound(self.app.factory, s)
+        # SLA clocks (issue 12): warnings, breaches, escalation, reminders, auto-close.
+        self.sla_jobs = start_sla_jobs(self.app.factory, s)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         failed: list[BaseException] = []
@@ -322,6 +326,8 @@ class Service:
         self._intake_stop.set()
         if self.worker is not None:
             self.worker.request_stop()
+        if self.sla_jobs is not None:  # SLA clocks (issue 12): finish the running round
+            self.sla_jobs.stop()
         if self.outbound is not None:  # outbound mail (issue 6): finish the mail being sent
             self.outbound.stop()
         clean = True

@@ -57,6 +57,7 @@ from mailtriage.runners.conversation import conversation_policy
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
 from mailtriage.store.models import Article, Ticket
+from mailtriage.store.sla_store import refresh_sla
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ def store_analysis(
             facts.our_mail,
             policy,
         )
+    if policy.sla is not None and applied.ticket_id is not None:
+        refresh_sla(session, applied.ticket_id, policy.sla)
     return applied
 
 

@@ -18,6 +18,7 @@ from mailtriage.cli.db import add_db_commands
 from mailtriage.cli.intake import add_intake_commands
 from mailtriage.cli.outbox import add_outbox_commands
 from mailtriage.cli.quarantine import add_quarantine_commands
+from mailtriage.cli.sla import add_sla_commands
 from mailtriage.cli.tickets import add_ticket_commands
 from mailtriage.cli.triage import (
     add_classify_commands,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_commands(sub)  # classify, eval
     add_outbox_commands(sub)
     add_db_commands(sub)
+    add_sla_commands(sub)  # sla show|recompute, scheduler tick
     return parser
 
 

@@ -21,6 +21,9 @@ def add_ticket_commands(sub: Subparsers) -> Subparsers:
     p = tickets.add_parser("list", help="list tickets, newest first")
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument(
+        "--due", action="store_true", help="tickets with a running SLA target, due/breached first"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tickets_list)
     p = tickets.add_parser("show", help="one ticket with its articles and events")
@@ -37,7 +40,11 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
 
     with open_app(settings) as app, app.factory() as session:
         rows = list_tickets(
-            session, settings.mail.ticket_prefix, status=args.status, limit=args.limit
+            session,
+            settings.mail.ticket_prefix,
+            status=args.status,
+            limit=args.limit,
+            due=args.due,
         )
     if args.json:
         print_json(rows)
@@ -53,6 +60,7 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
         "subject",
         "articles",
         "files",
+        *(("due",) if args.due else ()),
     )
     for r in rows:
         table.add_row(
@@ -66,6 +74,7 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
             r["subject"][:60],
             str(r["article_count"]),
             str(r["attachment_count"]),
+            *((r["sla_due_at"] or "-",) if args.due else ()),
         )
     out.print(table)
     return 0
@@ -120,6 +129,15 @@ def _print_head(data: dict[str, Any], out: Console) -> None:
         line(f"participant ({p['role']}) {p['name']} <{p['address']}>".replace("  ", " "))
     for link in data.get("links", []):
         line(f"linked to {link['ticket']}: {link['reason']}")
+    if data.get("sla_due_at"):
+        line(f"SLA: next target due {data['sla_due_at']} (mailtriage sla show {data['number']})")
+    for event in data["events"]:
+        if event["kind"] == "escalated":
+            d = event["detail"]
+            line(
+                f"escalated {d.get('from', 'L1')} -> {d.get('to', 'L2')} {event['created_at']}: "
+                f"{d.get('rule')}, {d.get('business_hours_elapsed')} business hours elapsed"
+            )
     for reason in data["classification_reasons"]:
         line(f"  why: {reason}")
 

@@ -115,7 +115,9 @@ def _changes(before: dict[str, str | None], after: dict[str, str | None]) -> str
 
 
 def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.sla.settings import rules_from_settings
     from mailtriage.store.queries import parse_ticket_number, ticket_reference
+    from mailtriage.store.sla_store import refresh_sla
     from mailtriage.triage.corrections import InvalidLabel, correct_ticket, validate_labels
 
     values = {
@@ -135,6 +137,9 @@ def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) 
     prefix = settings.mail.ticket_prefix
     with _app(settings) as app, app.factory() as session, session.begin():
         correction = correct_ticket(session, ticket_id, labels, by, prefix)
+        # the level and priority decide the SLA clocks (an agent's level is never
+        # overridden by the escalation rule)
+        refresh_sla(session, ticket_id, rules_from_settings(settings.sla))
     number = ticket_reference(prefix, ticket_id)
     if args.json:
         print_json({"number": number} | correction.to_dict())

@@ -7,11 +7,20 @@ the due times back; ``runners/sla_jobs.py`` acts on what is due.
 from __future__ import annotations
 
 from mailtriage.sla.calendar import ALWAYS, BusinessCalendar, Pause, due_at, elapsed
-from mailtriage.sla.clocks import Action, Clock, Evaluation, EventFact, TicketFacts, evaluate
+from mailtriage.sla.clocks import (
+    CLOCKS,
+    Action,
+    Clock,
+    Evaluation,
+    EventFact,
+    TicketFacts,
+    evaluate,
+)
 from mailtriage.sla.policy import Policy, SlaRules
 
 __all__ = [
     "ALWAYS",
+    "CLOCKS",
     "Action",
     "BusinessCalendar",
     "Clock",

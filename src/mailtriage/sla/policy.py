@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from mailtriage.sla.calendar import ALWAYS, BusinessCalendar
+from mailtriage.sla.calendar import ALWAYS, BusinessCalendar, due_at
 
 __all__ = ["Policy", "SlaRules"]
 
@@ -70,3 +70,16 @@ class SlaRules:
         if policy.escalate_after_days <= 0:
             return None
         return timedelta(hours=policy.escalate_after_days * self.calendar.day_hours())
+
+    def first_response(
+        self, created: datetime, priority: str | None, domain: str | None
+    ) -> tuple[datetime, float, bool] | None:
+        """(due, hours, business time?) of a new ticket's first-response target (what
+        the acknowledgement promises); None when its policy has no such target."""
+        policy = self.policy_for(priority, domain)
+        target = policy.target("first_response")
+        if target is None:
+            return None
+        due = due_at(created, target, self.calendar_of(policy))
+        assert due is not None  # no pauses: the clock always reaches its target
+        return due, policy.first_response_hours, policy.business
