@@ -27,6 +27,7 @@ def add_sla_commands(sub: Subparsers) -> None:
     )
     p.add_argument("numbers", nargs="*", metavar="NUMBER")
     p.add_argument("--all", action="store_true", help="every ticket that is not closed")
+    p.add_argument("--now", type=_iso, default=None, help="as of this time (ISO 8601)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sla_recompute)
     sched = sub.add_parser("scheduler", help="the periodic jobs of `mailtriage run`")
@@ -163,7 +164,7 @@ def cmd_sla_recompute(args: argparse.Namespace, settings: Settings, out: Console
         for start in range(0, len(ids), 500):
             with app.factory() as session, session.begin():
                 for ticket_id in ids[start : start + 500]:
-                    if refresh_sla(session, ticket_id, rules) is not None:
+                    if refresh_sla(session, ticket_id, rules, args.now) is not None:
                         done += 1
     if args.json:
         print_json({"recomputed": done})
