@@ -54,6 +54,7 @@ from mailtriage.pipeline.conversation import DEFAULT_POLICY, ConversationPolicy,
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
+from mailtriage.sla.settings import rules_from_settings
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
 from mailtriage.store.models import Article, Ticket
@@ -423,6 +424,10 @@ class Worker:
         self.processor = Processor(inbox, factory, blobs, settings, self.owner)
         self._pool_processor = pool_processor
         self._pool: Executor | None = None
+        # The public-holiday tables take about half a second on first use: load them
+        # now, not inside the first ticket's transaction (its acknowledgement's clock
+        # is running then).
+        rules_from_settings(settings.sla).calendar.warm_up()
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -79,6 +79,13 @@ class BusinessCalendar:
             return None
         return begin.astimezone(UTC), finish.astimezone(UTC)
 
+    def warm_up(self) -> None:
+        """Load the holiday tables of this year and the next (slow on first use)."""
+        if self.country:
+            year = datetime.now(UTC).year
+            _public_holidays(self.country, self.subdiv, year)
+            _public_holidays(self.country, self.subdiv, year + 1)
+
     def day_hours(self) -> float:
         """The length of the longest working day (what "one business day" means)."""
         spans = [

@@ -85,19 +85,25 @@ def refresh_sla(
     if facts is None:
         return None
     ev = evaluate(facts, rules, now or utcnow())
-    session.execute(
-        update(Ticket)
-        .where(Ticket.id == ticket_id)
-        .values(
-            sla_first_response_due=ev.due_of("first_response"),
-            sla_next_update_due=ev.due_of("next_update"),
-            sla_solution_due=ev.due_of("solution"),
-            sla_escalation_due=ev.due_of("escalation"),
-            sla_due_at=ev.earliest_due,
-            sla_next_at=ev.next_at,
+    values = {
+        "sla_first_response_due": ev.due_of("first_response"),
+        "sla_next_update_due": ev.due_of("next_update"),
+        "sla_solution_due": ev.due_of("solution"),
+        "sla_escalation_due": ev.due_of("escalation"),
+        "sla_due_at": ev.earliest_due,
+        "sla_next_at": ev.next_at,
+    }
+    stored = session.execute(
+        select(*(getattr(Ticket, k) for k in values)).where(Ticket.id == ticket_id)
+    ).one()
+    if tuple(stored) != tuple(values.values()):
+        # updated_at is kept: recomputing the clocks is not a change of the ticket
+        session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket_id)
+            .values(updated_at=Ticket.updated_at, **values)
+            .execution_options(synchronize_session="fetch")
         )
-        .execution_options(synchronize_session="fetch")
-    )
     return ev
 
 
