@@ -51,11 +51,11 @@ SELECT 'Ticket ' || g,
        now() - make_interval(secs => (g % 5184000)),
        now(),
        CASE WHEN g % 3 = 0 THEN NULL
-            ELSE now() + make_interval(secs => ((g * 7919) % 5184000) - 2592000) END,
+            ELSE now() + make_interval(secs => ((g::bigint * 7919) % 5184000) - 2592000) END,
        CASE WHEN g % 3 = 0 THEN NULL
-            ELSE now() + make_interval(secs => ((g * 7919) % 5184000) - 2592000) END,
+            ELSE now() + make_interval(secs => ((g::bigint * 7919) % 5184000) - 2592000) END,
        CASE WHEN g % 3 = 0 THEN NULL
-            ELSE now() + make_interval(secs => ((g * 104729) % 5184000) - 2592000) END
+            ELSE now() + make_interval(secs => ((g::bigint * 104729) % 5184000) - 2592000) END
 FROM generate_series(1, :n) AS g
 """
 
