@@ -31,6 +31,7 @@ from mailtriage.store.outbound_models import Outbox
 from relay import Received, Relay
 
 from mails import mail, png
+from servers import Daemon, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SUPPORT = "support@dataandmore.com"
@@ -52,7 +53,7 @@ def berlin(month: int, day: int, hour: int, minute: int = 0) -> datetime:
 
 
 class Desk:
-    def __init__(self, tmp_path: Path, database_url: str, relay: Relay) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, relay: Relay, extra: str = "") -> None:
         self.relay = relay
         self.config = tmp_path / "config.toml"
         self.config.write_text(
@@ -76,6 +77,7 @@ authserv_ids = ["mx.dataandmore.com"]
 [sla]
 response_hours = 8
 team_lead_address = "{LEAD}"
+{extra}
 [[agents]]
 address = "{ANNA}"
 name = "Anna Eins"
@@ -296,10 +298,15 @@ def test_an_l1_ticket_unsolved_for_two_business_days_is_escalated_once(
     assert "escalated L1 -> L2" in text and "20.0 business hours" in text
 
 
-def test_a_level_set_by_an_agent_is_never_escalated(desk: Desk) -> None:
+@pytest.mark.parametrize("how", ["tickets set", "#level by mail"])
+def test_a_level_set_by_an_agent_is_never_escalated(desk: Desk, how: str) -> None:
     ticket_id = desk.open_ticket(level="L1")
-    code, _ = desk.cli("tickets", "set", str(ticket_id), "--level", "L1", "--by", ANNA)
-    assert code == 0
+    if how == "tickets set":
+        code, _ = desk.cli("tickets", "set", str(ticket_id), "--level", "L1", "--by", ANNA)
+        assert code == 0
+    else:
+        desk.agent_replies(ticket_id, "#level L1\n#status open\n")
+        assert desk.events(ticket_id, "corrected")[0].detail["set"] == ["level"]
     desk.shift(ticket_id, FRIDAY)
     desk.tick(berlin(6, 5, 12))
     assert desk.events(ticket_id, "escalated") == []
@@ -405,3 +412,98 @@ def test_ticks_by_two_processes_at_once_send_every_notice_once(
         assert all(len(v) == 1 for v in per_ticket.values())
     finally:
         desk.close()
+
+
+def test_mailtriage_run_runs_the_sla_jobs(tmp_path: Path, relay: Relay) -> None:
+    desk = Desk(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", relay, "job_interval_seconds = 0.5\n")
+    try:
+        ticket_id = desk.open_ticket(level="L1")
+        desk.shift(ticket_id, FRIDAY)  # long overdue by the real clock
+        with desk.config.open("a", encoding="utf-8") as f:
+            f.write("[smtp]\nport = 0\n[service]\nshutdown_grace_seconds = 5\n")
+        with Daemon(desk.config) as daemon:
+            daemon.wait_for_line("SLA jobs started")
+            wait_for(lambda: desk.mails("escalation"), timeout=30, what="the escalation notice")
+            assert daemon.terminate(timeout=15) == 0
+        assert len(desk.events(ticket_id, "escalated")) == 1
+        assert [e.detail["clock"] for e in desk.events(ticket_id, "sla_breach")] == [
+            "first_response"
+        ]
+        assert desk.events(ticket_id, "sla_warning") == []  # overtaken by the breach
+        assert "Traceback" not in daemon.text()
+    finally:
+        desk.close()
+
+
+def test_sla_mail_never_goes_to_a_participant_and_auto_replies_change_nothing(
+    desk: Desk,
+) -> None:
+    """Erika Cc'd a colleague: the reminder, the escalation note and the auto-close go to
+    Erika alone. Her out-of-office answer to the reminder neither reopens the ticket
+    nor restarts the waiting (no second reminder), and it is closed on time."""
+    desk.receive(
+        mail(
+            subject="Schnittstelle liefert nichts",
+            body="Hallo, die REST-Schnittstelle liefert seit heute keine Daten mehr.",
+            sender=f"Erika Muster <{ERIKA}>",
+            headers={"Cc": "Max Kollege <max@kunde.example>"},
+        )
+    )
+    ticket_id = 1
+    with desk.app.factory() as session, session.begin():
+        session.execute(update(Ticket).values(level="L1", priority="normal"))
+    desk.agent_replies(ticket_id)
+    desk.shift(ticket_id, FRIDAY)
+    waiting_since = desk.events(ticket_id, "status_changed")[-1].created_at
+    desk.tick(waiting_since + timedelta(days=3))
+    [reminder] = desk.mails("reminder")
+    assert list(reminder.rcpt_tos) == [ERIKA] and reminder.message["Cc"] is None
+    assert reminder.message["Auto-Submitted"] == "auto-generated"
+    desk.receive(
+        mail(
+            subject=f"Automatische Antwort: {reminder.message['Subject']}",
+            sender=f"Erika Muster <{ERIKA}>",
+            body="Ich bin bis Montag nicht im Büro.",
+            in_reply_to=reminder.message["Message-ID"],
+            headers={"Auto-Submitted": "auto-replied"},
+        )
+    )
+    assert desk.ticket(ticket_id).status == "waiting"
+    desk.tick(waiting_since + timedelta(days=6, hours=23))
+    assert len(desk.mails("reminder")) == 1
+    desk.tick(waiting_since + timedelta(days=7))
+    assert desk.ticket(ticket_id).status == "closed"
+    for kind in ("reminder", "auto_close", "escalation_note"):
+        for received in desk.mails(kind):
+            assert list(received.rcpt_tos) == [ERIKA], kind
+    sla_kinds = ("reminder", "auto_close", "escalation_note", "sla_warning", "sla_breach")
+    for received in desk.relay.received:
+        if received.message["X-Mailtriage-Kind"] in sla_kinds:
+            assert "max@kunde.example" not in str(received.message)
+
+
+def test_due_list_and_sla_show_through_the_cli(
+    desk: Desk, capsys: pytest.CaptureFixture[str]
+) -> None:
+    late = desk.open_ticket(level="L2")
+    early = desk.open_ticket(level="L2")
+    answered = desk.open_ticket(level="L2")
+    desk.agent_replies(answered)
+    desk.shift(late, FRIDAY)
+    desk.shift(early, FRIDAY - timedelta(days=7))
+    desk.shift(answered, FRIDAY - timedelta(days=14))
+    capsys.readouterr()
+    assert main(["--config", str(desk.config), "tickets", "list", "--due", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["number"] for r in rows] == [f"DM-{early:06d}", f"DM-{late:06d}"]
+    assert rows[0]["sla_due_at"] < rows[1]["sla_due_at"]
+    assert main(["--config", str(desk.config), "tickets", "list", "--due"]) == 0
+    assert main(["--config", str(desk.config), "sla", "show", f"DM-{late:06d}"]) == 0
+    text = capsys.readouterr().out
+    assert "first_response: breached, 8 h" in text and "policy default (business time)" in text
+    assert main(["--config", str(desk.config), "sla", "show", "DM-999999"]) == 2
+    assert "no ticket DM-999999" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(desk.config), "scheduler", "tick", "--now", "tomorrow"])
+    assert exit_.value.code == 2
+    assert "--now: not an ISO 8601 time: 'tomorrow'" in capsys.readouterr().err

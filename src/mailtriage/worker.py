@@ -154,8 +154,11 @@ def store_analysis(
             facts.our_mail,
             policy,
         )
-    if policy.sla is not None and applied.ticket_id is not None:
-        refresh_sla(session, applied.ticket_id, policy.sla)
+    if policy.sla is not None:
+        # the ticket's clocks follow its history; merged tickets have none any more
+        for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
+            if ticket_id is not None:
+                refresh_sla(session, ticket_id, policy.sla)
     return applied
 
 
