@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -65,9 +65,17 @@ def run_sla_jobs(
             fresh = [i for i in ids if i not in seen]
             for ticket_id in fresh:
                 seen.add(ticket_id)
-                with session.begin_nested():
-                    for kind in act_on_ticket(session, ticket_id, rules, policy, now):
-                        counts[kind] += 1
+                try:
+                    with session.begin_nested():
+                        for kind in act_on_ticket(session, ticket_id, rules, policy, now):
+                            counts[kind] += 1
+                except (OperationalError, DBAPIError):
+                    raise
+                except Exception:  # one broken ticket must not stop the others
+                    log.exception(
+                        "SLA jobs: %s-%06d failed; retried next run", policy.prefix, ticket_id
+                    )
+                    counts["failed"] += 1
         if len(ids) < batch or not fresh:
             break
     return counts
@@ -136,6 +144,7 @@ class SlaJobs:
         self.factory = factory
         self.settings = settings
         self.scheduler = BackgroundScheduler(
+            timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
