@@ -168,3 +168,33 @@ def test_sla_config_builds_the_rules_and_names_bad_keys() -> None:
     ]:
         with pytest.raises(ConfigError, match=rf"^{key.replace('[', '.').replace(']', '.')}: "):
             settings_from_dict({"sla": data})
+
+
+def test_the_acknowledgement_promises_the_first_response_due_time() -> None:
+    from mailtriage.outbound.ack import Customer, OutboundPolicy, plan_ack
+
+    friday = datetime(2026, 5, 22, 15, 0, tzinfo=BERLIN)  # Whit Monday follows
+    promise = RULES.first_response(friday, "normal", None)
+    assert promise == (datetime(2026, 5, 26, 13, 0, tzinfo=BERLIN), 8.0, True)
+    plan, _ = plan_ack(
+        OutboundPolicy(),
+        ticket_id=7,
+        created_at=friday,
+        customer=Customer(address="erika@kunde.example"),
+        category=None,
+        language="de",
+        promise=promise,
+    )
+    assert plan is not None
+    context = plan.context.to_json()
+    assert context["due_at"] == "2026-05-26T11:00:00+00:00" and context["business_hours"]
+    assert context["response_hours"] == 8.0
+    calendar_time = SlaRules(fallback=Policy(business=False))
+    assert calendar_time.first_response(friday, None, None) == (
+        datetime(2026, 5, 23, 15, 0, tzinfo=BERLIN),
+        24.0,
+        False,
+    )
+    assert (
+        SlaRules(fallback=Policy(first_response_hours=0)).first_response(friday, None, None) is None
+    )
