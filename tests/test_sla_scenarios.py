@@ -507,3 +507,14 @@ def test_due_list_and_sla_show_through_the_cli(
         main(["--config", str(desk.config), "scheduler", "tick", "--now", "tomorrow"])
     assert exit_.value.code == 2
     assert "--now: not an ISO 8601 time: 'tomorrow'" in capsys.readouterr().err
+
+
+def test_a_bad_sla_key_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[sla.working_hours]\nfriday = "8-17"\n', encoding="utf-8")
+    assert main(["--config", str(config), "scheduler", "tick"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mailtriage: error: sla.working_hours.friday: expected")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
