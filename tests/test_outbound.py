@@ -174,7 +174,8 @@ def test_ack_end_to_end_import_to_relay(
     assert msg["Content-Language"] == "de"
     text = de.text()
     assert text.startswith("Guten Tag Erika Muster,")
-    assert "DM-000001" in text and "innerhalb von 24 Stunden" in text
+    # the promise counts business hours (sla.business_time, the default)
+    assert "DM-000001" in text and "innerhalb von 24 Arbeitsstunden" in text
     assert "Anmeldung und Zugang" in text  # the category in plain words
     assert "Screenshots" in text
     assert "https://support.dataandmore.com/de/kb/passwort-zuruecksetzen" in text

@@ -210,3 +210,15 @@ def test_the_io_check_sees_a_file_read(tmp_path: Path) -> None:
     )
     calls = _io_calls(source, tmp_path)
     assert calls == {("x.py", "load", "p.read_bytes"), ("x.py", "load", "open")}
+
+
+# sla/ is arithmetic like pipeline/: no database, no mail, no files (issue 12).
+@pytest.mark.parametrize("path", sorted((PACKAGE / "sla").rglob("*.py")), ids=lambda p: p.name)
+def test_sla_is_pure(path: Path) -> None:
+    bad = sorted(
+        m
+        for m in imported(path, modules())
+        if any(m == f or m.startswith(f + ".") for f in PIPELINE_MUST_NOT_IMPORT)
+    )
+    assert bad == [], f"{path.name} imports {bad}"
+    assert _io_calls(path) == set()

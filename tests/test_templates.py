@@ -21,6 +21,7 @@ FULL: dict[str, Any] = {
     "category": "account_access",
     "due": "Dienstag, 3. November 2026, 09:30 Uhr (MEZ)",
     "hours": "24",
+    "business_hours": False,
     "articles": [
         {"title": "Passwort zurücksetzen", "url": "https://kb.example/a"},
         {"title": "Zwei-Faktor", "url": "https://kb.example/b"},
@@ -76,6 +77,52 @@ def test_the_reply_to_a_customer_links_their_ticket_page(language: str) -> None:
     assert url in mail.text and f'href="{url}"' in mail.html
     bare = TEMPLATES.render("reply", language, KIND_VALUES["reply"])
     assert "/t/" not in bare.text and "/t/" not in bare.html
+
+
+# The SLA kinds (outbound.sla_mail).
+SLA_LABELS = {
+    "level": "L1",
+    "priority": "high",
+    "category": "integration",
+    "status": "open",
+    "assignee": "",
+}
+KIND_VALUES |= {
+    "sla_warning": COMMON
+    | SLA_LABELS
+    | {"clock": "first_response", "percent": 80, "due": "Montag, 9. November 2026, 08:59 Uhr"},
+    "sla_breach": COMMON
+    | SLA_LABELS
+    | {"clock": "next_update", "due": "Montag, 9. November 2026, 08:59 Uhr (MEZ)"},
+    "escalation": COMMON
+    | SLA_LABELS
+    | {
+        "rule": "L1 not resolved after 2 business day(s) (policy default)",
+        "elapsed_hours": 20.0,
+        "customer_name": "Erika Muster",
+        "customer_address": "erika@kunde.example",
+        "conversation": [
+            {
+                "direction": "in",
+                "internal": False,
+                "who": "Erika Muster",
+                "date": "2026-11-06T15:00+00:00",
+                "text": "Die Schnittstelle <liefert> nichts.",
+            },
+            {
+                "direction": "out",
+                "internal": True,
+                "who": "Anna Agent",
+                "date": "2026-11-06T16:00+00:00",
+                "text": "Kunde hat Version 3.",
+            },
+        ],
+        "commands": ["#status", "#level"],
+    },
+    "escalation_note": COMMON,
+    "reminder": COMMON | {"days": "3"},
+    "auto_close": COMMON | {"days": "4"},
+}
 
 
 def variables_for(name: str) -> dict[str, Any]:
@@ -219,3 +266,25 @@ def test_a_missing_conversation_variable_fails_loudly(kind: str, missing: str) -
         return
     with pytest.raises(RenderError, match=missing):
         TEMPLATES.render(kind, "en", {k: v for k, v in values.items() if k != missing})
+
+
+SLA_KINDS = ["sla_warning", "sla_breach", "escalation", "escalation_note", "reminder", "auto_close"]
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+@pytest.mark.parametrize("kind", SLA_KINDS)
+def test_sla_kinds_render_in_german_and_english(kind: str, language: str) -> None:
+    assert {"de", "en"} <= set(TEMPLATES.languages(kind))
+    mail = TEMPLATES.render(kind, language, KIND_VALUES[kind])
+    assert "\n" not in mail.subject and "[DM-000123]" in mail.subject
+    assert f'lang="{language}"' in mail.html
+    assert "<liefert>" not in mail.html  # escaped where the customer's words appear
+    if kind == "escalation":
+        for part in (mail.text, mail.html):
+            assert "20.0" in part and "policy default" in part and "fehler.png" in part
+            assert "Kunde hat Version 3." in part
+        assert "Die Schnittstelle <liefert> nichts." in mail.text
+    if kind in ("sla_warning", "sla_breach"):
+        assert "08:59" in mail.subject and "08:59" in mail.text
+    if kind == "reminder":
+        assert " 3 " in mail.text

@@ -31,7 +31,7 @@ ALLOWED = {
         ("resolved", "closed"),
     },
     "customer": {("waiting", "open"), ("resolved", "open")},
-    "system": {("resolved", "closed")},
+    "system": {("resolved", "closed"), ("waiting", "closed")},
 }
 
 

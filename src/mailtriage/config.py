@@ -337,24 +337,189 @@ class OutboundSettings:
         return out
 
 
+_PRIORITIES = ("low", "normal", "high", "urgent")
+_HOURS_RE = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _fractions_problem(values: tuple[float, ...]) -> str | None:
+    if any(not 0 < f < 1 for f in values):
+        return f"expected numbers between 0 and 1 (exclusive), got {json.dumps(list(values))}"
+    return None
+
+
+def _negative(obj: object, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < 0:
+            out.append((name, f"expected a number >= 0, got {_show(value)}"))
+    return out
+
+
 @dataclass(frozen=True)
-class SlaSettings:
-    # The answer promised to every customer, in hours after the ticket was created.
-    response_hours: Positive = 24.0
-    # Time zone for due times when the customer's Date header has no usable offset.
-    timezone: str = "Europe/Berlin"
+class SlaWorkingHours:
+    """``"08:00-18:00"`` per weekday (local time of ``sla.timezone``); ``""``: day off.
+    ``"00:00-24:00"``: the whole day."""
+
+    monday: str = "08:00-18:00"
+    tuesday: str = "08:00-18:00"
+    wednesday: str = "08:00-18:00"
+    thursday: str = "08:00-18:00"
+    friday: str = "08:00-18:00"
+    saturday: str = ""
+    sunday: str = ""
 
     def problems(self) -> list[tuple[str, str]]:
+        out = []
+        for day in WEEKDAYS:
+            value = getattr(self, day)
+            if value and parse_hours(value) is None:
+                out.append(
+                    (day, f'expected "HH:MM-HH:MM" (start before end) or "", got {_show(value)}')
+                )
+        if not any(getattr(self, day) for day in WEEKDAYS):
+            out.append(("monday", "no working hours on any weekday"))
+        return out
+
+
+def parse_hours(value: str) -> tuple[int, int] | None:
+    """``"08:00-18:00"`` -> (480, 1080) minutes after midnight; None when malformed."""
+    match = _HOURS_RE.fullmatch(value.strip())
+    if not match:
+        return None
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if h1 > 23 or m1 > 59 or m2 > 59 or end > 24 * 60 or end <= start:
+        return None
+    return start, end
+
+
+@dataclass(frozen=True)
+class SlaPolicySettings:
+    """One ``[[sla.policies]]`` entry: targets for some priorities (and optionally some
+    organisations); a key left out takes the value of ``[sla]``."""
+
+    name: str = ""
+    # Ticket priorities it applies to (low, normal, high, urgent); empty: any.
+    priorities: tuple[str, ...] = ()
+    # Organisation (sender) domains it applies to; empty: any. A policy naming the
+    # ticket's domain wins over one that names none.
+    domains: tuple[str, ...] = ()
+    response_hours: float | None = None
+    next_update_hours: float | None = None
+    solution_hours: float | None = None
+    business_time: bool | None = None
+    warn_at: tuple[float, ...] | None = None
+    escalate_after_days: int | None = None
+    reminder_days: float | None = None
+    auto_close_days: float | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not self.name.strip():
+            out.append(("name", "required (named in events and notices)"))
+        for i, priority in enumerate(self.priorities):
+            if priority not in _PRIORITIES:
+                shown = ", ".join(_PRIORITIES)
+                out.append((f"priorities[{i}]", f"expected one of {shown}, got {_show(priority)}"))
+        if self.warn_at is not None and (problem := _fractions_problem(self.warn_at)):
+            out.append(("warn_at", problem))
+        return out + _negative(self, _SLA_NUMBERS)
+
+
+_SLA_NUMBERS = (
+    "response_hours",
+    "next_update_hours",
+    "solution_hours",
+    "escalate_after_days",
+    "reminder_days",
+    "auto_close_days",
+)
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    """SLA clocks: the targets of the fallback policy, the business calendar, the jobs."""
+
+    # The first answer promised to every customer, in hours (business hours when
+    # business_time); the acknowledgement gives the due time.
+    response_hours: Positive = 24.0
+    # Time zone of the business calendar, and of due times in mail when the customer's
+    # Date header has no usable offset.
+    timezone: str = "Europe/Berlin"
+    # Hours after a customer's reply within which an agent answers it (0: no target).
+    next_update_hours: float = 24.0
+    # Hours from creation to resolved (0: no target).
+    solution_hours: float = 0.0
+    # The targets count business time (working hours, no holidays); false: calendar time.
+    business_time: bool = True
+    # Warn the agents when these fractions of a target have passed.
+    warn_at: tuple[float, ...] = (0.5, 0.8)
+    # An L1 ticket not resolved after this many business days goes to L2 (0: never).
+    escalate_after_days: int = 2
+    # A ticket waiting for the customer this many days gets a reminder, and is closed
+    # auto_close_days after the reminder (0: no reminder / never closed).
+    reminder_days: float = 3.0
+    auto_close_days: float = 4.0
+    working_hours: SlaWorkingHours = field(default_factory=SlaWorkingHours)
+    # Public holidays of this country and state ("DE", "BY"; "" country: none).
+    holidays_country: str = "DE"
+    holidays_subdiv: str = "BY"
+    # More days off, "YYYY-MM-DD".
+    extra_holidays: tuple[str, ...] = ()
+    # Breach notices go here ("" : no breach mail; the event is written anyway).
+    team_lead_address: str = ""
+    # Run the SLA jobs in `mailtriage run`, every this many seconds.
+    jobs_enabled: bool = True
+    job_interval_seconds: float = 60.0
+    batch_size: int = 100
+    policies: tuple[SlaPolicySettings, ...] = (
+        SlaPolicySettings(name="high", priorities=("high", "urgent"), escalate_after_days=1),
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        from datetime import date
         from zoneinfo import ZoneInfo
 
+        out = _negative(self, _SLA_NUMBERS)
         try:
             ZoneInfo(self.timezone)
         except (ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
             wanted = "a time zone name like Europe/Berlin"
-            return [("timezone", f"not {wanted}: {_show(self.timezone)}")]
+            out.append(("timezone", f"not {wanted}: {_show(self.timezone)}"))
         except KeyError:
-            return [("timezone", f"unknown time zone {_show(self.timezone)} (tzdata installed?)")]
-        return []
+            out.append(("timezone", f"unknown time zone {_show(self.timezone)} (tzdata?)"))
+        if problem := _fractions_problem(self.warn_at):
+            out.append(("warn_at", problem))
+        for i, value in enumerate(self.extra_holidays):
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                out.append((f"extra_holidays[{i}]", f"expected YYYY-MM-DD, got {_show(value)}"))
+        if self.holidays_country:
+            import holidays
+
+            try:
+                holidays.country_holidays(
+                    self.holidays_country, subdiv=self.holidays_subdiv or None, years=2026
+                )
+            except NotImplementedError as exc:
+                key = "holidays_subdiv" if "subdivision" in str(exc) else "holidays_country"
+                out.append((key, str(exc)))
+        lead = self.team_lead_address
+        if lead and not _ADDRESS_RE.fullmatch(lead):
+            out.append(
+                (
+                    "team_lead_address",
+                    f"expected an address like lead@example.com, got {_show(lead)}",
+                )
+            )
+        if self.job_interval_seconds <= 0:
+            out.append(("job_interval_seconds", "expected a number > 0"))
+        if self.batch_size < 1:
+            out.append(("batch_size", "expected an integer >= 1"))
+        return out
 
 
 @dataclass(frozen=True)

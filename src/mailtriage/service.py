@@ -48,6 +48,7 @@ from mailtriage.ops import metrics, multiproc
 from mailtriage.ops.logs import fields
 from mailtriage.outbound.scheduler import OutboundScheduler, start_outbound
 from mailtriage.runners.conversation import warn_about_trust
+from mailtriage.runners.sla_jobs import SlaJobs, start_sla_jobs
 from mailtriage.store.queries import ticket_reference
 from mailtriage.worker import Processed
 
@@ -306,6 +307,7 @@ class Service:
         self._roles: list[_Role] = []
         self.outbound: OutboundScheduler | None = None  # outbound mail (issue 6)
         self.http: HttpServer | None = None  # /healthz, /readyz, /metrics (issue 13)
+        self.sla_jobs: SlaJobs | None = None  # SLA clocks (issue 12)
         self._check()
 
     def _check(self) -> None:
@@ -358,6 +360,8 @@ class Service:
                 )
         # Outbound mail (issue 6): the outbox sender, a job of the APScheduler scheduler.
         self.outbound = start_outbound(self.app.factory, s)
+        # SLA clocks (issue 12): warnings, breaches, escalation, reminders, auto-close.
+        self.sla_jobs = start_sla_jobs(self.app.factory, s)
         if s.http.enabled:  # last: /readyz reads the roles started above
             # Imported here: the worker process (which imports this module) and a
             # daemon without the HTTP role need no web server.
@@ -403,6 +407,8 @@ class Service:
             self.http.stop()
         if self.worker is not None:
             self.worker.request_stop()
+        if self.sla_jobs is not None:  # SLA clocks (issue 12): finish the running round
+            self.sla_jobs.stop()
         if self.outbound is not None:  # outbound mail (issue 6): finish the mail being sent
             self.outbound.stop()
         clean = True

@@ -58,10 +58,12 @@ from mailtriage.pipeline.feedback_reply import rating_in_reply, replies_to_feedb
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
+from mailtriage.sla.settings import rules_from_settings
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
 from mailtriage.store.models import Article, Ticket, utcnow
 from mailtriage.store.portal import save_feedback
+from mailtriage.store.sla_store import refresh_sla
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,11 @@ def store_analysis(
             facts.our_mail,
             policy,
         )
+    if policy.sla is not None:
+        # the ticket's clocks follow its history; merged tickets have none any more
+        for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
+            if ticket_id is not None:
+                refresh_sla(session, ticket_id, policy.sla)
     return applied
 
 
@@ -491,6 +498,10 @@ class Worker:
         self.processor = Processor(inbox, factory, blobs, settings, self.owner)
         self._pool_processor = pool_processor
         self._pool: Executor | None = None
+        # The public-holiday tables take about half a second on first use: load them
+        # now, not inside the first ticket's transaction (its acknowledgement's clock
+        # is running then).
+        rules_from_settings(settings.sla).calendar.warm_up()
 
     # -- lifecycle ------------------------------------------------------------------
 

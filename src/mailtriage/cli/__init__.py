@@ -21,6 +21,7 @@ from mailtriage.cli.outbox import add_outbox_commands
 from mailtriage.cli.quarantine import add_quarantine_commands
 from mailtriage.cli.report import add_report_commands, add_ticket_link_command
 from mailtriage.cli.retention import add_purge_command
+from mailtriage.cli.sla import add_sla_commands
 from mailtriage.cli.tickets import add_ticket_commands
 from mailtriage.cli.triage import (
     add_classify_commands,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_commands(sub)  # report feedback
     add_doctor_command(sub)
     add_purge_command(sub)
+    add_sla_commands(sub)  # sla show|recompute, scheduler tick
     return parser
 
 

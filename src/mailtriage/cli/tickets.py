@@ -22,6 +22,9 @@ def add_ticket_commands(sub: Subparsers) -> Subparsers:
     p = tickets.add_parser("list", help="list tickets, newest first")
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument(
+        "--due", action="store_true", help="tickets with a running SLA target, due/breached first"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tickets_list)
     p = tickets.add_parser("show", help="one ticket with its articles and events")
@@ -36,12 +39,16 @@ def cmd_tickets_list(args: argparse.Namespace, settings: Settings, out: Console)
 
     with open_app(settings) as app, app.factory() as session:
         rows = list_tickets(
-            session, settings.mail.ticket_prefix, status=args.status, limit=args.limit
+            session,
+            settings.mail.ticket_prefix,
+            status=args.status,
+            limit=args.limit,
+            due=args.due,
         )
     if args.json:
         print_json(rows)
         return 0
-    out.print(ticket_table(rows, out.width))
+    out.print(ticket_table(rows, out.width, due=args.due))
     return 0
 
 
@@ -60,10 +67,11 @@ REQUESTER_MAX = 24
 _GAP = 2  # columns between two columns (padding 0,1 and no box)
 
 
-def ticket_table(rows: list[dict[str, Any]], width: int) -> Table:
+def ticket_table(rows: list[dict[str, Any]], width: int, due: bool = False) -> Table:
     """The ticket list fitted to ``width`` columns: the reference is never cut, the
     subject gets what is left (cut with an ellipsis), and the optional columns are
-    left out, last first, when they would squeeze the subject below SUBJECT_MIN."""
+    left out, last first, when they would squeeze the subject below SUBJECT_MIN.
+    ``due``: a column with the next SLA due time (``tickets list --due``)."""
     from rich.cells import cell_len
     from rich.table import Table
     from rich.text import Text
@@ -77,7 +85,9 @@ def ticket_table(rows: list[dict[str, Any]], width: int) -> Table:
         limit = REQUESTER_MAX if key == "requester" else widest
         return max(cell_len(header), min(widest, limit))
 
-    columns = [(h, k, natural(h, k)) for h, k in _ALWAYS]
+    if due:  # `--due`: when the next SLA target falls due (UTC, to the minute)
+        rows = [r | {"due": (r.get("sla_due_at") or "")[:16].replace("T", " ")} for r in rows]
+    columns = [(h, k, natural(h, k)) for h, k in (*_ALWAYS, *((("due", "due"),) if due else ()))]
     used = sum(w for _, _, w in columns) + _GAP * len(columns)
     for header, key in _OPTIONAL:
         w = natural(header, key)
@@ -152,6 +162,15 @@ def _print_head(data: dict[str, Any], out: Console) -> None:
         line(f"participant ({p['role']}) {p['name']} <{p['address']}>".replace("  ", " "))
     for link in data.get("links", []):
         line(f"linked to {link['ticket']}: {link['reason']}")
+    if data.get("sla_due_at"):
+        line(f"SLA: next target due {data['sla_due_at']} (mailtriage sla show {data['number']})")
+    for event in data["events"]:
+        if event["kind"] == "escalated":
+            d = event["detail"]
+            line(
+                f"escalated {d.get('from', 'L1')} -> {d.get('to', 'L2')} {event['created_at']}: "
+                f"{d.get('rule')}, {d.get('business_hours_elapsed')} business hours elapsed"
+            )
     for reason in data["classification_reasons"]:
         line(f"  why: {reason}")
 

@@ -115,7 +115,9 @@ def _changes(before: dict[str, str | None], after: dict[str, str | None]) -> str
 
 
 def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.sla.settings import rules_from_settings
     from mailtriage.store.queries import parse_ticket_number, ticket_reference
+    from mailtriage.store.sla_store import refresh_sla
     from mailtriage.triage.corrections import InvalidLabel, correct_ticket, validate_labels
 
     values = {
@@ -135,6 +137,9 @@ def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) 
     prefix = settings.mail.ticket_prefix
     with _app(settings) as app, app.factory() as session, session.begin():
         correction = correct_ticket(session, ticket_id, labels, by, prefix)
+        # the level and priority decide the SLA clocks (an agent's level is never
+        # overridden by the escalation rule)
+        refresh_sla(session, ticket_id, rules_from_settings(settings.sla))
     number = ticket_reference(prefix, ticket_id)
     if args.json:
         print_json({"number": number} | correction.to_dict())
@@ -159,7 +164,9 @@ def cmd_tickets_set(args: argparse.Namespace, settings: Settings, out: Console) 
 
 
 def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.sla.settings import rules_from_settings
     from mailtriage.store.queries import parse_ticket_number, ticket_reference
+    from mailtriage.store.sla_store import refresh_sla
     from mailtriage.triage.corrections import (
         Reclassified,
         all_ticket_ids,
@@ -171,6 +178,7 @@ def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Co
     if bool(args.number) == bool(args.all):
         raise UserError("give a ticket NUMBER or --all")
     rules, model = _rules(settings), configured_model(settings)
+    sla_rules = rules_from_settings(settings.sla)
     prefix = settings.mail.ticket_prefix
     actor = _default_actor()
     counts = {"reclassified": 0, "unchanged": 0, "skipped": 0}
@@ -198,6 +206,8 @@ def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Co
                 result = reclassify_ticket(
                     session, ticket_id, rules, model, force=args.force, actor=actor, prefix=prefix
                 )
+                if result.outcome == "reclassified":  # level and priority drive the clocks
+                    refresh_sla(session, ticket_id, sla_rules)
             report(result)
             return 0
         with app.factory() as session:
@@ -212,6 +222,9 @@ def cmd_tickets_reclassify(args: argparse.Namespace, settings: Settings, out: Co
                     force=args.force,
                     actor=actor,
                 )
+                for result in results:
+                    if result.outcome == "reclassified":
+                        refresh_sla(session, result.ticket_id, sla_rules)
             for result in results:
                 report(result)
     if not args.json:

@@ -31,6 +31,8 @@ from mailtriage.outbound.kb import KbError, KbIndex, KbMatch, load_index, match_
 from mailtriage.outbound.render import RenderError, Templates
 from mailtriage.pipeline import subject_tag
 from mailtriage.pipeline.reply_token import REPLY
+from mailtriage.sla import SlaRules
+from mailtriage.sla.settings import rules_from_settings
 
 __all__ = [
     "MailContext",
@@ -74,6 +76,9 @@ class OutboundPolicy:
     ask_feedback: bool = False
     feedback_change_days: float = 14.0
     own_domains: tuple[str, ...] = ()
+    # The SLA calendar and policies (None: no clocks; the ack promises calendar hours).
+    sla: SlaRules | None = None
+    team_lead_address: str = ""
 
     def reply_to(self, ticket_id: int, recipient: str, purpose: str) -> str:
         """The Reply-To of a mail about ``ticket_id`` to ``recipient`` (identity.py)."""
@@ -126,6 +131,8 @@ class MailContext:
     articles: tuple[dict[str, str], ...] = ()
     # Fixed when queued (it carries the recipient's token); "" in rows queued before.
     reply_to: str = ""
+    # The promise counts business hours (the SLA policy's first-response target).
+    business_hours: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -153,6 +160,7 @@ class MailContext:
             "category": self.category,
             "due": sla.format_due(due, self.timezone, self.language),
             "hours": f"{self.response_hours:g}",
+            "business_hours": self.business_hours,
             "articles": [dict(a) for a in self.articles],
             "support_address": support_address,
             "reply_address": reply_address,
@@ -207,8 +215,11 @@ def plan_ack(
     customer: Customer,
     category: str | None,
     language: str | None,
+    promise: tuple[datetime, float, bool] | None = None,
 ) -> tuple[OutboxPlan | None, str]:
-    """The acknowledgement for a new ticket, or (None, why not)."""
+    """The acknowledgement for a new ticket, or (None, why not). ``promise``: (due,
+    hours, business hours?) of the SLA policy's first-response target; None: the
+    policy's ``response_hours`` in calendar time."""
     if not policy.acknowledge:
         return None, "acknowledgements are off (outbound.acknowledge = false)"
     recipient = safe_address(customer.address)
@@ -220,7 +231,11 @@ def plan_ack(
     lang = choose_language(language, policy)
     offset = sla.offset_from_date_header(customer.date_header)
     zone = sla.zone_for_customer(offset, created_at, policy.fallback_timezone)
-    due = sla.due_at(created_at, policy.response_hours)
+    due, hours, business = promise or (
+        sla.due_at(created_at, policy.response_hours),
+        policy.response_hours,
+        False,
+    )
     kb: tuple[KbMatch, ...] = ()
     if policy.kb is not None and policy.kb_max > 0:
         kb = match_articles(
@@ -246,11 +261,12 @@ def plan_ack(
         created_at=created_at.isoformat(),
         due_at=due.isoformat(),
         timezone=zone,
-        response_hours=policy.response_hours,
+        response_hours=hours,
         in_reply_to=parent,
         references=tuple(dict.fromkeys(refs))[-MAX_REFERENCES:],
         articles=tuple({"title": m.article.title, "url": m.article.url} for m in kb),
         reply_to=policy.reply_to(ticket_id, recipient, REPLY),
+        business_hours=business,
     )
     message_id = policy.message_id(ticket_id, ACK, 0, recipient, REPLY, created_at.isoformat())
     plan = OutboxPlan(
@@ -327,6 +343,8 @@ def outbound_policy(
         ask_feedback=settings.portal.enabled and settings.portal.feedback,
         feedback_change_days=settings.portal.feedback_change_days,
         own_domains=own,
+        sla=rules_from_settings(settings.sla),
+        team_lead_address=settings.sla.team_lead_address,
     )
 
 

@@ -61,6 +61,10 @@ def queue_ack(
         references=parsed.references,
         date_header=date_header,
     )
+    promise = None
+    if policy.sla is not None:
+        domain = ticket.organisation.domain if ticket.organisation else None
+        promise = policy.sla.first_response(ticket.created_at, ticket.priority, domain)
     plan, why_not = plan_ack(
         policy,
         ticket_id=ticket.id,
@@ -68,6 +72,7 @@ def queue_ack(
         customer=customer,
         category=classification.category if classification else None,
         language=classification.language if classification else None,
+        promise=promise,
     )
     if plan is None:
         session.add(

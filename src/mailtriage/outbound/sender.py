@@ -52,6 +52,7 @@ from mailtriage.outbound.headers import (
 from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settings
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
 from mailtriage.outbound.render import RenderError, Templates
+from mailtriage.outbound.sla_mail import CUSTOMER_KINDS, SLA_KINDS
 from mailtriage.portal.links import ticket_url
 from mailtriage.server_secret import load_secret
 from mailtriage.store.models import utcnow
@@ -234,7 +235,7 @@ class Sender:
     ) -> tuple[EmailMessage, dict[str, Any]]:
         """The message as it goes out, and the outgoing article to record.
         ``exclude``: Cc addresses to leave out (suppressed ones)."""
-        if job.kind in CONVERSATION_KINDS:
+        if job.kind in CONVERSATION_KINDS or job.kind in SLA_KINDS:
             return self._render_conversation(job, exclude)
         return self._render_ack(job)
 
@@ -310,7 +311,9 @@ class Sender:
         article = _article(mail)
         if job.kind == RELAY:
             article["sends_article"] = job.step  # the agent's article is the record
-        elif job.kind != FEEDBACK:
+        elif job.kind == FEEDBACK or job.kind in CUSTOMER_KINDS:
+            article["internal"] = False  # a mail to the customer (feedback, reminder, ...)
+        else:
             article["internal"] = True  # mail to an agent: never shown to a customer
         return build_message(mail), article
 

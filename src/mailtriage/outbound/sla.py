@@ -1,6 +1,7 @@
-"""SLA arithmetic (pure): when an answer is due, and how to say it in the customer's time.
+"""Due times in words (pure): how to say when an answer is due, in the customer's time.
 
-The promise is calendar hours (24 by default) from the moment the ticket was created.
+The due time itself is the SLA policy's first-response target (``mailtriage.sla``,
+business hours by default); ``due_at`` here is the calendar-hours fallback.
 The customer's time zone is guessed from the UTC offset in the Date header of their
 mail: when that offset is the configured zone's offset at that moment, we use the
 configured zone (so a due time across a summer-time change is still right); otherwise a
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailtriage.sla import calendar as clock
 
 __all__ = [
     "due_at",
@@ -50,10 +53,13 @@ _ZONE_NAMES_DE = {"CET": "MEZ", "CEST": "MESZ"}
 
 
 def due_at(created: datetime, hours: float) -> datetime:
-    """The promised answer time: ``hours`` calendar hours after ``created`` (UTC)."""
+    """``hours`` calendar hours after ``created`` (UTC): the promise when no SLA policy
+    gives one (the arithmetic is ``mailtriage.sla``'s; business time is there too)."""
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
-    return (created + timedelta(hours=hours)).astimezone(UTC)
+    due = clock.due_at(created, timedelta(hours=hours), clock.ALWAYS)
+    assert due is not None  # no pauses: calendar time always arrives
+    return due
 
 
 def offset_from_date_header(value: str | None) -> int | None:

@@ -11,7 +11,8 @@ Who may do what (``TRANSITIONS``):
   ``closed`` is final for everyone: later mail opens a new linked ticket.
 * **customer** (their reply, see ``on_customer_reply``): ``waiting -> open`` and, within
   the reopen window, ``resolved -> open``. A customer never resolves or closes.
-* **system**: ``resolved -> closed`` (auto-close after a while).
+* **system**: ``resolved -> closed`` (auto-close after a while) and ``waiting -> closed``
+  (the SLA auto-close: no answer from the customer after a reminder).
 
 An agent's public reply moves a ticket to ``waiting`` (``on_agent_reply``).
 
@@ -54,7 +55,7 @@ TRANSITIONS: dict[str, frozenset[tuple[str, str]]] = {
         }
     ),
     "customer": frozenset({("waiting", "open"), ("resolved", "open")}),
-    "system": frozenset({("resolved", "closed")}),
+    "system": frozenset({("resolved", "closed"), ("waiting", "closed")}),
 }
 
 

@@ -244,11 +244,10 @@ class PortalPages:
         if view["first_response_at"]:
             out.append((t["answered_at"], self._when(view["first_response_at"], language)))
         else:
-            due = getattr(row, "first_response_due_at", None) or (
-                view["created_at"] + timedelta(hours=self.settings.sla.response_hours)
-            )
-            out.append((t["response_due"], self._when(due, language)))
-        solution = getattr(row, "solution_due_at", None)
+            due = row.sla_first_response_due
+            if due is not None:
+                out.append((t["response_due"], self._when(due, language)))
+        solution = row.sla_solution_due
         if solution and view["status"] not in ("resolved", "closed"):
             out.append((t["solution_due"], self._when(solution, language)))
         return out
@@ -414,9 +413,7 @@ class PortalPages:
                 | {
                     "link": self.ticket_link(t["id"], address),
                     "status_text": status_words(t["status"], language),
-                    "due": self._when(getattr(t["row"], "first_response_due_at", None), language)
-                    if t["status"] in ("new", "open")
-                    else "",
+                    "due": self._when(t["row"].sla_due_at, language),
                 }
                 for t in tickets
             ]

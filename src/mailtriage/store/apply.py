@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -230,12 +231,15 @@ def set_status(
     why: str,
     actor: str,
     inbound_id: int | None,
+    now: datetime | None = None,
 ) -> bool:
     """Move the ticket from ``before`` to ``after`` (guarded: only when it still is
-    ``before``) with a ``status_changed`` event; ``resolved_at`` set on resolve."""
-    values: dict[str, object] = {"status": after, "updated_at": utcnow()}
+    ``before``) with a ``status_changed`` event; ``resolved_at`` set on resolve.
+    ``now``: the time to record (the SLA jobs' clock; default: the wall clock)."""
+    now = now or utcnow()
+    values: dict[str, object] = {"status": after, "updated_at": now}
     if after == "resolved":
-        values["resolved_at"] = utcnow()
+        values["resolved_at"] = now
     result = session.execute(
         update(Ticket)
         .where(Ticket.id == ticket_id, Ticket.status == before)
@@ -251,6 +255,7 @@ def set_status(
             kind="status_changed",
             actor=actor,
             detail={"from": before, "to": after, "why": why, "actor": actor},
+            created_at=now,
         )
     )
     return True

@@ -160,6 +160,16 @@ class Ticket(Base):
     assignee: Mapped[str | None] = mapped_column(String(320), nullable=True)
     first_response_at: Mapped[datetime | None] = mapped_column(nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # SLA clocks (migration 0007), recomputed from the events on every change
+    # (store/sla_store.py): the due time of each running clock (NULL: met, paused or
+    # none), the earliest of the targets (`tickets list --due`), and when the next SLA
+    # action falls due (the jobs' one indexed query).
+    sla_first_response_due: Mapped[datetime | None] = mapped_column(nullable=True)
+    sla_next_update_due: Mapped[datetime | None] = mapped_column(nullable=True)
+    sla_solution_due: Mapped[datetime | None] = mapped_column(nullable=True)
+    sla_escalation_due: Mapped[datetime | None] = mapped_column(nullable=True)
+    sla_due_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    sla_next_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     requester: Mapped[Contact | None] = relationship()
     organisation: Mapped[Organisation | None] = relationship()
@@ -168,7 +178,11 @@ class Ticket(Base):
     )
     events: Mapped[list[Event]] = relationship(order_by="Event.id", cascade="all, delete-orphan")
 
-    __table_args__ = (Index("ix_ticket_status", "status"),)
+    __table_args__ = (
+        Index("ix_ticket_status", "status"),
+        Index("ix_ticket_sla_next_at", "sla_next_at"),
+        Index("ix_ticket_sla_due_at", "sla_due_at"),
+    )
 
 
 class Article(Base):

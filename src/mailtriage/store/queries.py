@@ -45,8 +45,15 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def list_tickets(
-    session: Session, prefix: str, *, status: str | None = None, limit: int | None = None
+    session: Session,
+    prefix: str,
+    *,
+    status: str | None = None,
+    limit: int | None = None,
+    due: bool = False,
 ) -> list[dict[str, Any]]:
+    """Newest first; ``due``: only tickets with a running SLA target, the earliest due
+    (breached ones first) first."""
     article_count = (
         select(func.count(Article.id)).where(Article.ticket_id == Ticket.id).scalar_subquery()
     )
@@ -61,6 +68,9 @@ def list_tickets(
         .options(selectinload(Ticket.requester), selectinload(Ticket.organisation))
         .order_by(Ticket.id.desc())
     )
+    if due:
+        stmt = stmt.where(Ticket.sla_due_at.is_not(None)).order_by(None)
+        stmt = stmt.order_by(Ticket.sla_due_at, Ticket.id)
     if status:
         stmt = stmt.where(Ticket.status == status)
     if limit is not None:
@@ -87,6 +97,7 @@ def _ticket_summary(ticket: Ticket, prefix: str) -> dict[str, Any]:
         "confidence": ticket.confidence,
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
+        "sla_due_at": _iso(ticket.sla_due_at),
     }
 
 

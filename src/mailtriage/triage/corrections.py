@@ -104,6 +104,9 @@ class Correction:
     after: dict[str, str | None]
     changed: tuple[str, ...]
     by: str
+    # The labels the person gave (a level given is a level set, even if unchanged:
+    # the SLA escalation rule never overrides it).
+    given: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -111,6 +114,7 @@ class Correction:
             "after": self.after,
             "changed": list(self.changed),
             "by": self.by,
+            "set": list(self.given),
         }
 
 
@@ -134,7 +138,8 @@ def correct_ticket(
     ]
     reasons[:0] = [f"{k}={after[k]}: corrected by {by} (was {before[k] or '-'})" for k in changed]
     ticket.classification_reasons = reasons
-    correction = Correction(ticket_id, before, after, changed, by)
+    given = tuple(k for k in LABELS if k in labels)
+    correction = Correction(ticket_id, before, after, changed, by, given)
     session.add(Event(ticket_id=ticket_id, kind=CORRECTED, actor=by, detail=correction.to_dict()))
     session.flush()
     return correction
