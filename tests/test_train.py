@@ -57,6 +57,10 @@ def test_train_learns_from_corrections_and_keeps_the_dev_figures(
     for ticket in tickets[:-1]:  # the last one stays as it is
         cli.json("tickets", "set", ticket["number"], "--category", "integration", "--level", "L2")
 
+    untrained = cli.json("eval", "--corrections")["corrections"]
+    assert untrained["n"] == len(ZORBLAT) - 1 and untrained["with_model"] is None
+    assert untrained["rules"]["labels"]["category"]["accuracy"] == 0.0
+
     trained = cli.json("train", "--dev", str(DEV))
     model_file = tmp_path / "var" / "model" / "category.pkl"
     assert trained["model"] == str(model_file) and model_file.is_file()
@@ -72,6 +76,23 @@ def test_train_learns_from_corrections_and_keeps_the_dev_figures(
     assert all(_figures(after)[k] >= v for k, v in _figures(before).items())
     code, text, _ = cli("eval", str(DEV))
     assert code == 0 and f"model {model_file} (trained" in text
+
+    # what the corrections changed: the corrected tickets, scored against the agents'
+    # labels by the rules alone and with the model trained on those corrections
+    scored = cli.json("eval", "--corrections")["corrections"]
+    assert scored["n"] == len(ZORBLAT) - 1
+    assert scored["rules"]["labels"]["category"]["accuracy"] == 0.0
+    assert scored["with_model"]["labels"]["category"]["accuracy"] == 1.0
+    assert scored["changed"]["category"]["fixed"] == len(ZORBLAT) - 1
+    now_right = {(r["ticket"], r["label"]) for r in scored["now_right"]}
+    corrected = {t["number"] for t in tickets[:-1]}
+    assert now_right == {(n, k) for n in corrected for k in ("category", "level")}
+    assert all(r["rules"] in {"other", "L1"} for r in scored["now_right"])
+    code, text, _ = cli("eval", str(DEV), "--corrections")
+    assert code == 0 and "corrected labels the model now gets right: 12" in text
+    assert f"{tickets[0]['number']} category integration (rules: other)" in text
+    code, _, err = cli("eval")
+    assert code == 2 and "give a labelled DIR, or --corrections" in err
 
     # the ticket nobody corrected: reclassify uses the model now
     last = tickets[-1]["number"]
