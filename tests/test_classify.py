@@ -429,6 +429,10 @@ def test_minimal_rules_file(tmp_path: Path):
             r"scoring\.fallback_category: 'nope'",
         ),
         (('any = ["hallo"]', 'any = ["x?"]'), r"matches the empty string"),
+        # invalid alone, valid together: each is still checked on its own
+        (('any = ["hallo"]', 'any = ["hal(lo", "x)y"]'), r"pattern 'hal\(lo'"),
+        (('any = ["hallo"]', 'any = ["(a)b", "x\\\\1"]'), r"pattern 'x\\\\1'"),
+        (('any = ["hallo"]', 'any = ["ok", "a{2,1}"]'), r"pattern 'a\{2,1\}'"),
     ],
 )
 def test_bad_rules_name_the_key(tmp_path: Path, change, message):
