@@ -522,3 +522,18 @@ def test_file_reading_lives_at_the_edge_not_in_the_pipeline():
 
     assert not hasattr(package, "load_rules") and not hasattr(package, "classify_file")
     assert package.fold("Größe  ÄNDERN") == "groesse aendern"
+
+
+def test_loading_compiles_the_same_expressions_as_pattern_by_pattern() -> None:
+    """Start-up compiles each group's alternation once; every pattern it accepted that
+    way also compiles alone, and the group's expression is the one of its patterns."""
+    import re
+
+    from mailtriage.pipeline.classify.patterns import compile_terms
+
+    groups = load_rules().scanner.groups
+    assert len(groups) > 50
+    for group in groups:
+        assert group.regex.pattern == compile_terms(group.terms)
+        for term in group.terms:
+            re.compile(compile_terms([term]))
