@@ -271,6 +271,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings, out: Console) -> int
         f"rules {cv['rules_accuracy']:.2f}, rules + model {cv['combined_accuracy']:.2f} "
         f"({cv['fixes']} fixed, {cv['breaks']} broken)",
         f"the model speaks when: {data['gate']}",
+        f"the model sets the priority when: {data['priority_gate']} "
+        f"({data['priority_cross_validation']['fixes']} fixed, "  # type: ignore[index]
+        f"{data['priority_cross_validation']['breaks']} broken in cross-validation)",  # type: ignore[index]
         *(f"  {n}" for n in result.narrowed),
     ]
     if "dev" in data:

@@ -256,6 +256,13 @@ def classify(
     decision, confidence, model_overrode = decide_by_rules(inp, rules, model, zones=zones)
     if rules.model is not None:
         decision = _combine(rules.model, inp, rules, decision, model_overrode, zones)
+    if model is not None:
+        # the agents' corrections-trained model, where it learnt a priority
+        learnt = model.override_priority(inp, decision.priority)
+        if learnt is not None and learnt.priority in PRIORITIES:
+            why = f"priority={learnt.priority}: {learnt.reason}"
+            replaced = tuple(why if r.startswith("priority=") else r for r in decision.reasons)
+            decision = replace(decision, priority=learnt.priority, reasons=replaced)
     level, category, priority = decision.level, decision.category, decision.priority
     reasons = list(decision.reasons)
 
