@@ -9,8 +9,9 @@ predictions (see :mod:`mailtriage.triage.training`):
 * the rules' two best categories nearly tie and the model prefers the second.
 
 A gate that did not fix more than it broke in cross-validation stays closed, so an
-untrained or unhelpful model changes nothing. Level and priority are not modelled: they
-follow from the category through the rules, as always.
+untrained or unhelpful model changes nothing. The level is not modelled: it follows from
+the category through the rules, as always. The priority has its own part, learnt from the
+corrected priorities, with its own threshold (``priority_min_p``; None keeps it closed).
 
 The model file is a pickle written by `mailtriage train` into our own storage
 directory; it is trusted like the config file (never load one from elsewhere).

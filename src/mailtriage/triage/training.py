@@ -10,7 +10,6 @@
 4. The final model is fitted on every example, and the dev set is classified with the
    rules alone and with rules + model: if any figure would drop, the gate is narrowed
    (tie-break, then weak rules, then closed) until none does.
-
 5. The corrected priorities train a priority part (the mail plus the classifier's own
    priority, which it learns to keep unless corrected mails say otherwise); it replaces
    the priority only at the probability where it fixed at least ``MIN_NET_FIXES`` more
