@@ -53,6 +53,8 @@ def test_train_learns_from_corrections_and_keeps_the_dev_figures(
 
     before = cli.json("eval", str(DEV))
     assert before["model"] is None and before["rules"].endswith("default.toml")
+    code, text, _ = cli("eval", "--corrections")
+    assert code == 0 and "corrected tickets: none yet" in text
 
     for ticket in tickets[:-1]:  # the last one stays as it is
         cli.json(

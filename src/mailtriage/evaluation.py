@@ -372,6 +372,13 @@ def render_corrections(result: CorrectionsEval, console: Console) -> None:
     """Figures on the corrected tickets without and with the corrections-trained model,
     then the corrected labels it now gets right."""
     n = result.rules.n
+    if not n:
+        console.print(
+            "corrected tickets: none yet (`tickets set`, or #level/#category/#priority "
+            "in an agent's reply)",
+            highlight=False,
+        )
+        return
     console.print(f"corrected tickets (gold: the agents' labels): {n}", highlight=False)
     console.print(f"  rules alone       {summary(result.rules)}", highlight=False)
     if result.with_model is None:
