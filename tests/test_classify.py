@@ -537,3 +537,16 @@ def test_loading_compiles_the_same_expressions_as_pattern_by_pattern() -> None:
         assert group.regex.pattern == compile_terms(group.terms)
         for term in group.terms:
             re.compile(compile_terms([term]))
+
+
+@pytest.mark.parametrize(
+    ("text", "least", "expected"),
+    [("", 0, True), ("", 1, False), ("ab 12 c", 3, True), ("ab 12 c", 4, False), ("äöü", 3, True)],
+)
+def test_has_letters_counts_letters_only_as_far_as_needed(
+    text: str, least: int, expected: bool
+) -> None:
+    from mailtriage.pipeline.language import has_letters
+
+    assert has_letters(text, least) is expected
+    assert has_letters(text, least) is (sum(ch.isalpha() for ch in text) >= least)

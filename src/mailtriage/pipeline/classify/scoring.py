@@ -24,7 +24,7 @@ from mailtriage.pipeline.classify.values import (
     ClassifierInput,
     RulesCategory,
 )
-from mailtriage.pipeline.language import detect_language
+from mailtriage.pipeline.language import detect_language, has_letters
 from mailtriage.pipeline.text import split_body
 
 __all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_text"]
@@ -122,11 +122,11 @@ def _words(text: str) -> int:
 
 def _language_text(inp: ClassifierInput) -> str:
     text = bounded(inp.new_text)
-    letters = sum(ch.isalpha() for ch in text)
-    if letters < 40 and inp.forwarded_text:
+    enough = has_letters(text, 40)
+    if not enough and inp.forwarded_text:
         text = f"{text}\n{bounded(inp.forwarded_text)}"
-        letters = sum(ch.isalpha() for ch in text)
-    if letters < 40:
+        enough = has_letters(text, 40)
+    if not enough:
         text = f"{inp.subject}\n{text}"
     return text
 
