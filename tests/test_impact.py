@@ -38,14 +38,6 @@ def facts(text: str) -> set[str]:
         ("Die Frist für die Meldung ist Freitag.", {"deadline"}, set()),
         ("We need this before month-end close.", {"deadline"}, set()),
         ("Just a cosmetic thing: the label has a typo.", {"cosmetic"}, set()),
-        ("Guten Morgen, der Export bricht mit Fehler 500 ab.", {"problem"}, {"soon"}),
-        ("Heute morgen ging noch alles.", set(), {"soon"}),
-        ("Der Lohnlauf muss morgen um 12 Uhr raus.", {"soon", "deadline"}, set()),
-        ("We only need this next spring, just collecting information.", {"later"}, {"soon"}),
-        ("Wo finde ich die Einstellung?", {"question"}, {"problem"}),
-        ("Die Schrift ist verrutscht, aber sonst funktioniert alles.", {"still_works"}, set()),
-        ("Our loans team (30 users) can barely work for days now.", {"team", "impaired"}, set()),
-        ("Uploads fail in all 146 stores.", {"all_users", "problem"}, set()),
     ],
 )
 def test_facts_with_negations(text: str, present: set[str], absent: set[str]) -> None:
@@ -64,10 +56,6 @@ def test_facts_with_negations(text: str, present: set[str], absent: set[str]) ->
         ("Dringend! ASAP! Wie ändere ich mein Profilbild?", "normal"),
         ("URGENT: where do I find the export button?", "normal"),
         ("Kleiner Schönheitsfehler, nicht dringend.", "low"),
-        ("Our accounts team can barely work since Monday, no workaround.", "high"),
-        ("Der Bericht zeigt falsche Summen; wir rechnen vorerst manuell nach.", "normal"),
-        ("It would be nice to have a dark mode one day.", "low"),
-        ("Could you add a field? We need an estimate by Friday for the budget round.", "normal"),
     ],
 )
 def test_priority_by_impact_not_by_words(text: str, priority: str) -> None:

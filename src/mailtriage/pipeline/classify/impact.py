@@ -211,95 +211,6 @@ _WISH = _p(
     r"(?:suggestion|idea) for",
     r"(?:could|can) you (?:add|consider adding|build|develop)",
 )
-# Something does not work (as opposed to a question, a wish or a notice).
-_PROBLEM = _p(
-    r"fehler\w*",
-    r"error\w*",
-    r"(?:funktionier\w*|geht|gehen|klappt|laeuft|laufen|oeffnet|startet|laedt) "
-    r"(?:\w+ ){0,3}(?:nicht|nicht mehr|kaum)",
-    r"(?:does|do|did|is|are)(?:n't| not) (?:\w+ ){0,2}(?:work|load|open|start|sync|run|arrive)",
-    r"not working",
-    r"(?:stopped|stops) (?:working|syncing|loading)",
-    r"fail\w*",
-    r"schlaeg\w* fehl|schlug\w* fehl|fehlgeschlagen",
-    r"time[sd]? ?out|timed out|zeitueberschreitung",
-    r"bricht (?:\w+ )?ab|abgebrochen|abbruch",
-    r"abstuerz\w*|stuerzt (?:\w+ )?ab|crash\w*|haengt|freez\w*|einfrier\w*",
-    r"(?:kann|koennen|can ?not|can't|unable to) (?:\w+ ){0,3}(?:nicht|mehr|open|access|log|save|"
-    r"upload|find|see|print|send|sign)",
-    r"falsch\w*|wrong|incorrect|fehlt|fehlen|missing|verschwunden|disappeared|doppelt\w*|"
-    r"duplicat\w*",
-    r"extrem langsam|sehr langsam|extremely slow|very slow|unusably slow",
-    r"\b(?:401|403|404|500|502|503|504)\b",
-)
-# The sender asks something (how, where, which, may we ...).
-_QUESTION = _p(
-    r"(?:wie|wo|welche\w*|was|wann|warum|kann man|koennen wir|duerfen wir|gibt es) ",
-    r"(?:how|where|which|what|when|can i|can we|may we|is it possible|is there) ",
-)
-# Time pressure now: today, tomorrow, this afternoon, a clock time.
-_SOON = _p(
-    r"heute(?! morgen)",
-    r"(?<!guten )(?<!heute )morgen(?! frueh)(?:\s+(?:um|frueh|vormittag|mittag|nachmittag))?",
-    r"today|tonight|this (?:afternoon|morning|evening)|tomorrow",
-    r"um \d{1,2}(?:[:.]\d\d)? uhr",
-    r"(?:at|by|before) \d{1,2}(?:[:.]\d\d)? ?(?:am|pm|h\b|o'clock)",
-    r"in (?:\w+ )?(?:stunden|hours|minuten|minutes)",
-    r"(?:noch )?diese woche|this week|end of (?:the )?(?:day|week)",
-    r"(?:sofort|immediately|right now|gerade jetzt)",
-)
-# A date further off, or nothing needed yet: no time pressure.
-_LATER = _p(
-    r"naechste[nmrs]? (?:jahr|monat|quartal|fruehjahr|sommer|herbst|winter)",
-    r"next (?:year|month|quarter|spring|summer|autumn|fall|winter)",
-    r"(?:ab|zum|im) (?:januar|februar|maerz|april|mai|juni|juli|august|september|oktober|"
-    r"november|dezember|fruehjahr|herbst)",
-    r"(?:from|in|starting) (?:january|february|march|april|may|june|july|august|september|"
-    r"october|november|december)",
-    r"(?:vorab|vorerst nur|in ruhe|langfristig|irgendwann|spaeter)",
-    r"(?:in advance|for later|eventually|some ?day|in the long run|just collecting|planning)",
-)
-# The work goes on apart from this: the rest works, only a part is affected.
-_STILL_WORKS = _p(
-    r"(?:alles|der rest|sonst|ansonsten) (?:\w+ ){0,2}(?:funktioniert|geht|laeuft)",
-    r"(?:funktioniert|geht|laeuft|arbeiten|arbeitet) (?:\w+ ){0,2}(?:ganz )?normal",
-    r"everything (?:else )?(?:works|is working|still works)",
-    r"(?:works|working|work) (?:\w+ ){0,2}(?:fine|normally|as (?:usual|normal))",
-    r"(?:still|otherwise) works",
-    r"(?:kann|koennen|can) (?:\w+ ){0,2}(?:normal|weiter|still|continue)",
-)
-# A team, a department, a branch (more than one person, fewer than all).
-_TEAM = _p(
-    r"(?:unser\w*|das|die|der|the|our|whole|entire) (?:\w+ )?(?:team|abteilung|department|"
-    r"filiale|niederlassung|branch|standort|site|station|buchhaltung|finance|accounts|"
-    r"kundenservice|service desk|helpdesk)",
-    r"\d+ (?:kolleg\w*|mitarbeite\w*|nutzer\w*|benutzer\w*|users|staff|people|colleagues|"
-    r"employees|agents|arbeitsplaetze)",
-)
-# Who are "all": a whole company or many sites (the guideline's "all or most users").
-_ALL = _p(
-    r"alle[nr]? (?:\w+ )?(?:standorte\w*|filialen|niederlassungen|abteilungen|depots|"
-    r"mitarbeite\w*|nutzer\w*|benutzer\w*|user\w*)",
-    r"all (?:\w+ )?(?:sites|branches|stores|depots|offices|locations|departments|users|staff|"
-    r"employees)",
-    r"(?:company|firmen|unternehmens)[ -]?weit|company-wide|across the (?:company|organisation|"
-    r"organization)",
-    r"(?:niemand|no one|nobody|keiner)",
-    r"\d{3,}[\d.,]* (?:users|staff|employees|nutzer\w*|mitarbeite\w*|benutzer\w*)",
-)
-# The work is seriously impaired short of a standstill.
-_IMPAIRED = _p(
-    r"(?:kaum|praktisch nicht|quasi nicht|nur (?:sehr )?(?:eingeschraenkt|muehsam))",
-    r"(?:barely|hardly|practically not|virtually not)",
-    r"(?:stunden|hours) (?:\w+ ){0,3}(?:verlieren|verloren|lost|wasted|extra|per day|am tag|"
-    r"taeglich|daily)",
-    r"(?:seriously|severely|massively|heavily) (?:\w+ )?(?:impaired|affected|impacted|disrupted)",
-    r"(?:massiv|stark|erheblich) (?:\w+ )?(?:beeintraechtigt|eingeschraenkt|behindert)",
-    r"(?:warten|waiting|queuing|queueing) (?:\w+ ){0,3}(?:kunden|customers|patients|patienten)",
-    r"(?:kunden|customers|patienten|patients) (?:\w+ ){0,3}(?:warten|waiting)",
-    r"seit (?:\w+ ){0,2}(?:tagen|wochen)|for (?:\w+ )?(?:days|weeks)|since (?:monday|tuesday|"
-    r"wednesday|thursday|friday|last week)",
-)
 _PRESSURE = _p(r"dringend\w*", r"eilt", r"sofort\w*", r"asap", r"urgent\w*", r"immediately")
 
 
@@ -318,14 +229,6 @@ class ImpactFacts:
     cosmetic: bool = False  # how it looks, typos
     wish: bool = False  # a wish, a suggestion
     pressure: bool = False  # "dringend", "ASAP" (never decisive on its own)
-    problem: bool = False  # something does not work (error, fails, wrong, missing)
-    question: bool = False  # the sender asks something
-    soon: bool = False  # today, tomorrow, a clock time: pressure now
-    later: bool = False  # a date further off, or nothing needed yet
-    still_works: bool = False  # the rest works; work goes on
-    team: bool = False  # a team, department, branch or a number of people
-    all_users: bool = False  # all sites, company-wide, nobody, hundreds of users
-    impaired: bool = False  # seriously impaired short of a standstill (barely, for days)
 
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self) if getattr(self, f.name))
@@ -365,14 +268,6 @@ def extract_facts(text: str) -> ImpactFacts:
         cosmetic=_found(_COSMETIC, text),
         wish=_found(_WISH, text),
         pressure=not not_urgent and _found(_PRESSURE, text),
-        problem=_found(_PROBLEM, text),
-        question="?" in text or _found(_QUESTION, text, negatable=False),
-        soon=_found(_SOON, text, negatable=False),
-        later=_found(_LATER, text, negatable=False),
-        still_works=_found(_STILL_WORKS, text),
-        team=_found(_TEAM, text, negatable=False),
-        all_users=_found(_ALL, text, negatable=False),
-        impaired=_found(_IMPAIRED, text),
     )
 
 
@@ -384,26 +279,16 @@ def priority_from_facts(facts: ImpactFacts, default: str = "normal") -> tuple[st
         return "urgent", "security incident"
     if (f.down or f.data_loss) and not f.workaround:
         return "urgent", "outage or data loss"
-    if (f.many_users or f.all_users) and f.blocked and not f.workaround:
+    if f.many_users and f.blocked and not f.workaround:
         return "urgent", "many users blocked"
     if f.not_urgent and not f.blocked:
         return "low", "the sender says it is not urgent"
-    if (
-        (f.blocked or f.impaired)
-        and (f.team or f.many_users)
-        and not (f.workaround or f.still_works)
-    ):
-        return "high", "a team's work impaired, no workaround"
-    if f.deadline and f.soon and not f.workaround:
-        return "high", "a deadline at risk now, no workaround"
-    if f.problem and (f.workaround or f.still_works) and not f.cosmetic:
-        return "normal", "a real problem with a workaround"
-    if f.cosmetic:
-        return "low", "cosmetic"
-    if f.wish:
-        if f.deadline or f.soon:
-            return "normal", "a wish with a date"
-        return "low", "a wish with no date"
-    if f.problem and default == "low":
-        return "normal", "something does not work"
+    if (f.blocked or f.many_users or f.deadline or f.no_workaround) and not f.workaround:
+        if f.single_user and not (f.deadline or f.blocked):
+            return "normal", "one user affected"
+        return "high", "work or deadline impaired, no workaround"
+    if f.not_urgent or f.cosmetic or f.wish:
+        return "low", "no time pressure / cosmetic / wish"
+    if f.workaround:
+        return "normal", "a workaround exists"
     return default, "no impact fact"

@@ -158,9 +158,6 @@ def combine_features(
         rules_decision.category, rules_decision.level, rules_decision.priority, facts.names()
     )
     meta[f"facts.priority={by_facts}"] = 1.0
-    # how much the sender wrote: a one-line question is rarely more than low priority
-    words = _words(text)
-    meta["text.words<40" if words < 40 else "text.words<120" if words < 120 else "text.long"] = 1.0
     for reason in rules_decision.reasons:
         # a level rule (who already tried, code must change, simple question) fired
         if reason.startswith("level=") and ": rule " in reason:
@@ -220,17 +217,7 @@ def _combine(
             decision, _, _ = decide_by_rules(inp, rules, None, forced, zones)
     if "priority" in model.labels:
         pred = model.predict("priority", vec)
-        if facts.security:
-            # the guidelines' one unconditional case: a security incident is urgent,
-            # however rare such mails are among the model's examples
-            reasons = tuple(
-                "priority=urgent: security incident (impact facts)"
-                if r.startswith("priority=")
-                else r
-                for r in decision.reasons
-            )
-            decision = replace(decision, priority="urgent", reasons=reasons)
-        elif pred.label != decision.priority:
+        if pred.label != decision.priority:
             why = ", ".join(f"'{f}'" for f in pred.features)
             if facts.names():
                 why += f"; facts {', '.join(facts.names())}"
