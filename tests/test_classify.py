@@ -429,6 +429,10 @@ def test_minimal_rules_file(tmp_path: Path):
             r"scoring\.fallback_category: 'nope'",
         ),
         (('any = ["hallo"]', 'any = ["x?"]'), r"matches the empty string"),
+        # invalid alone, valid together: each is still checked on its own
+        (('any = ["hallo"]', 'any = ["hal(lo", "x)y"]'), r"pattern 'hal\(lo'"),
+        (('any = ["hallo"]', 'any = ["(a)b", "x\\\\1"]'), r"pattern 'x\\\\1'"),
+        (('any = ["hallo"]', 'any = ["ok", "a{2,1}"]'), r"pattern 'a\{2,1\}'"),
     ],
 )
 def test_bad_rules_name_the_key(tmp_path: Path, change, message):
@@ -518,3 +522,31 @@ def test_file_reading_lives_at_the_edge_not_in_the_pipeline():
 
     assert not hasattr(package, "load_rules") and not hasattr(package, "classify_file")
     assert package.fold("Größe  ÄNDERN") == "groesse aendern"
+
+
+def test_loading_compiles_the_same_expressions_as_pattern_by_pattern() -> None:
+    """Start-up compiles each group's alternation once; every pattern it accepted that
+    way also compiles alone, and the group's expression is the one of its patterns."""
+    import re
+
+    from mailtriage.pipeline.classify.patterns import compile_terms
+
+    groups = load_rules().scanner.groups
+    assert len(groups) > 50
+    for group in groups:
+        assert group.regex.pattern == compile_terms(group.terms)
+        for term in group.terms:
+            re.compile(compile_terms([term]))
+
+
+@pytest.mark.parametrize(
+    ("text", "least", "expected"),
+    [("", 0, True), ("", 1, False), ("ab 12 c", 3, True), ("ab 12 c", 4, False), ("äöü", 3, True)],
+)
+def test_has_letters_counts_letters_only_as_far_as_needed(
+    text: str, least: int, expected: bool
+) -> None:
+    from mailtriage.pipeline.language import has_letters
+
+    assert has_letters(text, least) is expected
+    assert has_letters(text, least) is (sum(ch.isalpha() for ch in text) >= least)

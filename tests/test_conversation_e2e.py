@@ -473,6 +473,18 @@ def test_level_command_is_applied_and_stored_as_a_correction(desk: Desk) -> None
     [corrected] = desk.events(1, "corrected")
     assert corrected.actor == ANNA and corrected.detail["after"]["level"] == "L2"
 
+    # ... and is training data for `mailtriage train`, scored by `eval --corrections`
+    from mailtriage.evaluation import eval_corrections
+    from mailtriage.triage.corrections import correction_examples
+    from mailtriage.triage.rules_file import load_rules
+
+    with desk.app.factory() as session:
+        [example] = correction_examples(session)
+    assert example.kind == "correction" and example.source == "DM-000001"
+    assert (example.labels["level"], example.labels["priority"]) == ("L2", "high")
+    scored = eval_corrections([(example.source, example.inp, dict(example.labels))], load_rules())
+    assert scored.rules.n == 1 and scored.rules.predictions[0].gold["priority"] == "high"
+
 
 def test_a_bad_command_applies_nothing(desk: Desk) -> None:
     desk.open_ticket()

@@ -233,3 +233,25 @@ def test_eval_command_scores_several_directories(tmp_path: Path) -> None:
     dirs = json.loads(both.stdout)["directories"]
     assert dirs[str(TRAIN)]["parts"]["holdout"]["n"] == 100
     assert dirs[str(TRAIN)]["parts"]["tuning"]["n"] == 200
+
+
+def test_eval_command_prints_dev_and_train_figures(tmp_path: Path) -> None:
+    """The issue's "done when": dev and train figures printed by `mailtriage eval`."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MAILTRIAGE_STORAGE_DIR": str(tmp_path), "COLUMNS": "200"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mailtriage", "eval", str(DEV), str(TRAIN)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    figures = r"level F1 \d\.\d\d  category \d\.\d\d  priority \d\.\d\d \(within one \d\.\d\d\)"
+    lines = run.stdout.splitlines()
+    for start in (f"{DEV}: n 150 ", f"{TRAIN}: n 300 ", "  tuning   n 200 ", "  holdout  n 100 "):
+        [line] = [x for x in lines if x.startswith(start)]
+        assert re.search(figures, line), line

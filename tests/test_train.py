@@ -53,15 +53,27 @@ def test_train_learns_from_corrections_and_keeps_the_dev_figures(
 
     before = cli.json("eval", str(DEV))
     assert before["model"] is None and before["rules"].endswith("default.toml")
+    code, text, _ = cli("eval", "--corrections")
+    assert code == 0 and "corrected tickets: none yet" in text
 
     for ticket in tickets[:-1]:  # the last one stays as it is
-        cli.json("tickets", "set", ticket["number"], "--category", "integration", "--level", "L2")
+        cli.json(
+            "tickets", "set", ticket["number"], "--category", "integration", "--level", "L2",
+            "--priority", "high",
+        )  # fmt: skip
+
+    untrained = cli.json("eval", "--corrections")["corrections"]
+    assert untrained["n"] == len(ZORBLAT) - 1 and untrained["with_model"] is None
+    assert untrained["rules"]["labels"]["category"]["accuracy"] == 0.0
 
     trained = cli.json("train", "--dev", str(DEV))
     model_file = tmp_path / "var" / "model" / "category.pkl"
     assert trained["model"] == str(model_file) and model_file.is_file()
     assert (trained["dev_examples"], trained["corrections"]) == (150, len(ZORBLAT) - 1)
     assert "fell back" in trained["gate"]
+    # the corrected priority is learnt too: the classifier's own would be the default
+    assert trained["priority_gate"].startswith("p >= "), trained
+    assert trained["priority_cross_validation"]["fixes"] >= 2
     assert trained["cross_validation"]["fixes"] > trained["cross_validation"]["breaks"]
     dev = trained["dev"]
     assert all(dev["with_model"][k] >= v for k, v in dev["rules"].items())
@@ -73,12 +85,32 @@ def test_train_learns_from_corrections_and_keeps_the_dev_figures(
     code, text, _ = cli("eval", str(DEV))
     assert code == 0 and f"model {model_file} (trained" in text
 
+    # what the corrections changed: the corrected tickets, scored against the agents'
+    # labels by the rules alone and with the model trained on those corrections
+    scored = cli.json("eval", "--corrections")["corrections"]
+    assert scored["n"] == len(ZORBLAT) - 1
+    assert scored["rules"]["labels"]["category"]["accuracy"] == 0.0
+    assert scored["with_model"]["labels"]["category"]["accuracy"] == 1.0
+    assert scored["changed"]["category"]["fixed"] == len(ZORBLAT) - 1
+    now_right = {(r["ticket"], r["label"]) for r in scored["now_right"]}
+    corrected = {t["number"] for t in tickets[:-1]}
+    assert now_right == {(n, k) for n in corrected for k in ("category", "level", "priority")}
+    assert all(r["rules"] in {"other", "L1", "low"} for r in scored["now_right"])
+    assert scored["with_model"]["labels"]["priority"]["accuracy"] == 1.0
+    code, text, _ = cli("eval", str(DEV), "--corrections")
+    assert code == 0 and "corrected labels the model now gets right: 18" in text
+    assert f"{tickets[0]['number']} category integration (rules: other)" in text
+    code, _, err = cli("eval")
+    assert code == 2 and "give a labelled DIR, or --corrections" in err
+
     # the ticket nobody corrected: reclassify uses the model now
     last = tickets[-1]["number"]
     [line] = cli("tickets", "reclassify", last, "--json")[1].splitlines()
     result = json.loads(line)
     assert result["outcome"] == "reclassified"
     assert (result["after"]["category"], result["after"]["level"]) == ("integration", "L2")
+    assert result["after"]["priority"] == "high"
+    assert any(r.startswith("priority=high: corrections model p=") for r in result["reasons"])
     assert result["reasons"][0].startswith("category=integration: model p=")
     assert "the rules fell back" in result["reasons"][0] and "'zorblat'" in result["reasons"][0]
 

@@ -13,7 +13,9 @@ from mailtriage.pipeline.classify import (
     PRIORITIES,
     CategoryModel,
     Classification,
+    ClassifierInput,
     Rules,
+    classify,
 )
 from mailtriage.triage.eml import classify_file
 
@@ -22,16 +24,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LABEL_KEYS",
+    "CorrectionsEval",
     "DirectoryEval",
     "EvalReport",
     "LabelMetrics",
     "Prediction",
     "changed_labels",
+    "eval_corrections",
     "eval_directory",
     "evaluate",
     "evaluate_predictions",
     "holdout_files",
     "label_metrics",
+    "render_corrections",
     "render_eval",
     "render_table",
     "split_report",
@@ -297,6 +302,99 @@ def render_eval(result: DirectoryEval, console: Console, tables: bool = True) ->
                 f"    {key}: {c['changed']} changed, {c['fixed']} fixed, {c['broke']} broke",
                 highlight=False,
             )
+
+
+@dataclass(frozen=True)
+class CorrectionsEval:
+    """The agents' corrected tickets scored against their corrected labels: by the rules
+    alone (what the tickets got before) and by the rules with the corrections-trained
+    model (when one is used), and each corrected label that model now gets right."""
+
+    rules: EvalReport
+    with_model: EvalReport | None
+    now_right: tuple[dict[str, str], ...]  # ticket, label, corrected, rules' label
+    still_wrong: tuple[dict[str, str], ...]  # ticket, label, corrected, model's label
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "n": self.rules.n,
+            "rules": self.rules.to_dict(),
+            "with_model": None if self.with_model is None else self.with_model.to_dict(),
+            "changed": None
+            if self.with_model is None
+            else changed_labels(self.rules, self.with_model),
+            "now_right": list(self.now_right),
+            "still_wrong": list(self.still_wrong),
+        }
+
+
+def _predicted(c: Classification) -> dict[str, str]:
+    return {
+        "level": c.level,
+        "category": c.category,
+        "priority": c.priority,
+        "language": c.language,
+    }
+
+
+def eval_corrections(
+    examples: Sequence[tuple[str, ClassifierInput, dict[str, str]]],
+    rules: Rules,
+    model: CategoryModel | None = None,
+) -> CorrectionsEval:
+    """Score corrected tickets ``(number, input, corrected labels)``. Pure."""
+    plain = [Prediction(n, gold, _predicted(classify(inp, rules))) for n, inp, gold in examples]
+    if model is None:
+        return CorrectionsEval(evaluate_predictions(plain), None, (), ())
+    modelled = [
+        Prediction(n, gold, _predicted(classify(inp, rules, model))) for n, inp, gold in examples
+    ]
+    now_right: list[dict[str, str]] = []
+    still_wrong: list[dict[str, str]] = []
+    for before, after in zip(plain, modelled, strict=True):
+        assert before.predicted is not None and after.predicted is not None
+        for key in LABEL_KEYS:
+            gold = before.gold[key]
+            row = {"ticket": before.file, "label": key, "corrected": gold}
+            if before.predicted[key] != gold and after.predicted[key] == gold:
+                now_right.append(row | {"rules": before.predicted[key]})
+            elif after.predicted[key] != gold:
+                still_wrong.append(row | {"model": after.predicted[key]})
+    return CorrectionsEval(
+        evaluate_predictions(plain),
+        evaluate_predictions(modelled),
+        tuple(now_right),
+        tuple(still_wrong),
+    )
+
+
+def render_corrections(result: CorrectionsEval, console: Console) -> None:
+    """Figures on the corrected tickets without and with the corrections-trained model,
+    then the corrected labels it now gets right."""
+    n = result.rules.n
+    if not n:
+        console.print(
+            "corrected tickets: none yet (`tickets set`, or #level/#category/#priority "
+            "in an agent's reply)",
+            highlight=False,
+        )
+        return
+    console.print(f"corrected tickets (gold: the agents' labels): {n}", highlight=False)
+    console.print(f"  rules alone       {summary(result.rules)}", highlight=False)
+    if result.with_model is None:
+        console.print("  no corrections-trained model (run `mailtriage train`)", highlight=False)
+        return
+    console.print(f"  rules + model     {summary(result.with_model)}", highlight=False)
+    console.print(
+        f"  corrected labels the model now gets right: {len(result.now_right)}; "
+        f"still wrong: {len(result.still_wrong)}",
+        highlight=False,
+    )
+    for row in result.now_right:
+        console.print(
+            f"    {row['ticket']} {row['label']} {row['corrected']} (rules: {row['rules']})",
+            highlight=False,
+        )
 
 
 def render_table(report: EvalReport, console: Console) -> None:

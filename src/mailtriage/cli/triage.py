@@ -76,7 +76,13 @@ def add_classify_commands(sub: Subparsers) -> None:
 
     p = sub.add_parser("eval", help="score the classifier on labelled directories")
     p.add_argument(
-        "directories", nargs="+", type=Path, metavar="DIR", help="*.eml files and labels.jsonl"
+        "directories", nargs="*", type=Path, metavar="DIR", help="*.eml files and labels.jsonl"
+    )
+    p.add_argument(
+        "--corrections",
+        action="store_true",
+        help="also score the agents' corrected tickets (needs the database): what the "
+        "corrections-trained model now gets right",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -278,6 +284,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings, out: Console) -> int
         f"rules {cv['rules_accuracy']:.2f}, rules + model {cv['combined_accuracy']:.2f} "
         f"({cv['fixes']} fixed, {cv['breaks']} broken)",
         f"the model speaks when: {data['gate']}",
+        f"the model sets the priority when: {data['priority_gate']} "
+        f"({data['priority_cross_validation']['fixes']} fixed, "  # type: ignore[index]
+        f"{data['priority_cross_validation']['breaks']} broken in cross-validation)",  # type: ignore[index]
         *(f"  {n}" for n in result.narrowed),
     ]
     if "dev" in data:
@@ -352,19 +361,35 @@ def cmd_classify(args: argparse.Namespace, settings: Settings, out: Console) -> 
     return 1 if failed else 0
 
 
+def _corrections_eval(settings: Settings, rules: Rules, model: Any) -> Any:
+    from mailtriage.evaluation import eval_corrections
+    from mailtriage.triage.corrections import correction_examples
+
+    with _app(settings) as app, app.factory() as session:
+        examples = correction_examples(session, settings.mail.ticket_prefix)
+    return eval_corrections([(e.source, e.inp, dict(e.labels)) for e in examples], rules, model)
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    if not args.directories and not args.corrections:
+        raise UserError("give a labelled DIR, or --corrections")
     for directory in args.directories:
         if not (directory / "labels.jsonl").is_file():
             raise UserError(f"{directory}: no labels.jsonl (expected *.eml and labels.jsonl)")
-    from mailtriage.evaluation import eval_directory, render_eval
+    from mailtriage.evaluation import eval_directory, render_corrections, render_eval
     from mailtriage.triage.model import configured_model, describe_model
 
     rules, model = _rules(settings), configured_model(settings)
     results = [eval_directory(d, rules, model) for d in args.directories]
+    corrections = _corrections_eval(settings, rules, model) if args.corrections else None
     if args.json:
         used = {"rules": rules.source, "model": model.describe() if model else None}
         used["rules_model"] = rules.model.info if rules.model else None
-        if len(results) == 1:
+        if corrections is not None:
+            used["corrections"] = corrections.to_dict()
+        if not results:
+            print_json(used)
+        elif len(results) == 1:
             print_json(results[0].to_dict() | used)
         else:
             each = {str(r.directory): r.to_dict() for r in results}
@@ -372,6 +397,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings, out: Console) -> int:
     else:
         for result in results:
             render_eval(result, out, tables=len(results) == 1)
+        if corrections is not None:
+            render_corrections(corrections, out)
         combined = " + packaged linear model (rules/model.json)" if rules.model else ""
         out.print(f"rules {rules.source}{combined}", highlight=False, soft_wrap=True)
         out.print(f"model {describe_model(settings, model)}", highlight=False, soft_wrap=True)

@@ -26,6 +26,7 @@ from typing import Any
 __all__ = [
     "CANDIDATE_LANGUAGES",
     "detect_language",
+    "has_letters",
     "identifier_loaded",
     "packaged_identifier",
     "use_identifier",
@@ -80,6 +81,18 @@ def _get_identifier() -> Any:
     return _identifier
 
 
+def has_letters(text: str, least: int) -> bool:
+    """Whether ``text`` has at least ``least`` letters; stops counting there (a long
+    mail need not be counted to the end)."""
+    count = 0
+    for ch in text:
+        if ch.isalpha():
+            count += 1
+            if count >= least:
+                return True
+    return least <= 0
+
+
 def detect_language(text: str) -> tuple[str, float]:
     """Return ("de" | "en" | "other", probability of that answer).
 
@@ -88,7 +101,7 @@ def detect_language(text: str) -> tuple[str, float]:
     not judged: ("other", 0.0).
     """
     cleaned = _NOISE.sub(" ", text)
-    if sum(ch.isalpha() for ch in cleaned) < _MIN_LETTERS:
+    if not has_letters(cleaned, _MIN_LETTERS):
         return "other", 0.0
     ranked: list[tuple[str, float]] = _get_identifier().rank(cleaned)
     probs = dict(ranked)

@@ -9,8 +9,9 @@ predictions (see :mod:`mailtriage.triage.training`):
 * the rules' two best categories nearly tie and the model prefers the second.
 
 A gate that did not fix more than it broke in cross-validation stays closed, so an
-untrained or unhelpful model changes nothing. Level and priority are not modelled: they
-follow from the category through the rules, as always.
+untrained or unhelpful model changes nothing. The level is not modelled: it follows from
+the category through the rules, as always. The priority has its own part, learnt from the
+corrected priorities, with its own threshold (``priority_min_p``; None keeps it closed).
 
 The model file is a pickle written by `mailtriage train` into our own storage
 directory; it is trusted like the config file (never load one from elsewhere).
@@ -28,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from mailtriage.config import Settings
-from mailtriage.pipeline.classify import ClassifierInput, ModelOverride, RulesCategory
+from mailtriage.pipeline.classify import (
+    ClassifierInput,
+    ModelOverride,
+    PriorityOverride,
+    RulesCategory,
+)
 
 __all__ = [
     "MODEL_FORMAT",
@@ -41,6 +47,7 @@ __all__ = [
     "load_model",
     "model_path",
     "model_text",
+    "priority_text",
     "save_model",
 ]
 
@@ -141,6 +148,13 @@ def model_text(inp: ClassifierInput) -> str:
     return "\n".join(p for p in parts if p).lower().translate(_FOLD)
 
 
+def priority_text(inp: ClassifierInput, priority: str) -> str:
+    """What the priority part reads: the model text plus the classifier's own priority
+    as a word, so it learns to keep that priority unless the words of corrected mails
+    say otherwise."""
+    return f"{model_text(inp)}\nzzprio{priority}"
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -157,18 +171,53 @@ class ModelInfo:
     cv_rules_accuracy: float = 0.0
     cv_combined_accuracy: float = 0.0
     dev_dir: str = ""
+    # The priority part: cross-validated net fixes of the chosen threshold (if any).
+    priority_fixes: int = 0
+    priority_breaks: int = 0
 
 
 class TriageModel:
     """A fitted scikit-learn text pipeline plus its gate; a ``CategoryModel`` for
     :func:`mailtriage.pipeline.classify.classify`."""
 
-    def __init__(self, pipeline: Any, gate: Gate, info: ModelInfo, path: str = "") -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        gate: Gate,
+        info: ModelInfo,
+        path: str = "",
+        priority_pipeline: Any = None,
+        priority_min_p: float | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.gate = gate
         self.info = info
         self.path = path
+        # learnt from the corrected priorities; replaces the priority where it is at
+        # least this sure (None: never, cross-validation found no net fixes)
+        self.priority_pipeline = priority_pipeline
+        self.priority_min_p = priority_min_p
         self._word_names: Any = None
+
+    def priority_probabilities(self, inp: ClassifierInput, priority: str) -> dict[str, float]:
+        pipeline = self.priority_pipeline
+        row = pipeline.predict_proba([priority_text(inp, priority)])[0]
+        return {str(c): float(p) for c, p in zip(pipeline.classes_, row, strict=True)}
+
+    def override_priority(self, inp: ClassifierInput, priority: str) -> PriorityOverride | None:
+        if self.priority_pipeline is None or self.priority_min_p is None:
+            return None
+        proba = self.priority_probabilities(inp, priority)
+        best = max(proba, key=lambda c: proba[c])
+        if best == priority or proba[best] < self.priority_min_p:
+            return None
+        reason = f"corrections model p={proba[best]:.2f} (was {priority})"
+        return PriorityOverride(best, round(proba[best], 2), reason)
+
+    def priority_gate(self) -> str:
+        if self.priority_pipeline is None or self.priority_min_p is None:
+            return "closed"
+        return f"p >= {self.priority_min_p:g}"
 
     def probabilities(self, inp: ClassifierInput) -> dict[str, float]:
         row = self.pipeline.predict_proba([model_text(inp)])[0]
@@ -217,6 +266,7 @@ class TriageModel:
             "dev_examples": self.info.dev_examples,
             "corrections": self.info.corrections,
             "gate": self.gate.describe(),
+            "priority_gate": self.priority_gate(),
         }
 
 
@@ -228,6 +278,8 @@ def save_model(model: TriageModel, path: Path) -> None:
         "pipeline": model.pipeline,
         "gate": asdict(model.gate),
         "info": asdict(model.info),
+        "priority_pipeline": model.priority_pipeline,
+        "priority_min_p": model.priority_min_p,
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as fh:
@@ -285,7 +337,14 @@ def load_model(path: Path) -> TriageModel | None:
             f"{sklearn.__version__}; run `mailtriage train` again",
         )
         return None
-    return TriageModel(payload["pipeline"], gate, model_info, str(path))
+    return TriageModel(
+        payload["pipeline"],
+        gate,
+        model_info,
+        str(path),
+        payload.get("priority_pipeline"),
+        payload.get("priority_min_p"),
+    )
 
 
 def _minor(version: str) -> str:
@@ -312,7 +371,8 @@ def describe_model(settings: Settings, model: TriageModel | None) -> str:
         i = model.info
         return (
             f"{model.path} (trained {i.trained_at[:16]}Z on {i.examples} examples: "
-            f"{i.dev_examples} dev, {i.corrections} corrections; gate: {model.gate.describe()})"
+            f"{i.dev_examples} dev, {i.corrections} corrections; gate: {model.gate.describe()}; "
+            f"priority: {model.priority_gate()})"
         )
     if not settings.triage.use_model:
         return "none (triage.use_model = false)"

@@ -24,6 +24,7 @@ from mailtriage.pipeline.classify.values import (
     Classification,
     ClassifierInput,
     ModelOverride,
+    PriorityOverride,
     RulesCategory,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "Classification",
     "ClassifierInput",
     "ModelOverride",
+    "PriorityOverride",
     "Rules",
     "RulesCategory",
     "RulesError",

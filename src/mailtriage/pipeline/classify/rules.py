@@ -188,6 +188,37 @@ class _Reader:
 _GROUP_KEYS = {"name", "weight", "de", "en", "any", "max_hits", "cap"}
 
 
+_BACKREF = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def _self_contained(term: str) -> bool:
+    """Whether a pattern cannot borrow syntax from its neighbours in an alternation:
+    its parentheses and brackets balance, it does not end in a lone backslash and it
+    refers to no other group. (Such a pattern is valid alone iff it is valid among them.)"""
+    if _BACKREF.search(term):
+        return False
+    depth = 0
+    in_class = escaped = False
+    class_start = -1
+    for i, ch in enumerate(term):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            # "]" right after "[" or "[^" is a literal
+            in_class = ch != "]" or i == class_start or term[class_start:i] == "^"
+        elif ch == "[":
+            in_class, class_start = True, i + 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not escaped and not in_class
+
+
 def _group(r: _Reader, data: Any, path: str, default_name: str) -> SignalGroup:
     if not isinstance(data, dict):
         raise r.fail(path, "expected a table")
@@ -200,13 +231,24 @@ def _group(r: _Reader, data: Any, path: str, default_name: str) -> SignalGroup:
     for i, term in enumerate(terms):
         if not term.strip() or term.strip() == "*":
             raise r.fail(f"{path}: pattern {i}", "empty pattern")
+    # Start-up: compile the group's alternation once; each pattern is compiled on its own
+    # (to name the bad one) only when that fails or when a pattern could be valid only
+    # in company (unbalanced brackets, a back-reference, a trailing backslash).
+    regex = None
+    if all(_self_contained(t) for t in terms):
         try:
-            re.compile(compile_terms([term]))
-        except re.error as exc:
-            raise r.fail(
-                f"{path}: pattern {term!r}", f"invalid regular expression ({exc})"
-            ) from exc
-    regex = re.compile(compile_terms(terms))
+            regex = re.compile(compile_terms(terms))
+        except re.error:
+            regex = None
+    if regex is None:
+        for term in terms:
+            try:
+                re.compile(compile_terms([term]))
+            except re.error as exc:
+                raise r.fail(
+                    f"{path}: pattern {term!r}", f"invalid regular expression ({exc})"
+                ) from exc
+        regex = re.compile(compile_terms(terms))
     if regex.search(""):
         raise r.fail(path, "a pattern matches the empty string")
     max_hits = int(r.number(data, "max_hits", path + ".", 3))

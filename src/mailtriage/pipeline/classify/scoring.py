@@ -24,7 +24,7 @@ from mailtriage.pipeline.classify.values import (
     ClassifierInput,
     RulesCategory,
 )
-from mailtriage.pipeline.language import detect_language
+from mailtriage.pipeline.language import detect_language, has_letters
 from mailtriage.pipeline.text import split_body
 
 __all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_text"]
@@ -122,11 +122,11 @@ def _words(text: str) -> int:
 
 def _language_text(inp: ClassifierInput) -> str:
     text = bounded(inp.new_text)
-    letters = sum(ch.isalpha() for ch in text)
-    if letters < 40 and inp.forwarded_text:
+    enough = has_letters(text, 40)
+    if not enough and inp.forwarded_text:
         text = f"{text}\n{bounded(inp.forwarded_text)}"
-        letters = sum(ch.isalpha() for ch in text)
-    if letters < 40:
+        enough = has_letters(text, 40)
+    if not enough:
         text = f"{inp.subject}\n{text}"
     return text
 
@@ -243,6 +243,13 @@ def classify(
     decision, confidence, model_overrode = decide_by_rules(inp, rules, model, zones=zones)
     if rules.model is not None:
         decision = _combine(rules.model, inp, rules, decision, model_overrode, zones)
+    if model is not None:
+        # the agents' corrections-trained model, where it learnt a priority
+        learnt = model.override_priority(inp, decision.priority)
+        if learnt is not None and learnt.priority in PRIORITIES:
+            why = f"priority={learnt.priority}: {learnt.reason}"
+            replaced = tuple(why if r.startswith("priority=") else r for r in decision.reasons)
+            decision = replace(decision, priority=learnt.priority, reasons=replaced)
     level, category, priority = decision.level, decision.category, decision.priority
     reasons = list(decision.reasons)
 

@@ -13,6 +13,7 @@ __all__ = [
     "Classification",
     "ClassifierInput",
     "ModelOverride",
+    "PriorityOverride",
     "RulesCategory",
 ]
 
@@ -69,8 +70,18 @@ class ModelOverride:
     reason: str  # shown after "category=<category>: "
 
 
+@dataclass(frozen=True)
+class PriorityOverride:
+    priority: str
+    confidence: float
+    reason: str  # shown after "priority=<priority>: "
+
+
 class CategoryModel(Protocol):
     """A statistical complement (see mailtriage.triage.model): it may replace the rules'
-    category where the rules are weak; it returns None to leave the rules' decision."""
+    category where the rules are weak, and the priority where the agents' corrections
+    taught it to; it returns None to leave the decision as it is."""
 
     def override(self, inp: ClassifierInput, rules: RulesCategory) -> ModelOverride | None: ...
+
+    def override_priority(self, inp: ClassifierInput, priority: str) -> PriorityOverride | None: ...
