@@ -179,6 +179,9 @@ class ImapSettings:
     # Reconnect after a network error: exponential backoff with jitter.
     reconnect_initial_seconds: float = 1.0
     reconnect_max_seconds: float = 300.0
+    # Several instances: one polls a folder at a time, renewing its lease; another takes
+    # the folder over this long after the holder died.
+    lease_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
