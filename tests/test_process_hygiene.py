@@ -1,0 +1,105 @@
+"""Process hygiene of `mailtriage run` (issue 13): its children die with it, and a
+worker that dies is restarted (its state says "restarting" meanwhile)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from mailtriage.app import App
+from mailtriage.service import WorkerProcess
+from test_daemon import gone, send, sqlite_url, ticket_subjects, worker_pid, write_config
+
+from conftest import make_settings
+from servers import Daemon, _descendants, wait_for
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _pool_config(tmp_path: Path) -> Path:
+    """A daemon whose worker parses in 2 pool processes (so it has a fork server)."""
+    config = write_config(tmp_path / "c.toml", sqlite_url(tmp_path))
+    config.write_text(config.read_text().replace("processes = 1", "processes = 2"))
+    return config
+
+
+def _tree_with_pool(daemon: Daemon) -> list[int]:
+    """Every process below the daemon, once the worker's pool is up: the resource
+    tracker, the worker, its fork server and the 2 pool processes."""
+
+    def ready() -> list[int] | None:
+        tree = _descendants(daemon.proc.pid)
+        forked = [p for p in tree if "multiprocessing.forkserver" in _cmdline(p)]
+        tracker = [p for p in tree if "resource_tracker" in _cmdline(p)]
+        return tree if len(forked) == 3 and tracker else None  # server + 2 in the pool
+
+    return wait_for(ready, timeout=30, interval=0.2, what="the worker's pool")
+
+
+def test_kill_9_of_the_daemon_leaves_no_process_behind(tmp_path: Path) -> None:
+    with Daemon(_pool_config(tmp_path)) as daemon:
+        daemon.smtp_port()
+        tree = _tree_with_pool(daemon)
+        assert len(tree) == 5
+        started = time.monotonic()
+        daemon.kill()  # SIGKILL: it cannot stop anyone itself
+        survivors = wait_for(
+            lambda: [p for p in tree if not gone(p)] == [] or None,
+            timeout=10,
+            interval=0.1,
+            what=f"no survivors of {[(p, _cmdline(p)[:80]) for p in tree if not gone(p)]}",
+        )
+        assert survivors
+        assert time.monotonic() - started < 10
+
+
+def test_a_killed_worker_takes_its_pool_along_and_is_restarted(tmp_path: Path) -> None:
+    with Daemon(_pool_config(tmp_path)) as daemon:
+        port = daemon.smtp_port()
+        tree = _tree_with_pool(daemon)
+        worker = worker_pid(daemon)
+        below_worker = _descendants(worker)  # its fork server and pool processes
+        assert len(below_worker) == 3
+        os.kill(worker, signal.SIGKILL)  # a segfault, the OOM killer
+        wait_for(
+            lambda: all(gone(p) for p in below_worker), timeout=10, what="the old pool to exit"
+        )
+        send(port, "nach dem Neustart")
+        assert worker_pid(daemon, after=worker) != worker
+        assert wait_for(lambda: ticket_subjects(daemon.config), timeout=60, what="the ticket") == [
+            "nach dem Neustart"
+        ]
+        # the new worker has its own pool; nothing of the old one is left
+        new_tree = _tree_with_pool(daemon)
+        assert not set(below_worker) & set(new_tree)
+        assert set(tree) - set(new_tree) == {worker, *below_worker}
+        assert daemon.terminate(timeout=15) == 0
+    assert "died (exit code -9); restarting" in daemon.text()
+
+
+def test_worker_state_says_restarting_until_the_new_worker_runs(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
+    with App.from_settings(settings) as app:
+        app.prepare_database()
+    worker = WorkerProcess(settings)
+    worker.start()
+    try:
+        assert worker.state == "running"
+        first = worker.process
+        assert first is not None and first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        first.join(10)
+        assert worker.state == "restarting"
+        worker.watch()  # a quick death: restarted after a pause, not at once
+        assert worker.state == "restarting" and worker.process is first
+        wait_for(lambda: (worker.watch(), worker.state == "running")[1], timeout=10)
+        assert worker.process is not first and worker.restarts == 1
+    finally:
+        assert worker.stop(time.monotonic() + 10)
