@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from mailtriage.app import App
 from mailtriage.service import WorkerProcess
@@ -103,3 +107,38 @@ def test_worker_state_says_restarting_until_the_new_worker_runs(tmp_path: Path) 
         assert worker.process is not first and worker.restarts == 1
     finally:
         assert worker.stop(time.monotonic() + 10)
+
+
+GRANDCHILD = """
+import signal, sys, time
+from mailtriage.ops import lifeline
+if sys.argv[1] == "no-prctl":
+    lifeline._set_pdeathsig = lambda sig: False  # a system without PR_SET_PDEATHSIG
+lifeline.die_with_parent(signal.SIGKILL)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+MIDDLE = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE)
+child.stdout.readline()
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["prctl", "no-prctl"])
+def test_die_with_parent_ends_a_child_whose_parent_was_killed(how: str) -> None:
+    """The kernel's parent-death signal, and the getppid() watcher where there is none."""
+    middle = subprocess.Popen(
+        [sys.executable, "-c", MIDDLE, GRANDCHILD, how], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert middle.stdout is not None
+        child = int(middle.stdout.readline())
+        assert not gone(child)
+    finally:
+        middle.kill()
+        middle.wait()
+    wait_for(lambda: gone(child), timeout=5, what="the orphan to exit")

@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import multiprocessing
 import os
-import signal
 import socket
 import threading
 import traceback
@@ -43,7 +42,7 @@ from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
-from mailtriage.ops.lifeline import die_with_parent
+from mailtriage.ops.lifeline import die_with
 from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
 from mailtriage.outbound.conversation_mail import (
     queue_agent_notices,
@@ -390,8 +389,10 @@ ProcessorFactory = Callable[[Settings, str], Processor]
 def _pool_init(make_processor: ProcessorFactory, settings: Settings, owner: str) -> None:
     """Each pool process: its own engine and sessions, rules and language model loaded."""
     global _pool_processor
-    # The fork server is our parent: when it goes (its worker died), so do we.
-    die_with_parent(signal.SIGKILL)
+    # Gone with the worker that asked for us, however it died: the fork server (our
+    # parent) lives on as long as any pool process does, so only this ends the pool
+    # of a killed worker.
+    die_with(multiprocessing.parent_process())
     _pool_processor = make_processor(settings, owner)
     _pool_processor.warm_up()
 
@@ -450,7 +451,7 @@ class Worker:
             # forkserver: children fork from a clean server that has already imported
             # the pipeline, not from this process with its threads and connections.
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["mailtriage.runners.preload", "mailtriage.app"])
+            ctx.set_forkserver_preload(["mailtriage.app", "mailtriage.runners.preload"])
             self._pool = ProcessPoolExecutor(
                 max_workers=self._processes(),
                 mp_context=ctx,

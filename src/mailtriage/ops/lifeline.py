@@ -1,16 +1,19 @@
 """Child processes die with their parent: no orphans after a kill -9 of the daemon.
 
 The process tree of `mailtriage run`: the main process -> the worker (spawned) -> its
-fork server -> the pool processes; beside them multiprocessing's resource tracker,
-which exits by itself once every process holding its pipe is gone. Killed with
-SIGKILL (or dead of SIGBUS, the OOM killer), the main process cannot stop anyone, so
-each child arranges its own end when it starts, with ``die_with_parent``:
+fork server -> the pool processes; beside them multiprocessing's resource tracker.
+Killed with SIGKILL (or dead of SIGBUS, the OOM killer), a process cannot stop anyone,
+so each child arranges its own end when it starts:
 
-- Linux: ``prctl(PR_SET_PDEATHSIG, sig)``: the kernel sends ``sig`` the moment the
-  parent exits, however it died.
-- Everywhere else, and should the parent have died before the prctl: a daemon thread
-  looks at ``getppid()`` every second; a new parent (init, or a subreaper) means ours
-  is gone, and the child sends ``sig`` to itself.
+- The worker, ``die_with_parent``: on Linux ``prctl(PR_SET_PDEATHSIG, sig)``, the
+  kernel sends ``sig`` the moment the parent exits; everywhere (and should the parent
+  have died before the prctl) a daemon thread looks at ``getppid()`` every second: a
+  new parent (init, or a subreaper) means ours is gone.
+- The pool processes, ``die_with``: a thread waits on the worker's sentinel (their
+  parent is the fork server, which lives as long as any of them does: the kernel's
+  signal would never come).
+- The fork server and the resource tracker exit by themselves once every process
+  holding their pipes is gone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import multiprocessing.process
 import os
 import signal
 import sys
@@ -44,23 +48,20 @@ def die_with_parent(
     *,
     parent: int | None = None,
     grace: float | None = None,
-    watch: bool = True,
 ) -> None:
     """Make this process receive ``sig`` when its parent dies.
 
     ``parent``: the pid the parent should have (default: the current one); if it is
     gone already, ``sig`` is sent at once. ``grace``: after ``sig`` (a polite one whose
     handler finishes the work at hand), exit hard this many seconds later should the
-    process still be there. ``watch``: also watch ``getppid()`` from a thread (needed
-    without prctl and for ``grace``; a fork server, which must not run threads when it
-    forks, passes False where prctl works).
+    process still be there.
     """
     expected = os.getppid() if parent is None else parent
     kernel = _set_pdeathsig(sig)
     if os.getppid() != expected:  # died before the prctl: nobody will tell us
         threading.Thread(target=_end, args=(sig, grace), name="lifeline", daemon=True).start()
         return
-    if watch or not kernel or grace is not None:
+    if not kernel or grace is not None:  # the thread: fallback, and the hard exit
         threading.Thread(
             target=_watch, args=(expected, sig, grace), name="lifeline", daemon=True
         ).start()
@@ -78,3 +79,20 @@ def _end(sig: int, grace: float | None) -> None:
     if grace is not None:
         time.sleep(grace)
         os._exit(70)  # EX_SOFTWARE: the polite stop did not finish in time
+
+
+def die_with(
+    process: multiprocessing.process.BaseProcess | None, sig: int = signal.SIGKILL
+) -> None:
+    """Send ``sig`` to this process when ``process`` ends (portable: a thread waits on
+    its sentinel). For ``multiprocessing.parent_process()``: the process that asked
+    for this one, also through a fork server."""
+    if process is None:
+        return
+
+    def wait() -> None:
+        process.join()
+        with contextlib.suppress(OSError):
+            os.kill(os.getpid(), sig)
+
+    threading.Thread(target=wait, name="lifeline", daemon=True).start()
