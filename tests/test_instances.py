@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import smtplib
 import threading
 import time
@@ -19,10 +21,12 @@ from sqlalchemy import func, select
 
 from mailtriage.app import App
 from mailtriage.outbound.outbox import OutboxStore
+from mailtriage.store.intake_models import ImapCursor
 from mailtriage.store.models import Inbound, Ticket
 from mailtriage.store.outbound_models import Outbox
 from relay import Relay
 from test_daemon import _subject as _subject_of
+from test_daemon import ticket_subjects, write_config
 
 from conftest import make_settings
 from mails import mail
@@ -284,3 +288,75 @@ def test_two_daemons_on_one_postgresql_share_the_work_and_survive_a_kill(
     assert len(received) - len(per_customer) <= 1, "more than the one mail in flight"
     sent = {"a": a.text().count(" sent via "), "b": b.text().count(" sent via ")}
     print(f"two instances: {len(wanted)} messages in {elapsed:.0f}s; sent by {sent}")
+
+
+def test_a_hung_daemon_loses_its_imap_folder_to_the_other(pg_url: str, tmp_path: Path) -> None:
+    """Daemon A polls the mailbox, B stands by. A hangs (SIGSTOP): once its lease has
+    expired B takes the folder over; A, woken up (SIGCONT), finds its lease taken and
+    stands by. Each IMAP message is taken in and moved exactly once. (PostgreSQL: a
+    process stopped inside a SQLite write transaction would stop everyone.)"""
+    with dovecot_server() as server:
+        user = server.add_user()
+        account = server.account(user, idle=True, poll_interval_seconds=30)
+        configs = []
+        for name in ("a", "b"):
+            path = write_config(tmp_path / f"{name}.toml", pg_url, imap_account=account)
+            path.write_text(path.read_text().replace("[imap]\n", "[imap]\nlease_seconds = 2\n"))
+            configs.append(path)
+        subjects = [f"imap {i}" for i in range(15)]
+
+        def append(batch: list[str]) -> None:
+            client = server.client(user)
+            try:
+                for subject in batch:
+                    client.append("INBOX", mail(subject=subject, sender=_sender(subject)))
+            finally:
+                client.logout()
+
+        def moved(n: int) -> Callable[[], bool]:
+            return lambda: len(folder_uids(server, user, "Processed")) == n
+
+        with Daemon(configs[0]) as a:
+            a.smtp_port()
+            a.wait_for_line("connected to 127.0.0.1")
+            with Daemon(configs[1]) as b:
+                b.smtp_port()
+                b.wait_for_line("is polled by")
+                append(subjects[:5])
+                wait_for(moved(5), timeout=20, what="5 messages moved by A")
+                # Not inside a transaction: a process frozen there would hold its row
+                # locks (PostgreSQL's idle_in_transaction_session_timeout ends that)
+                wait_for(lambda: _cursor(pg_url) == 5, what="A's cursor after the move")
+                os.kill(a.proc.pid, signal.SIGSTOP)
+                try:
+                    b.wait_for_line("taking INBOX over", timeout=20)
+                    append(subjects[5:10])
+                    wait_for(moved(10), timeout=20, what="5 more moved by B")
+                finally:
+                    os.kill(a.proc.pid, signal.SIGCONT)
+                a.wait_for_line("lease lost", timeout=20)
+                append(subjects[10:])
+                wait_for(moved(15), timeout=20, what="the last 5 moved")
+                wait_for(
+                    lambda: sorted(ticket_subjects(configs[0])) == sorted(subjects),
+                    timeout=60,
+                    what="15 tickets",
+                )
+                assert b.text().count("connected to 127.0.0.1") == 1  # it kept the folder
+                assert a.text().count("connected to 127.0.0.1") == 1  # A did not log in again
+                assert b.terminate(timeout=15) == 0
+            a.wait_for_line("taking INBOX over")  # B's clean stop gave the folder up
+            assert a.terminate(timeout=15) == 0
+        processed = Counter(
+            _subject_of(d[b"BODY[]"]) for d in folder_messages(server, user, "Processed").values()
+        )
+    assert processed == Counter(subjects)
+
+
+def _cursor(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(select(func.max(ImapCursor.last_uid))) or 0)
+    finally:
+        engine.dispose()

@@ -17,6 +17,9 @@ finish the batch they hold, the worker finishes its batch and releases its lease
 Whatever is still busy when ``service.shutdown_grace_seconds`` is over is abandoned:
 nothing was acknowledged for it, so nothing is lost (a sender retries, an IMAP
 message is still in its folder, a leased row's lease expires).
+
+Killed instead (kill -9, SIGBUS), the daemon leaves no process behind: the worker,
+its fork server and pool processes end with it (ops/lifeline.py).
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ class WorkerProcess:
 
     @property
     def state(self) -> str:
-        """ "running", or "restarting" from its death until the new one runs."""
+        """The worker's state: "running", or "restarting" from its death until the
+        new one runs."""
         process = self.process
         if process is None or not process.is_alive() or self._next_start:
             return "restarting"

@@ -266,6 +266,7 @@ class ImapPoller:
         for kind in _NEWS:  # the SELECT's counts: the SEARCH below sees all of that
             announced.pop(kind, None)
         uidvalidity = int(info[b"UIDVALIDITY"])
+        self._keep_lease()  # still ours? (after a long IDLE, say, or a stopped process)
         last = self._cursor(uidvalidity)
         stats = PollStats(uidvalidity=uidvalidity, last_uid=last)
         uids = sorted(int(u) for u in client.search(self._criteria(last)))
