@@ -361,3 +361,14 @@ def _cursor(url: str) -> int:
             return int(conn.scalar(select(func.max(ImapCursor.last_uid))) or 0)
     finally:
         engine.dispose()
+
+
+def test_a_lease_of_zero_seconds_is_refused_with_the_key(tmp_path: Path) -> None:
+    with dovecot_server() as server:
+        path = tmp_path / "c.toml"
+        write_config(path, f"sqlite:///{tmp_path / 'm.db'}", imap_account=server.account("u"))
+        path.write_text(path.read_text().replace("[imap]\n", "[imap]\nlease_seconds = 0\n"))
+        with Daemon(path) as daemon:
+            assert daemon.proc.wait(30) == 2
+    assert "imap.lease_seconds: expected a number of seconds > 0, got 0" in daemon.text()
+    assert "Traceback" not in daemon.text()

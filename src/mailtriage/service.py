@@ -274,6 +274,11 @@ class Service:
                 )
             for index, account in enumerate(s.imap.accounts):
                 check_account(account, index)
+            if not s.imap.lease_seconds > 0:  # 0 would make the standby poll spin
+                raise ConfigError(
+                    f"imap.lease_seconds: expected a number of seconds > 0, "
+                    f"got {s.imap.lease_seconds}"
+                )
         if not (s.smtp.enabled or s.imap.enabled or s.worker.enabled):
             log.warning("smtp, imap and worker are all disabled: nothing to run")
 
