@@ -4,20 +4,25 @@ worker that dies is restarted (its state says "restarting" meanwhile)."""
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from mailtriage.app import App
-from mailtriage.service import WorkerProcess
+from mailtriage.service import Service, WorkerProcess, run_service
+from mailtriage.store.intake_models import ImapLease
+from mailtriage.store.models import utcnow
 from test_daemon import gone, send, sqlite_url, ticket_subjects, worker_pid, write_config
 
 from conftest import make_settings
-from servers import Daemon, _descendants, wait_for
+from servers import Daemon, _descendants, dovecot_server, wait_for
 
 
 def _cmdline(pid: int) -> str:
@@ -142,3 +147,51 @@ def test_die_with_parent_ends_a_child_whose_parent_was_killed(how: str) -> None:
         middle.kill()
         middle.wait()
     wait_for(lambda: gone(child), timeout=5, what="the orphan to exit")
+
+
+def test_role_states_show_a_restarting_worker_and_a_standby_poller(tmp_path: Path) -> None:
+    """What /readyz reports: SMTP running, the IMAP poller standing by while another
+    instance holds its folder, the worker "restarting" after it died, then running."""
+    with dovecot_server() as server:
+        account = server.account(server.add_user())
+        settings = make_settings(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'm.db'}",
+            smtp={"port": 0},
+            imap={"enabled": True, "accounts": [account], "lease_seconds": 3600},
+            outbound={"sender_enabled": False},
+        )
+        with App.from_settings(settings) as app:
+            app.prepare_database()
+            with app.factory() as session, session.begin():
+                session.add(
+                    ImapLease(
+                        account=account["username"] + "@127.0.0.1",
+                        folder="INBOX",
+                        owner="elsewhere.example:4242:imapabc",
+                        expires_at=utcnow() + timedelta(hours=1),
+                    )
+                )
+        stop = threading.Event()
+        ready: queue.Queue[Service] = queue.Queue()
+        thread = threading.Thread(
+            target=run_service, args=(settings, stop), kwargs={"on_ready": ready.put}
+        )
+        thread.start()
+        try:
+            service = ready.get(timeout=60)
+            want = {"smtp": "running", "imap-0": "standby", "worker": "running"}
+            wait_for(lambda: service.role_states() == want, timeout=10, what=str(want))
+            assert service.pollers[0].standby_for == "elsewhere.example:4242:imapabc"
+            assert service.worker is not None and service.worker.process is not None
+            first = service.worker.process
+            assert first.pid is not None
+            os.kill(first.pid, signal.SIGKILL)
+            first.join(10)
+            assert service.role_states()["worker"] == "restarting"
+            wait_for(lambda: service.role_states() == want, timeout=30, what="a new worker")
+            assert service.worker.process is not first
+        finally:
+            stop.set()
+            thread.join(60)
+        assert not thread.is_alive()
