@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,14 +17,14 @@ from urllib.parse import parse_qs
 
 import pytest
 from imapclient import IMAPClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from mailtriage.app import App
 from mailtriage.backoff import backoff_delay
 from mailtriage.config import ConfigError, settings_from_dict
 from mailtriage.intake.imap import ImapPoller, _batches, check_account
-from mailtriage.store.intake_models import ImapCursor
-from mailtriage.store.models import Inbound, Ticket
+from mailtriage.store.intake_models import ImapCursor, ImapLease
+from mailtriage.store.models import Inbound, Ticket, utcnow
 
 from conftest import make_settings
 from mails import mail
@@ -59,6 +62,7 @@ def make_app(tmp_path: Path) -> Iterator[AppFactory]:
             "accounts": [account],
             "reconnect_initial_seconds": 0.05,
             "reconnect_max_seconds": 0.5,
+            **sections.pop("imap", {}),
         }
         settings = make_settings(tmp_path, database_url, imap=imap, **sections)
         app = App.from_settings(settings)
@@ -451,3 +455,129 @@ def test_xoauth2_login_with_token_file_and_command(make_app: AppFactory, tmp_pat
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# -- several instances: one poller per folder ------------------------------------------
+# Each test with its own Dovecot: the one above delays logins after the failed ones of
+# the password test (its auth penalty), which would eat a short lease.
+
+
+@pytest.fixture
+def own_dovecot() -> Iterator[Dovecot]:
+    with dovecot_server() as server:
+        yield server
+
+
+def _lease_rows(app: App) -> list[tuple[str, str, str]]:
+    with app.factory() as session:
+        return [(r.account, r.folder, r.owner) for r in session.scalars(select(ImapLease)).all()]
+
+
+def test_two_pollers_on_one_folder_take_turns(
+    own_dovecot: Dovecot, make_app: AppFactory, database_url: str
+) -> None:
+    """Two instances' pollers on one folder: only the lease holder logs in; the other
+    stands by and takes over when the holder stops."""
+    dovecot, user = own_dovecot, own_dovecot.add_user()
+    account = dovecot.account(user, idle=False, poll_interval_seconds=0.1)
+    app = make_app(account, database_url, imap={"lease_seconds": 2.0})
+    first, second = poller(app, owner="first"), poller(app, owner="second")
+    logins: dict[str, int] = {"first": 0, "second": 0}
+    for p in (first, second):
+        connect = p.connect
+
+        def counted(p: ImapPoller = p, connect: Callable[[], IMAPClient] = connect) -> IMAPClient:
+            logins[p.owner] += 1
+            return connect()
+
+        p.connect = counted  # type: ignore[method-assign]
+    stops = {"first": threading.Event(), "second": threading.Event()}
+    threads = {
+        p.owner: threading.Thread(target=p.run_forever, args=(stops[p.owner],))
+        for p in (first, second)
+    }
+    threads["first"].start()
+    try:
+        assert first.connected.wait(10)
+        threads["second"].start()
+        wait_for(lambda: second.standby_for == "first", what="the second poller to stand by")
+        append(dovecot, user, *msgs(10, "turns"))
+        wait_for(lambda: counts(app)[0] == 10, timeout=10, what="10 messages")
+        time.sleep(2.5)  # more than a lease: the holder renews, the other keeps waiting
+        assert logins == {"first": 1, "second": 0}
+        assert _lease_rows(app) == [(first.key, "INBOX", "first")]
+        stops["first"].set()  # a clean stop gives the folder up at once
+        threads["first"].join(10)
+        assert second.connected.wait(5)
+        append(dovecot, user, *msgs(5, "after"))
+        wait_for(lambda: counts(app)[0] == 15, timeout=10, what="5 more messages")
+    finally:
+        for stop in stops.values():
+            stop.set()
+        for thread in threads.values():
+            if thread.is_alive() or thread.ident is not None:
+                thread.join(10)
+    assert logins == {"first": 1, "second": 1}
+    assert _lease_rows(app) == []  # both stopped cleanly
+    assert len(folder_uids(dovecot, user, "Processed")) == 15
+
+
+def test_a_holder_that_stops_renewing_loses_the_folder(
+    own_dovecot: Dovecot, make_app: AppFactory, database_url: str
+) -> None:
+    """A hung holder's lease expires: another instance takes the folder over, and the
+    holder, when it wakes up, notices on its next renewal and stands by."""
+    dovecot, user = own_dovecot, own_dovecot.add_user()
+    account = dovecot.account(user, idle=True, poll_interval_seconds=3600)
+    app = make_app(account, database_url, imap={"lease_seconds": 3.0})
+    holder = poller(app, owner="hung")
+    stop = threading.Event()
+    thread = threading.Thread(target=holder.run_forever, args=(stop,))
+    thread.start()
+    try:
+        assert holder.idling.wait(10)
+        # The holder hangs: it stops renewing and its lease runs out (another
+        # instance finds it expired).
+        with app.factory() as session, session.begin():
+            session.execute(update(ImapLease).values(expires_at=utcnow() - timedelta(seconds=1)))
+        other = poller(app, owner="other")
+        assert other.take_lease()
+        wait_for(lambda: holder.standby_for == "other", timeout=5, what="the holder to yield")
+        wait_for(lambda: not holder.connected.is_set(), timeout=5, what="the holder to log out")
+        append(dovecot, user, *msgs(3, "taken"))
+        assert other.poll_once().accepted == 3
+        assert holder.standby_for == "other" and not holder.connected.is_set()
+    finally:
+        stop.set()
+        thread.join(10)
+    assert _lease_rows(app) == [(holder.key, "INBOX", "other")]  # not the holder's to drop
+
+
+def test_a_lease_of_a_dead_daemon_on_this_host_is_taken_at_once(
+    own_dovecot: Dovecot, make_app: AppFactory
+) -> None:
+    """After a kill -9 and a restart on the same host the folder need not wait for the
+    old lease to expire; a live holder elsewhere is waited for."""
+    app = make_app(own_dovecot.account(own_dovecot.add_user()), imap={"lease_seconds": 3600})
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    p = poller(app)
+    for holder, taken in (
+        (f"{socket.gethostname()}:{gone.pid}:imapdead", True),
+        (f"elsewhere.example:{os.getpid()}:imaplive", False),
+        (f"{socket.gethostname()}:{os.getppid()}:imaplive", False),  # alive here
+    ):
+        with app.factory() as session, session.begin():
+            session.execute(delete(ImapLease))
+            session.add(
+                ImapLease(
+                    account=p.key,
+                    folder="INBOX",
+                    owner=holder,
+                    expires_at=utcnow() + timedelta(hours=1),
+                )
+            )
+        assert p.take_lease() is taken, holder
+        assert p.standby_for == (None if taken else holder)
+        expected = p.owner if taken else holder
+        assert _lease_rows(app) == [(p.key, "INBOX", expected)]

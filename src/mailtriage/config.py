@@ -269,6 +269,9 @@ class ImapSettings:
     # Reconnect after a network error: exponential backoff with jitter.
     reconnect_initial_seconds: Seconds = 1.0
     reconnect_max_seconds: Seconds = 300.0
+    # Several instances: one polls a folder at a time, renewing its lease; another takes
+    # the folder over this long after the holder died.
+    lease_seconds: Seconds = 60.0
 
     def problems(self) -> list[tuple[str, str]]:
         return _not_above(self, "reconnect_initial_seconds", "reconnect_max_seconds")

@@ -17,6 +17,9 @@ finish the batch they hold, the worker finishes its batch and releases its lease
 Whatever is still busy when ``service.shutdown_grace_seconds`` is over is abandoned:
 nothing was acknowledged for it, so nothing is lost (a sender retries, an IMAP
 message is still in its folder, a leased row's lease expires).
+
+Killed instead (kill -9, SIGBUS), the daemon leaves no process behind: the worker,
+its fork server and pool processes end with it (ops/lifeline.py).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from mailtriage.inbox import Accepted
 from mailtriage.intake.imap import ImapPoller, check_account
 from mailtriage.intake.smtp import SmtpListener
 from mailtriage.ops import metrics, multiproc
+from mailtriage.ops.lifeline import die_with_parent
 from mailtriage.ops.logs import fields
 from mailtriage.outbound.scheduler import OutboundScheduler, start_outbound
 from mailtriage.runners.conversation import warn_about_trust
@@ -130,8 +134,19 @@ class WorkerProcess:
             detail += f"; restarted {self.restarts} time(s)"
         return since <= limit, detail
 
+    @property
+    def state(self) -> str:
+        """The worker's state: "running", or "restarting" from its death until the
+        new one runs."""
+        process = self.process
+        if process is None or not process.is_alive() or self._next_start:
+            return "restarting"
+        return "running"
+
     def watch(self) -> None:
-        """Restart the worker if it died (called by the main thread, not while stopping)."""
+        """Restart the worker if it died (called by the main thread, not while stopping:
+        on Linux a child is told of its parent's death when the *thread* that started it
+        ends)."""
         process = self.process
         if process is None or process.is_alive():
             return
@@ -244,6 +259,14 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = _ChildStop(wake)
     signal.signal(signal.SIGTERM, stop.on_signal)
+    # The daemon killed (kill -9, SIGBUS): SIGTERM, so the batch at hand is finished
+    # and the leases are handed back, but gone within the grace period in any case.
+    parent = multiprocessing.parent_process()
+    die_with_parent(
+        signal.SIGTERM,
+        parent=parent.pid if parent is not None else None,
+        grace=settings.service.shutdown_grace_seconds,
+    )
     setup_logging(logging.getLevelName(log_level), wants_json(settings.logging))
     _lower_priority(settings.service.worker_nice)
     with App.from_settings(settings, accepts=False) as app:
@@ -384,10 +407,37 @@ class Service:
         self._roles.append(role)
         role.thread.start()
 
-    def failed_roles(self) -> list[str]:
-        """Roles that ended although nobody asked them to (a dead worker is restarted)."""
+    def restart_dead(self) -> None:
+        """Restart a worker that died (main thread only, see ``WorkerProcess.watch``)."""
         if self.worker is not None and not self._intake_stop.is_set():
             self.worker.watch()
+
+    def role_states(self) -> dict[str, str]:
+        """Each enabled role's state, for /readyz and ops: "running"; "failed" (ended
+        although nobody asked: the daemon stops); the worker "restarting" (it died and
+        is restarted; what it held is claimed again when its lease expires); an IMAP
+        poller "standby" (another instance polls its folder) or "backing off"."""
+        failed = set(self.failed_roles())
+        states: dict[str, str] = {}
+        if self.smtp is not None:
+            states["smtp"] = "failed" if "smtp" in failed else "running"
+        for role, poller in zip(self._imap_roles(), self.pollers, strict=True):
+            if role in failed:
+                states[role] = "failed"
+            elif poller.standby_for is not None:
+                states[role] = "standby"
+            else:
+                states[role] = "running" if poller.connected.is_set() else "backing off"
+        if self.worker is not None:
+            states["worker"] = self.worker.state
+        return states
+
+    def _imap_roles(self) -> list[str]:
+        return [r.name for r in self._roles if r.name.startswith("imap-")]
+
+    def failed_roles(self) -> list[str]:
+        """Roles that ended although nobody asked them to (a dead worker is restarted,
+        see ``restart_dead``; ``role_states`` says "restarting" meanwhile)."""
         dead = [
             r.name
             for r in self._roles
@@ -473,6 +523,7 @@ def run_service(
             if on_ready is not None:
                 on_ready(service)
             while not stop.wait(WATCH_SECONDS):
+                service.restart_dead()
                 failed = service.failed_roles()
                 if failed:
                     log.error("role(s) ended unexpectedly: %s; stopping", ", ".join(failed))

@@ -43,6 +43,7 @@ from mailtriage.backoff import backoff_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
 from mailtriage.inbox import Claimed, Inbox
+from mailtriage.ops.lifeline import die_with
 from mailtriage.ops.logs import fields
 from mailtriage.outbound.ack import NO_ACK, OutboundPolicy, cached_policy
 from mailtriage.outbound.conversation_mail import (
@@ -466,6 +467,10 @@ ProcessorFactory = Callable[[Settings, str], Processor]
 def _pool_init(make_processor: ProcessorFactory, settings: Settings, owner: str) -> None:
     """Each pool process: its own engine and sessions, rules and language model loaded."""
     global _pool_processor
+    # Gone with the worker that asked for us, however it died: the fork server (our
+    # parent) lives on as long as any pool process does, so only this ends the pool
+    # of a killed worker.
+    die_with(multiprocessing.parent_process())
     _pool_processor = make_processor(settings, owner)
     _pool_processor.warm_up()
 

@@ -9,6 +9,12 @@ A crash or a dropped connection anywhere in that sequence is harmless: the messa
 still in the folder (or still lacks the flag, or sits above the cursor), so the next
 session reads it again, and the inbox's idempotency on the raw sha256 turns the second
 accept into a no-op. The same holds when UIDVALIDITY changes and every UID is new.
+
+Several instances on one database: a folder is polled by one of them at a time. The
+daemon's poller holds a lease on the folder (a row in ``imap_lease``), renewed every
+third of ``imap.lease_seconds`` while it polls; the pollers of other instances stand
+by quietly and take the folder over once the lease has expired (its holder died or
+hangs). A clean stop gives the lease up at once.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ import logging
 import os
 import random
 import shlex
+import socket
 import ssl
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +45,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailtriage.backoff import backoff_delay
 from mailtriage.config import ConfigError, ImapAccount, Settings
 from mailtriage.inbox import Accepted, Inbox, Incoming
-from mailtriage.store.intake_models import ImapCursor
+from mailtriage.store.intake_models import ImapCursor, ImapLease
+from mailtriage.store.leases import drop_lease, hold_lease
 from mailtriage.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -65,6 +74,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     EOFError,
     SQLAlchemyError,
 )
+
+
+class FolderTaken(Exception):
+    """Our lease on the folder ran out and another instance holds it now."""
 
 
 @dataclass
@@ -138,9 +151,11 @@ class ImapPoller:
         *,
         on_accepted: Callable[[Accepted], None] | None = None,
         use_move: bool | None = None,
+        owner: str | None = None,
     ) -> None:
         """``use_move``: None uses MOVE when the server offers it; False forces
-        COPY + \\Deleted + EXPUNGE (servers without MOVE, and tests)."""
+        COPY + \\Deleted + EXPUNGE (servers without MOVE, and tests). ``owner``: the
+        name this poller holds the folder's lease under."""
         self.inbox = inbox
         self.factory = factory
         self.settings = settings
@@ -155,6 +170,11 @@ class ImapPoller:
         self.idling = threading.Event()  # set while waiting in IDLE
         self.state = PollerState()
         self._rng = random.Random()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:imap{uuid.uuid4().hex[:6]}"
+        # The lease holder while another instance polls this folder (None: we do).
+        self.standby_for: str | None = None
+        self._holding = False  # in run_forever with the lease: keep renewing it
+        self._renewed = 0.0
 
     # -- connection -----------------------------------------------------------------
 
@@ -258,6 +278,7 @@ class ImapPoller:
         for kind in _NEWS:  # the SELECT's counts: the SEARCH below sees all of that
             announced.pop(kind, None)
         uidvalidity = int(info[b"UIDVALIDITY"])
+        self._keep_lease()  # still ours? (after a long IDLE, say, or a stopped process)
         last = self._cursor(uidvalidity)
         stats = PollStats(uidvalidity=uidvalidity, last_uid=last)
         uids = sorted(int(u) for u in client.search(self._criteria(last)))
@@ -275,6 +296,7 @@ class ImapPoller:
         for batch, oversize in _batches(pending, sizes, self.max_bytes):
             if stop is not None and stop.is_set():
                 break
+            self._keep_lease()
             if oversize:
                 stats.add(self._quarantine(client, batch[0], sizes[batch[0]], uidvalidity))
             else:
@@ -452,6 +474,63 @@ class ImapPoller:
             except IntegrityError:
                 continue  # created by another instance just now: update it
 
+    # -- the folder lease (several instances) ----------------------------------------
+
+    def _lease_key(self) -> dict[str, str]:
+        return {"account": self.key, "folder": self.account.folder}
+
+    def take_lease(self) -> bool:
+        """Take or renew this folder's lease; False while another instance holds it."""
+        holder: str | None = "another instance"
+        stale: str | None = None
+        for _ in range(3):
+            try:
+                with self.factory() as session, session.begin():
+                    holder = hold_lease(
+                        session,
+                        ImapLease,
+                        self._lease_key(),
+                        owner=self.owner,
+                        now=utcnow(),
+                        lease_seconds=self.settings.imap.lease_seconds,
+                        stale=stale,
+                    )
+            except IntegrityError:
+                continue  # created by another instance just now: look again
+            if holder is None or stale is not None or not _dead_here(holder):
+                break
+            stale = holder  # a daemon of this host that is gone: no need to wait
+        self.standby_for = holder
+        if holder is None:
+            self._renewed = time.monotonic()
+        return holder is None
+
+    def release_lease(self) -> None:
+        """Clean stop: another instance may take the folder over at once."""
+        try:
+            with self.factory() as session, session.begin():
+                drop_lease(session, ImapLease, self._lease_key(), owner=self.owner)
+        except SQLAlchemyError as exc:  # it expires instead
+            log.warning("imap %s: could not give up the folder lease: %s", self.key, exc)
+
+    def _keep_lease(self) -> None:
+        """While polling: renew the lease every third of its time; FolderTaken if it
+        was lost (we were stuck past its expiry and another instance took over)."""
+        if not self._holding:
+            return
+        if time.monotonic() - self._renewed < self.settings.imap.lease_seconds / 3:
+            return
+        if not self.take_lease():
+            raise FolderTaken(self.standby_for)
+
+    def _wait(self, stop: threading.Event, seconds: float) -> None:
+        """``stop.wait(seconds)``, renewing the lease meanwhile."""
+        end = time.monotonic() + seconds
+        step = max(0.05, self.settings.imap.lease_seconds / 3)
+        while not stop.is_set() and (left := end - time.monotonic()) > 0:
+            stop.wait(min(left, step))
+            self._keep_lease()
+
     # -- the daemon loop ------------------------------------------------------------
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -462,40 +541,76 @@ class ImapPoller:
         its traceback; a poller thread that died would silently stop the intake).
         """
         attempt = 0
-        while not stop.is_set():
-            try:
-                client = self.connect()
-            except Exception as exc:
-                attempt += 1
-                self._pause(stop, attempt, f"cannot log in: {_describe(exc)}")
-                continue
-            try:
-                log.info(
-                    "imap %s: connected to %s:%d (%s), watching %s",
-                    self.key,
-                    self.account.host,
-                    self.port,
-                    self.account.security,
-                    self.account.folder,
-                )
-                self.connected.set()
-                self.state.retry_at = None
-                self.prepare(client)
-                for _ in self._session(client, stop):
-                    attempt = 0  # a full pass worked: the next failure starts small
-                    self.state.last_sync = time.time()
-                    self.state.last_error = ""
-            except TRANSIENT_ERRORS as exc:
-                attempt += 1
-                self._pause(stop, attempt, _describe(exc))
-            except Exception as exc:
-                attempt += 1
-                log.exception("imap %s: unexpected error", self.key)
-                self._pause(stop, attempt, _describe(exc))
-            finally:
-                self.connected.clear()
-                _close_quietly(client)
+        standing_by = False
+        try:
+            while not stop.is_set():
+                try:
+                    if not self.take_lease():
+                        if not standing_by:
+                            log.info(
+                                "imap %s: %s is polled by %s; standing by",
+                                self.key,
+                                self.account.folder,
+                                self.standby_for,
+                            )
+                            standing_by = True
+                        stop.wait(self.settings.imap.lease_seconds / 3)
+                        continue
+                except SQLAlchemyError as exc:
+                    attempt += 1
+                    self._pause(stop, attempt, f"database: {_describe(exc)}")
+                    continue
+                if standing_by:
+                    log.info("imap %s: taking %s over", self.key, self.account.folder)
+                    standing_by = False
+                self._holding = True
+                try:
+                    attempt = self._run_session(stop, attempt)
+                finally:
+                    self._holding = False
+        finally:
+            self.release_lease()
         log.info("imap %s: stopped", self.key)
+
+    def _run_session(self, stop: threading.Event, attempt: int) -> int:
+        """One connection while holding the folder's lease; the next attempt count."""
+        try:
+            client = self.connect()
+        except Exception as exc:
+            attempt += 1
+            self._pause(stop, attempt, f"cannot log in: {_describe(exc)}")
+            return attempt
+        try:
+            log.info(
+                "imap %s: connected to %s:%d (%s), watching %s",
+                self.key,
+                self.account.host,
+                self.port,
+                self.account.security,
+                self.account.folder,
+            )
+            self.connected.set()
+            self.state.retry_at = None
+            self.prepare(client)
+            self._renewed = 0.0  # a slow login may have used up the lease: renew or yield
+            self._keep_lease()
+            for _ in self._session(client, stop):
+                attempt = 0  # a full pass worked: the next failure starts small
+                self.state.last_sync = time.time()
+                self.state.last_error = ""
+        except FolderTaken as exc:
+            log.warning("imap %s: lease lost; %s took the folder over", self.key, exc)
+        except TRANSIENT_ERRORS as exc:
+            attempt += 1
+            self._pause(stop, attempt, _describe(exc))
+        except Exception as exc:
+            attempt += 1
+            log.exception("imap %s: unexpected error", self.key)
+            self._pause(stop, attempt, _describe(exc))
+        finally:
+            self.connected.clear()
+            _close_quietly(client)
+        return attempt
 
     def _pause(self, stop: threading.Event, attempt: int, why: str) -> None:
         imap = self.settings.imap
@@ -520,7 +635,7 @@ class ImapPoller:
             if use_idle:
                 self._idle(client, stop)
             else:
-                stop.wait(self.account.poll_interval_seconds)
+                self._wait(stop, self.account.poll_interval_seconds)
 
     def _idle(self, client: IMAPClient, stop: threading.Event) -> None:
         """Return when the server reports new mail, on ``stop``, or to re-sync."""
@@ -537,6 +652,7 @@ class ImapPoller:
             if any(kind in pending for kind in _NEWS):  # announced before "+ idling"
                 return
             while not stop.is_set() and time.monotonic() < renew:
+                self._keep_lease()
                 started = time.monotonic()
                 responses = client.idle_check(timeout=STOP_CHECK_SECONDS)
                 if any(_is_news(r) for r in responses):
@@ -586,6 +702,27 @@ def _batches(
         total += size
     if batch:
         yield batch, False
+
+
+def _dead_here(owner: str) -> bool:
+    """True when ``owner`` ("host:pid:...") names a process of this host that is gone
+    (a daemon killed and restarted here need not wait for its own lease to expire).
+    Our own pid under another name is an earlier daemon in this pid (a container's
+    pid 1). A reused pid looks alive: then the lease expires as usual."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, another user's
+        return False
+    return False
 
 
 def _first_line(path: Path, key: str) -> str:
