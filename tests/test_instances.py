@@ -27,6 +27,7 @@ from mailtriage.store.outbound_models import Outbox
 from relay import Relay
 from test_daemon import _subject as _subject_of
 from test_daemon import ticket_subjects, write_config
+from test_http import http_port, readyz
 
 from conftest import make_settings
 from mails import mail
@@ -303,6 +304,8 @@ def test_a_hung_daemon_loses_its_imap_folder_to_the_other(pg_url: str, tmp_path:
         for name in ("a", "b"):
             path = write_config(tmp_path / f"{name}.toml", pg_url, imap_account=account)
             path.write_text(path.read_text().replace("[imap]\n", "[imap]\nlease_seconds = 2\n"))
+            if name == "b":  # /readyz of the instance standing by
+                path.write_text(path.read_text() + "[http]\nenabled = true\nport = 0\n")
             configs.append(path)
         subjects = [f"imap {i}" for i in range(15)]
 
@@ -323,6 +326,11 @@ def test_a_hung_daemon_loses_its_imap_folder_to_the_other(pg_url: str, tmp_path:
             with Daemon(configs[1]) as b:
                 b.smtp_port()
                 b.wait_for_line("is polled by")
+                # Standing by is healthy: the other instance polls the folder.
+                _status, body = readyz(http_port(b))
+                imap_check = next(v for k, v in body["checks"].items() if k.startswith("imap"))
+                assert imap_check["ok"] and "standing by" in imap_check["detail"], body
+                assert body["checks"]["sla_jobs"]["ok"], body
                 append(subjects[:5])
                 wait_for(moved(5), timeout=20, what="5 messages moved by A")
                 # Not inside a transaction: a process frozen there would hold its row

@@ -117,6 +117,8 @@ class Readiness:
             state = poller.state
             if poller.connected.is_set():
                 out.append(Check(name, True, "connected"))
+            elif poller.standby_for is not None:  # another instance polls this folder
+                out.append(Check(name, True, f"standing by: polled by {poller.standby_for}"))
             elif state.last_error:
                 wait = (
                     f" (next attempt in {max(0.0, state.retry_at - now):.0f}s)"
@@ -144,6 +146,16 @@ class Readiness:
                         f"last outbox round {since:.0f}s ago (limit {limit:.0f}s)",
                     )
                 )
+        sla_jobs = service.sla_jobs
+        if sla_jobs is not None:
+            limit = max(60.0, 3 * self.settings.sla.job_interval_seconds)
+            tick = sla_jobs.last_tick
+            if tick is None:
+                out.append(Check("sla_jobs", False, "no round yet"))
+            else:
+                since = now - tick
+                detail = f"last SLA round {since:.0f}s ago (limit {limit:.0f}s)"
+                out.append(Check("sla_jobs", since <= limit, detail))
         return out
 
 

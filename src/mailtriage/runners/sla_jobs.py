@@ -15,6 +15,7 @@ APScheduler job); ``mailtriage scheduler tick`` runs it once.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -143,6 +144,7 @@ class SlaJobs:
     def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
         self.factory = factory
         self.settings = settings
+        self.last_tick: float | None = None  # time.time() of the last round that ran
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -165,6 +167,7 @@ class SlaJobs:
         except (OperationalError, DBAPIError) as exc:
             log.warning("SLA jobs: database unavailable, next round retries: %s", exc)
             return
+        self.last_tick = time.time()  # /readyz: the jobs go round
         if counts:
             log.info("SLA jobs: %s", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
