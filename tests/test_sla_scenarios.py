@@ -289,6 +289,7 @@ def test_an_l1_ticket_unsolved_for_two_business_days_is_escalated_once(
     to_customer = desk.mails("escalation_note")
     assert [list(r.rcpt_tos) for r in to_customer] == [[ERIKA]]
     assert "Spezialisten" in to_customer[0].text() or "specialists" in to_customer[0].text()
+    assert "/t/" in to_customer[0].text()  # every mail to a customer links the ticket's page
     capsys.readouterr()
     assert main(["--config", str(desk.config), "tickets", "show", str(ticket_id), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -334,6 +335,7 @@ def test_reminder_and_auto_close_while_waiting_for_the_customer(desk: Desk) -> N
     assert len(desk.events(ticket_id, "reminder_sent")) == 1
     closed = desk.mails("auto_close")
     assert [list(r.rcpt_tos) for r in closed] == [[ERIKA]]
+    assert all("/t/" in m.text() for m in (*reminders, *closed))  # the ticket page's link
     # what the customer got is on the ticket as public articles (not internal notes)
     with desk.app.factory() as session:
         public = session.scalars(
