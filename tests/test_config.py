@@ -49,6 +49,16 @@ def test_example_config_loads_and_documents_every_key() -> None:
             'storage.max_message_mb: expected a number, got "big"',
         ),
         ({"storage": {"dirr": "x"}}, "storage.dirr: unknown key"),
+        (
+            {"portal": {"organisations": [{"domain": "gmail.com", "addresses": ["a@gmail.com"]}]}},
+            "portal.organisations[0].domain: gmail.com is a freemail domain",
+        ),
+        (
+            {"portal": {"organisations": [{"domain": "Kunde", "addresses": ["a@kunde.de"]}]}},
+            'portal.organisations[0].domain: expected a lower-case mail domain, got "Kunde"',
+        ),
+        ({"portal": {"link_days": 0}}, "portal.link_days: expected a number > 0"),
+        ({"portal": {"base_url": "ftp://x"}}, "portal.base_url: expected http(s)://host"),
         ({"nosuch": {}}, "nosuch: unknown key"),
         ({"worker": {"batch_size": 1.5}}, "worker.batch_size: expected an integer, got 1.5"),
         ({"worker": {"enabled": "yes"}}, 'worker.enabled: expected true or false, got "yes"'),

@@ -699,6 +699,16 @@ class Settings:
             local, _, domain = address.partition("@")
             if f"{local.split('+')[0]}@{domain}" == self.mail.support_address.lower():
                 out.append((f"agents[{i}].address", "is mail.support_address (our own address)"))
+        freemail = {d.lower() for d in self.mail.freemail_domains}
+        for i, org in enumerate(self.portal.organisations):
+            if org.domain in freemail:  # its "organisation" would be every user of it
+                out.append(
+                    (
+                        f"portal.organisations[{i}].domain",
+                        f"{org.domain} is a freemail domain (mail.freemail_domains), "
+                        "not an organisation",
+                    )
+                )
         return out
 
     @property
