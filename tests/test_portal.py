@@ -135,6 +135,8 @@ def test_the_acknowledgement_links_a_page_that_shows_the_ticket(site: Site) -> N
     assert page.status_code == 200
     assert "DM-000001" in page.text and "Drucker druckt nicht" in page.text
     assert "Eingegangen" in page.text  # German: the ticket's language
+    # Our acknowledgement is listed by its subject; its text (with Erika's own link) is not.
+    assert "Automatische Nachricht" in page.text and "/t/" not in page.text.split("<main>")[1]
     assert "seit heute früh nicht mehr" in page.text
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src" not in csp

@@ -117,6 +117,9 @@ def public_ticket(
         articles.append(
             {
                 "outgoing": outgoing,
+                # Our automatic mail (acknowledgement, feedback request, reminder): shown
+                # by its subject only; its text carries links made for its recipient.
+                "automatic": outgoing and not article.author,
                 "author": article.sender_name.strip()
                 if outgoing
                 else _shown_name(article.sender_name, article.sender, viewer),
