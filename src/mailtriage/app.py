@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
+from mailtriage.holiday_cache import cached_holidays
 from mailtriage.inbox import Inbox
+from mailtriage.sla.calendar import use_holiday_source
 from mailtriage.store import db
 from mailtriage.worker import Processor, Worker
 
@@ -34,6 +36,7 @@ class App:
             durable=settings.storage.fsync and accepts,
         )
         factory = db.session_factory(engine)
+        use_holiday_source(cached_holidays)  # the SLA clocks' holidays from the disk cache
         blobs = BlobStore(settings.storage_dir / "blobs")
         inbox = Inbox(factory, blobs, fsync=settings.storage.fsync)
         return cls(settings, engine, factory, blobs, inbox)

@@ -501,15 +501,10 @@ class SlaSettings:
             except ValueError:
                 out.append((f"extra_holidays[{i}]", f"expected YYYY-MM-DD, got {_show(value)}"))
         if self.holidays_country:
-            import holidays
+            from mailtriage.holiday_cache import region_problem
 
-            try:
-                holidays.country_holidays(
-                    self.holidays_country, subdiv=self.holidays_subdiv or None, years=2026
-                )
-            except NotImplementedError as exc:
-                key = "holidays_subdiv" if "subdivision" in str(exc) else "holidays_country"
-                out.append((key, str(exc)))
+            if region := region_problem(self.holidays_country, self.holidays_subdiv):
+                out.append(region)
         lead = self.team_lead_address
         if lead and not _ADDRESS_RE.fullmatch(lead):
             out.append(

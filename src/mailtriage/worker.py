@@ -146,7 +146,7 @@ def store_analysis(
             timedelta(days=policy.feedback_change_days),
         )
     if decision.action == "create" and applied.ticket_id is not None:
-        ticket = session.get(Ticket, applied.ticket_id)
+        ticket = applied.ticket or session.get(Ticket, applied.ticket_id)
         assert ticket is not None
         if decision.acknowledge:
             # A ticket linked to one the sender may not see: the ack names only the new
@@ -158,7 +158,7 @@ def store_analysis(
                     parsed, subject=decision.subject or parsed.subject, references=()
                 )
             queue_ack(session, ticket, inbound_id, for_ack, analysis.classification, policy)
-        notify_agents(session, ticket, inbound_id, analysis, policy)
+        notify_agents(session, ticket, inbound_id, analysis, policy, applied.article_id)
     elif decision.role == "agent" and applied.ticket_id is not None:
         done = apply_agent_reply(
             session, applied.ticket_id, inbound_id, parsed, decision, cpolicy.prefix
@@ -213,10 +213,17 @@ def feedback_rating(
 
 
 def notify_agents(
-    session: Session, ticket: Ticket, inbound_id: int, analysis: Analysis, policy: OutboundPolicy
+    session: Session,
+    ticket: Ticket,
+    inbound_id: int,
+    analysis: Analysis,
+    policy: OutboundPolicy,
+    article_id: int | None = None,
 ) -> None:
-    """A new ticket: a notice to the agents of its level."""
-    article_id = session.scalar(select(Article.id).where(Article.inbound_id == inbound_id))
+    """A new ticket: a notice to the agents of its level (``article_id``: the new
+    ticket's article, looked up when not given)."""
+    if article_id is None:
+        article_id = session.scalar(select(Article.id).where(Article.inbound_id == inbound_id))
     if article_id is not None:
         queue_agent_notices(
             session, ticket, inbound_id, article_id, analysis.classification, policy

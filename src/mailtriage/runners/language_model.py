@@ -23,22 +23,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mailtriage.cache_dir import ENV_CACHE_DIR, default_cache_dir
 from mailtriage.pipeline import language
 
 log = logging.getLogger(__name__)
 
 _ARRAY_TYPES = {"H": "<u2", "I": "<u4", "L": "<u8"}
-ENV_CACHE_DIR = "MAILTRIAGE_CACHE_DIR"
-
-
-def default_cache_dir() -> Path | None:
-    """None when there is no place for it (no home directory)."""
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "mailtriage"
-    home = os.path.expanduser("~")
-    return Path(home) / ".cache" / "mailtriage" if home != "~" else None
+__all__ = ["ENV_CACHE_DIR", "default_cache_dir", "prepare_language_model"]
 
 
 def prepare_language_model(cache_dir: Path | None = None) -> None:

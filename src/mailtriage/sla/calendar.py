@@ -13,7 +13,7 @@ Every datetime in and out is timezone-aware; results are UTC.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -25,6 +25,8 @@ __all__ = [
     "active_intervals",
     "due_at",
     "elapsed",
+    "library_holidays",
+    "use_holiday_source",
 ]
 
 # (start, end); end None: still paused (the clock stands until it ends).
@@ -99,12 +101,33 @@ class BusinessCalendar:
 ALWAYS = BusinessCalendar(timezone="UTC", hours=((time(0), time(0)),) * 7)
 
 
-@functools.lru_cache(maxsize=64)
-def _public_holidays(country: str, subdiv: str, year: int) -> frozenset[date]:
+# The public holidays of (country, subdivision, year). The ``holidays`` library unless
+# the edge of the app installed a faster source of the same dates (the disk cache in
+# holiday_cache.py, which spares a start importing the library).
+HolidaySource = Callable[[str, str, int], frozenset[date]]
+
+
+def library_holidays(country: str, subdiv: str, year: int) -> frozenset[date]:
+    """The dates the ``holidays`` library names for the region and year."""
     import holidays
 
     found = holidays.country_holidays(country, subdiv=subdiv or None, years=year)
     return frozenset(found.keys())
+
+
+_source: HolidaySource = library_holidays
+
+
+def use_holiday_source(source: HolidaySource | None) -> None:
+    """Take the public holidays from ``source`` (None: the library again)."""
+    global _source
+    _source = source or library_holidays
+    _public_holidays.cache_clear()
+
+
+@functools.lru_cache(maxsize=64)
+def _public_holidays(country: str, subdiv: str, year: int) -> frozenset[date]:
+    return _source(country, subdiv, year)
 
 
 def _aware(value: datetime, name: str) -> datetime:

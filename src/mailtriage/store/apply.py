@@ -15,7 +15,7 @@ loser gets an IntegrityError, the worker retries it, and then it sees the winner
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -52,6 +52,10 @@ class Applied:
     outcome: str
     ticket_id: int | None
     decision: Decision
+    # A created ticket and its article: the caller's next writes use them without
+    # loading them again (the session holds clean objects only weakly).
+    ticket: Ticket | None = field(default=None, compare=False, repr=False)
+    article_id: int | None = None
 
 
 def apply_decision(
@@ -68,6 +72,8 @@ def apply_decision(
     Raises LeaseLost when another worker owns the row now (roll back)."""
     parsed = analysis.parsed
     ticket_id: int | None = None
+    ticket: Ticket | None = None
+    article_id: int | None = None
     outcome = {
         "ignore": Outcome.IGNORED,
         "duplicate": Outcome.DUPLICATE,
@@ -77,7 +83,7 @@ def apply_decision(
     if decision.action == "create":
         ticket = _create_ticket(session, parsed, analysis, freemail_domains, decision.subject)
         ticket_id = ticket.id
-        _add_article(session, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
+        article_id = _add_article(session, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
         _event(session, ticket.id, inbound_id, "created", parsed, decision, analysis)
         if decision.link_ticket_id is not None:
             _link(session, ticket.id, decision.link_ticket_id, decision.link_reason, inbound_id)
@@ -105,7 +111,7 @@ def apply_decision(
             select(Article.ticket_id).where(Article.id == decision.duplicate_article_id)
         )
     _finish(session, inbound_id, owner, parsed, analysis, outcome, ticket_id, decision)
-    return Applied(outcome, ticket_id, decision)
+    return Applied(outcome, ticket_id, decision, ticket, article_id)
 
 
 def _live_ticket(session: Session, ticket_id: int) -> int:
@@ -324,11 +330,13 @@ def _create_ticket(
         organisation = _get_or_create_organisation(session, domain)
     contact = _get_or_create_contact(session, parsed, organisation)
     c = analysis.classification
+    # One flush writes a new organisation, contact and the ticket; holding them here
+    # spares the acknowledgement loading them again.
     ticket = Ticket(
         subject=(parsed.subject if subject is None else subject)[:2000],
         status="new",
-        requester_id=contact.id if contact else None,
-        organisation_id=organisation.id if organisation else None,
+        requester=contact,
+        organisation=organisation,
         level=c.level if c else None,
         category=c.category if c else None,
         priority=c.priority if c else None,
@@ -347,8 +355,7 @@ def _get_or_create_organisation(session: Session, domain: str) -> Organisation:
         # A concurrent insert of the same domain fails the commit with an
         # IntegrityError; the worker retries and then finds this row.
         org = Organisation(domain=domain, name=domain)
-        session.add(org)
-        session.flush()
+        session.add(org)  # written with the ticket that names it
     return org
 
 
@@ -362,10 +369,9 @@ def _get_or_create_contact(
         contact = Contact(
             email=parsed.sender[:320],
             name=parsed.sender_name[:255],
-            organisation_id=organisation.id if organisation else None,
+            organisation=organisation,
         )
-        session.add(contact)
-        session.flush()
+        session.add(contact)  # written with the ticket
     return contact
 
 
@@ -377,9 +383,9 @@ def _add_article(
     ocr: dict[str, str] | None = None,  # attachment sha256 -> text read from the screenshot
     *,
     reply: bool = False,
-) -> None:
+) -> int:
     """``reply``: the article's text is the new text (quoted history and signature
-    split off), ``full_text`` the whole text (NULL when the same)."""
+    split off), ``full_text`` the whole text (NULL when the same). Returns its id."""
     text, full_text = parsed.text, None
     if reply:
         new = split_body(parsed.text, parsed.subject).new_text
@@ -410,6 +416,7 @@ def _add_article(
     session.add(article)
     session.flush()
     _add_refs(session, article.id, (article.message_key, *thread_candidates(parsed)))
+    return article.id
 
 
 def add_agent_article(
@@ -493,11 +500,11 @@ def _add_refs(session: Session, article_id: int, keys: tuple[str, ...]) -> None:
             )
         )
     )
+    # written by the next flush (the next query's autoflush at the latest)
     session.add_all(
         ArticleRef(article_id=article_id, message_key=k, first=None if k in carried else True)
         for k in wanted
     )
-    session.flush()
 
 
 def _event(

@@ -31,7 +31,26 @@ SLA_EVENTS = (
 )
 
 
+# The due times refresh_sla writes (read with the facts: written only when changed).
+_DUE_COLUMNS = (
+    "sla_first_response_due",
+    "sla_next_update_due",
+    "sla_solution_due",
+    "sla_escalation_due",
+    "sla_due_at",
+    "sla_next_at",
+)
+
+
 def ticket_facts(session: Session, ticket_id: int) -> TicketFacts | None:
+    found = _facts_and_due(session, ticket_id)
+    return None if found is None else found[0]
+
+
+def _facts_and_due(
+    session: Session, ticket_id: int
+) -> tuple[TicketFacts, tuple[datetime | None, ...]] | None:
+    """The ticket's facts and its stored due times (_DUE_COLUMNS), or None."""
     row = session.execute(
         select(
             Ticket.created_at,
@@ -41,6 +60,7 @@ def ticket_facts(session: Session, ticket_id: int) -> TicketFacts | None:
             Organisation.domain,
             Ticket.first_response_at,
             Ticket.resolved_at,
+            *(getattr(Ticket, k) for k in _DUE_COLUMNS),
         )
         .outerjoin(Organisation, Organisation.id == Ticket.organisation_id)
         .where(Ticket.id == ticket_id)
@@ -61,7 +81,7 @@ def ticket_facts(session: Session, ticket_id: int) -> TicketFacts | None:
         .order_by(Article.id)
     ).all()
     inbound = [at for direction, _, at in articles if direction == "in"]
-    return TicketFacts(
+    facts = TicketFacts(
         created_at=row.created_at,
         status=row.status,
         level=row.level,
@@ -75,15 +95,17 @@ def ticket_facts(session: Session, ticket_id: int) -> TicketFacts | None:
             at for direction, author, at in articles if direction == "out" and author
         ),
     )
+    return facts, tuple(getattr(row, k) for k in _DUE_COLUMNS)
 
 
 def refresh_sla(
     session: Session, ticket_id: int, rules: SlaRules, now: datetime | None = None
 ) -> Evaluation | None:
     """Recompute the ticket's due times from its history and store them."""
-    facts = ticket_facts(session, ticket_id)
-    if facts is None:
+    found = _facts_and_due(session, ticket_id)
+    if found is None:
         return None
+    facts, stored = found
     ev = evaluate(facts, rules, now or utcnow())
     values = {
         "sla_first_response_due": ev.due_of("first_response"),
@@ -93,10 +115,8 @@ def refresh_sla(
         "sla_due_at": ev.earliest_due,
         "sla_next_at": ev.next_at,
     }
-    stored = session.execute(
-        select(*(getattr(Ticket, k) for k in values)).where(Ticket.id == ticket_id)
-    ).one()
-    if tuple(stored) != tuple(values.values()):
+    assert tuple(values) == _DUE_COLUMNS
+    if stored != tuple(values.values()):
         # updated_at is kept: recomputing the clocks is not a change of the ticket
         session.execute(
             update(Ticket)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mailtriage.pipeline.classify.linear import LinearModel
 from mailtriage.pipeline.classify.rules import Rules, RulesError, rules_from_toml
+from mailtriage.triage.model_cache import cached_model
 
 __all__ = ["load_packaged_model", "load_rules"]
 
@@ -39,6 +40,6 @@ def load_packaged_model() -> LinearModel | None:
     if not res.is_file():
         return None
     try:
-        return LinearModel.from_json(res.read_text(encoding="utf-8"))
+        return cached_model(res.read_bytes())
     except (ValueError, KeyError, TypeError) as exc:
         raise RulesError(f"mailtriage/rules/model.json: unusable ({exc})") from exc
