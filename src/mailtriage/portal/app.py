@@ -88,6 +88,8 @@ class PortalPages:
         self.orgs: dict[str, PortalOrganisation] = {
             o.domain: o for o in self.settings.portal.organisations
         }
+        # Read once: the handler runs on the event loop, which must not wait for a disk.
+        self.css = (_templates_dir() / "portal.css").read_text(encoding="utf-8")
 
     # -- links ------------------------------------------------------------------------
 
@@ -427,9 +429,8 @@ class PortalPages:
         )
 
     async def stylesheet(self, request: Request) -> Response:
-        css = (_templates_dir() / "portal.css").read_text(encoding="utf-8")
         headers = dict(SECURITY_HEADERS) | {"Cache-Control": "public, max-age=3600"}
-        return Response(css, media_type="text/css", headers=headers)
+        return Response(self.css, media_type="text/css", headers=headers)
 
 
 def _thumbnail(data: bytes) -> bytes:
