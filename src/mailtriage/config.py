@@ -642,6 +642,14 @@ class PortalSettings:
     feedback_change_days: Positive = 14.0
     organisations: tuple[PortalOrganisation, ...] = ()
 
+    def admins(self, domain: str | None) -> frozenset[str]:
+        """The addresses (lower-cased) that may see every ticket of ``domain``."""
+        return next(
+            (frozenset(a.lower() for a in o.addresses) for o in self.organisations
+             if o.domain == domain),
+            frozenset(),
+        )  # fmt: skip
+
     def problems(self) -> list[tuple[str, str]]:
         out = []
         if self.base_url and not re.fullmatch(r"https?://[^\s/?#]+(?:/[^\s?#]*)?", self.base_url):

@@ -89,7 +89,7 @@ def cmd_tickets_link(args: argparse.Namespace, settings: Settings, out: Console)
     from mailtriage.portal.links import ticket_url
     from mailtriage.server_secret import load_secret
     from mailtriage.store.models import Ticket
-    from mailtriage.store.portal import may_view, requester_of, ticket_organisation
+    from mailtriage.store.portal import may_view, requester_of
     from mailtriage.store.queries import NotFound, parse_ticket_number, ticket_reference
 
     if not settings.portal.enabled:
@@ -102,11 +102,7 @@ def cmd_tickets_link(args: argparse.Namespace, settings: Settings, out: Console)
         address = (args.address or requester_of(session, ticket_id) or "").strip().lower()
         if not address:
             raise UserError(f"{reference} has no requester address; name one with --for")
-        domain = ticket_organisation(session, ticket_id)
-        admins = next(
-            (o.addresses for o in settings.portal.organisations if o.domain == domain), ()
-        )
-        if not may_view(session, ticket_id, address, admins):
+        if not may_view(session, ticket_id, address, settings.portal.admins):
             raise UserError(
                 f"{address} is not on {reference} (nor allowed to see its organisation)"
             )

@@ -44,7 +44,6 @@ CSRF_COOKIE = "mt_csrf"
 MAX_FORM_BYTES = 16 * 1024
 THUMBNAIL = (320, 320)
 _DONE = ("thanks", "too_late", "not_resolved")
-_INLINE_IMAGES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -94,17 +93,13 @@ class PortalPages:
     # -- links ------------------------------------------------------------------------
 
     def ticket_link(self, ticket_id: int, address: str) -> str:
-        expires = self.clock() + timedelta(days=self.settings.portal.link_days)
-        token = links.make_ticket_token(self.secret, ticket_id, address, expires)
-        return f"{self.base_url}/t/{token}"
+        return links.ticket_url(
+            self.settings, self.secret, ticket_id, address, self.clock(), self.base_url
+        )
 
     def org_link(self, domain: str, address: str) -> str:
         expires = self.clock() + timedelta(minutes=self.settings.portal.signin_link_minutes)
         return f"{self.base_url}/o/{links.make_org_token(self.secret, domain, address, expires)}"
-
-    def org_admins(self, domain: str | None) -> tuple[str, ...]:
-        org = self.orgs.get(domain or "")
-        return tuple(a.lower() for a in org.addresses) if org else ()
 
     # -- rendering --------------------------------------------------------------------
 
@@ -188,12 +183,15 @@ class PortalPages:
             return None, False
         return claim, claim.expired(self.clock())
 
+    def _allowed(self, session: Session, claim: links.Claim) -> bool:
+        """The link's address may (still) see its ticket: one query, every request."""
+        portal = self.settings.portal
+        return store.may_view(session, int(claim.subject), claim.address, portal.admins)
+
     def _view(self, session: Session, claim: links.Claim) -> dict[str, Any] | None:
-        ticket_id = int(claim.subject)
-        domain = store.ticket_organisation(session, ticket_id)
-        if not store.may_view(session, ticket_id, claim.address, self.org_admins(domain)):
+        if not self._allowed(session, claim):
             return None
-        return store.public_ticket(session, ticket_id, self.prefix, claim.address)
+        return store.public_ticket(session, int(claim.subject), self.prefix, claim.address)
 
     async def ticket(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -271,7 +269,7 @@ class PortalPages:
         self, request: Request, token: str, claim: links.Claim, score: int, comment: str
     ) -> Response:
         with self.factory() as session:
-            if self._view(session, claim) is None:
+            if not self._allowed(session, claim):
                 return self.invalid(request)
             result = store.save_feedback(
                 session,
@@ -305,7 +303,7 @@ class PortalPages:
         self, request: Request, claim: links.Claim, attachment_id: int, thumb: bool
     ) -> Response:
         with self.factory() as session:
-            if self._view(session, claim) is None:
+            if not self._allowed(session, claim):
                 return self.invalid(request)
             att = store.public_attachment(session, int(claim.subject), attachment_id)
             if att is None:
@@ -316,7 +314,7 @@ class PortalPages:
         except (OSError, ValueError):
             return self.invalid(request)
         headers = dict(SECURITY_HEADERS)
-        if content_type in _INLINE_IMAGES:
+        if content_type in store.INLINE_IMAGE_TYPES:
             if thumb:
                 try:
                     data, content_type = _thumbnail(data), "image/png"
@@ -342,7 +340,7 @@ class PortalPages:
     def _renew(self, request: Request, claim: links.Claim, language: str) -> None:
         address = claim.address
         with self.factory() as session:
-            allowed = self._view(session, claim) is not None and self._rate_ok(
+            allowed = self._allowed(session, claim) and self._rate_ok(
                 session, address, self.client(request)
             )
             store.record_request(session, address, self.client(request), allowed, self.clock())
@@ -402,7 +400,7 @@ class PortalPages:
         if claim is None or claim.expired(self.clock()):
             return self.invalid(request, "", claim is not None)
         domain = str(claim.subject)
-        if claim.address not in self.org_admins(domain):
+        if claim.address not in self.settings.portal.admins(domain):
             return self.invalid(request)  # no longer allowed (config changed)
         return await run_in_threadpool(self._organisation, request, domain, claim.address)
 

@@ -131,8 +131,15 @@ def base_url(settings: Settings) -> str:
 
 
 def ticket_url(
-    settings: Settings, secret: bytes, ticket_id: int, address: str, now: datetime
+    settings: Settings,
+    secret: bytes,
+    ticket_id: int,
+    address: str,
+    now: datetime,
+    base: str | None = None,
 ) -> str:
-    """The link to ticket ``ticket_id``'s page for ``address``, valid ``portal.link_days``."""
+    """The link to ticket ``ticket_id``'s page for ``address``, valid ``portal.link_days``;
+    ``base``: where the pages are (default ``base_url(settings)``)."""
     expires = now + timedelta(days=settings.portal.link_days)
-    return f"{base_url(settings)}/t/{make_ticket_token(secret, ticket_id, address, expires)}"
+    token = make_ticket_token(secret, ticket_id, address, expires)
+    return f"{base or base_url(settings)}/t/{token}"

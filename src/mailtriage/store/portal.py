@@ -6,7 +6,7 @@ mail to agents, no addresses but the viewer's own (others are shown by name).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +27,11 @@ from mailtriage.store.models import (
 )
 from mailtriage.store.queries import ticket_reference
 
+# Images a browser shows inline (and Pillow thumbnails); anything else is a download.
+INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
 __all__ = [
+    "INLINE_IMAGE_TYPES",
     "FeedbackResult",
     "count_requests",
     "feedback_of",
@@ -41,10 +45,14 @@ __all__ = [
 
 
 def may_view(
-    session: Session, ticket_id: int, address: str, org_admins: Collection[str] = ()
+    session: Session,
+    ticket_id: int,
+    address: str,
+    admins: Callable[[str | None], Collection[str]] = lambda _domain: (),
 ) -> bool:
     """True when ``address`` is the ticket's requester or a participant, or one of
-    ``org_admins`` (the addresses allowed to see the ticket's organisation)."""
+    ``admins(domain)`` (the lower-cased addresses allowed to see the tickets of the
+    ticket's organisation, ``PortalSettings.admins``)."""
     address = address.lower()
     row = session.execute(
         select(Contact.email, Organisation.domain)
@@ -55,9 +63,7 @@ def may_view(
     ).first()
     if row is None:
         return False
-    if (row.email or "").lower() == address:
-        return True
-    if address in {a.lower() for a in org_admins}:
+    if (row.email or "").lower() == address or address in admins(row.domain):
         return True
     return (
         session.scalar(
@@ -74,15 +80,6 @@ def requester_of(session: Session, ticket_id: int) -> str | None:
     return session.scalar(
         select(Contact.email)
         .join(Ticket, Ticket.requester_id == Contact.id)
-        .where(Ticket.id == ticket_id)
-    )
-
-
-def ticket_organisation(session: Session, ticket_id: int) -> str | None:
-    """The mail domain of the ticket's organisation, if it has one."""
-    return session.scalar(
-        select(Organisation.domain)
-        .join(Ticket, Ticket.organisation_id == Organisation.id)
         .where(Ticket.id == ticket_id)
     )
 
@@ -131,7 +128,7 @@ def public_ticket(
                         "id": att.id,
                         "filename": att.filename,
                         "size": att.size,
-                        "image": att.content_type.startswith("image/"),
+                        "image": att.content_type in INLINE_IMAGE_TYPES,
                     }
                     for att in article.attachments
                 ],
