@@ -184,8 +184,9 @@ def store_analysis(
             facts.our_mail,
             policy,
         )
-    if policy.sla is not None:
-        # the ticket's clocks follow its history; merged tickets have none any more
+    if policy.sla is not None and decision.action in ("create", "append"):
+        # the ticket's clocks follow its history; merged tickets have none any more (a
+        # duplicate or an ignored automatic answer changes no clock)
         for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
             if ticket_id is not None:
                 refresh_sla(session, ticket_id, policy.sla)

@@ -36,9 +36,10 @@ from mailtriage.outbound.headers import (
 from mailtriage.outbound.identity import reference
 from mailtriage.outbound.outbox import enqueue
 from mailtriage.pipeline.classify import Classification
+from mailtriage.pipeline.conversation import is_own_address
 from mailtriage.pipeline.reply_token import AGENT, REPLY
 from mailtriage.store.models import Article, Event, Participant, Ticket, utcnow
-from mailtriage.store.outbound_models import Outbox, Suppression
+from mailtriage.store.outbound_models import Outbox
 
 __all__ = [
     "CMD_ERROR",
@@ -382,22 +383,15 @@ def _thread(session: Session, ticket_id: int) -> tuple[str | None, tuple[str, ..
 def _cc(
     session: Session, ticket_id: int, requester: str, policy: OutboundPolicy
 ) -> tuple[tuple[str, str], ...]:
-    """The participants to Cc: not the requester, no agent, not our own address, not
-    a suppressed address (the sender checks suppression again when it sends)."""
-    own = {policy.support_address.lower()} | {a.address.lower() for a in policy.agents}
-    support_local, _, support_domain = policy.support_address.lower().rpartition("@")
-    suppressed = set(
-        session.scalars(select(Suppression.address).where(Suppression.until > utcnow()))
-    )
+    """The participants to Cc: not the requester, no agent, not our own address
+    (suppressed addresses are left out by the sender when it sends)."""
+    skip = {a.address.lower() for a in policy.agents} | {requester.lower()}
     out = []
     for row in session.scalars(
         select(Participant).where(Participant.ticket_id == ticket_id).order_by(Participant.address)
     ):
         address = safe_address(row.address)
-        if address is None or address.lower() in own | suppressed | {requester.lower()}:
-            continue
-        local, _, domain = address.lower().rpartition("@")
-        if domain == support_domain and local.split("+")[0] == support_local:
+        if address is None or address.lower() in skip or is_own_address(address, policy):
             continue
         out.append((address, clean_header_value(row.name or "", 200)))
     return tuple(out)

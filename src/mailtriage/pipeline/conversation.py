@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from mailtriage.pipeline import reply_token, subject_tag, ticket_status
 from mailtriage.pipeline.agent_commands import (
@@ -233,7 +233,16 @@ def reference(prefix: str, ticket_id: int) -> str:
     return f"{prefix.upper()}-{ticket_id:06d}"
 
 
-def is_own_address(address: str, policy: ConversationPolicy) -> bool:
+class OwnAddresses(Protocol):
+    """What tells our own addresses apart (``ConversationPolicy``, ``OutboundPolicy``)."""
+
+    @property
+    def support_address(self) -> str: ...
+    @property
+    def own_domains(self) -> tuple[str, ...]: ...
+
+
+def is_own_address(address: str, policy: OwnAddresses) -> bool:
     """The support address, any plus address of it, or a domain of ``own_domains``."""
     local, at, domain = address.strip().strip("<>").lower().rpartition("@")
     if not at:
