@@ -242,13 +242,7 @@ def evaluate(
         except Exception as exc:  # one broken file must not stop the evaluation
             preds.append(Prediction(row["file"], gold, None, error=f"{type(exc).__name__}: {exc}"))
             continue
-        got = {
-            "level": c.level,
-            "category": c.category,
-            "priority": c.priority,
-            "language": c.language,
-        }
-        preds.append(Prediction(row["file"], gold, got, reasons=c.reasons))
+        preds.append(Prediction(row["file"], gold, _predicted(c), reasons=c.reasons))
     return evaluate_predictions(preds)
 
 

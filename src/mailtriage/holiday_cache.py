@@ -107,7 +107,7 @@ def region_problem(country: str, subdiv: str) -> tuple[str, str] | None:
     import holidays
 
     try:
-        holidays.country_holidays(country, subdiv=subdiv or None, years=2026)
+        holidays.country_holidays(country, subdiv=subdiv or None, years=date.today().year)
     except NotImplementedError as exc:
         key = "holidays_subdiv" if "subdivision" in str(exc) else "holidays_country"
         return key, str(exc)
