@@ -31,6 +31,7 @@ from mailtriage.outbound.kb import KbError, KbIndex, KbMatch, load_index, match_
 from mailtriage.outbound.render import RenderError, Templates
 from mailtriage.pipeline import subject_tag
 from mailtriage.pipeline.reply_token import REPLY
+from mailtriage.pipeline.subject_tag import ticket_reference
 from mailtriage.sla import SlaRules
 from mailtriage.sla.settings import rules_from_settings
 
@@ -227,7 +228,7 @@ def plan_ack(
         return None, f"no plain sender address to answer ({customer.address!r})"
     if recipient.casefold() == policy.support_address.casefold():
         return None, "the sender is our own support address"
-    reference = f"{policy.prefix}-{ticket_id:06d}"
+    reference = ticket_reference(policy.prefix, ticket_id)
     lang = choose_language(language, policy)
     offset = sla.offset_from_date_header(customer.date_header)
     zone = sla.zone_for_customer(offset, created_at, policy.fallback_timezone)

@@ -33,11 +33,11 @@ from mailtriage.outbound.headers import (
     safe_address,
     safe_message_id,
 )
-from mailtriage.outbound.identity import reference
 from mailtriage.outbound.outbox import enqueue
 from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.conversation import is_own_address
 from mailtriage.pipeline.reply_token import AGENT, REPLY
+from mailtriage.pipeline.subject_tag import ticket_reference as reference
 from mailtriage.store.models import Article, Event, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox
 

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 from mailtriage.outbound.headers import make_message_id, plus_address
 from mailtriage.pipeline import reply_token
+from mailtriage.pipeline.subject_tag import ticket_reference
 
-__all__ = ["message_id_for", "reference", "reply_to_for", "token_for"]
-
-
-def reference(prefix: str, ticket_id: int) -> str:
-    """``DM-000123``."""
-    return f"{prefix}-{ticket_id:06d}"
+__all__ = ["message_id_for", "reply_to_for", "token_for"]
 
 
 def token_for(secret: bytes, ticket_id: int, recipient: str, purpose: str) -> str | None:
@@ -43,7 +39,7 @@ def message_id_for(
     ``salt`` (the ticket's creation time) only matters for the unsigned form."""
     token = token_for(secret, ticket_id, recipient, purpose)
     if token is None:
-        return make_message_id(reference(prefix, ticket_id), kind, step, salt, domain)
+        return make_message_id(ticket_reference(prefix, ticket_id), kind, step, salt, domain)
     return reply_token.token_message_id(ticket_id, kind, step, token, domain, prefix)
 
 
@@ -63,5 +59,5 @@ def reply_to_for(
         return support_address
     token = token_for(secret, ticket_id, recipient, purpose)
     if token is None:
-        return plus_address(support_address, reference(prefix, ticket_id))
+        return plus_address(support_address, ticket_reference(prefix, ticket_id))
     return reply_token.reply_address(support_address, ticket_id, token, prefix)

@@ -23,6 +23,7 @@ from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.conversation import OurMail
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
+from mailtriage.pipeline.subject_tag import ticket_reference
 from mailtriage.store.leases import release_all, take_due
 from mailtriage.store.models import Article, Event, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
@@ -498,7 +499,7 @@ class OutboxStore:
 def outbox_summary(row: Outbox, prefix: str) -> dict[str, Any]:
     return {
         "id": row.id,
-        "ticket": f"{prefix}-{row.ticket_id:06d}",
+        "ticket": ticket_reference(prefix, row.ticket_id),
         "kind": row.kind,
         "step": row.step,
         "status": row.status,

@@ -36,8 +36,8 @@ from mailtriage.outbound.conversation_mail import (
     notice_agents,
 )
 from mailtriage.outbound.headers import AUTO_GENERATED, clean_header_value, safe_address
-from mailtriage.outbound.identity import reference
 from mailtriage.pipeline.reply_token import AGENT, REPLY
+from mailtriage.pipeline.subject_tag import ticket_reference as reference
 from mailtriage.sla import CLOCKS, Action
 from mailtriage.store.models import Article, Attachment, Ticket
 

@@ -49,6 +49,7 @@ from mailtriage.pipeline.agent_commands import (
 from mailtriage.pipeline.authresults import agent_authenticated
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
+from mailtriage.pipeline.subject_tag import ticket_reference
 from mailtriage.pipeline.text import split_body
 
 Action = Literal["ignore", "duplicate", "append", "create"]
@@ -229,10 +230,6 @@ _ADDRESS_RE = re.compile(r"[A-Za-z0-9._%+'=-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}"
 _FORWARD_FROM_RE = re.compile(r"^[\s>*]*(?:from|von|de|van|da)\s*:\*?\s*(.+)$", re.IGNORECASE)
 
 
-def reference(prefix: str, ticket_id: int) -> str:
-    return f"{prefix.upper()}-{ticket_id:06d}"
-
-
 class OwnAddresses(Protocol):
     """What tells our own addresses apart (``ConversationPolicy``, ``OutboundPolicy``)."""
 
@@ -366,7 +363,7 @@ def may_join(sender: str, ticket: TicketFacts, policy: ConversationPolicy) -> tu
         return True, f"sender is of the requester's organisation ({domain})"
     return False, (
         f"sender {sender or '(none)'} is not a participant of "
-        f"{reference(policy.prefix, ticket.ticket_id)}"
+        f"{ticket_reference(policy.prefix, ticket.ticket_id)}"
     )
 
 
@@ -496,7 +493,7 @@ def match(
     merge_reason = f"reply arrived before its parent <{facts.message_key}>" if merge else None
     if found is not None:
         ticket, how, verified = found
-        matched = f"matched {reference(policy.prefix, ticket.ticket_id)} by {how}"
+        matched = f"matched {ticket_reference(policy.prefix, ticket.ticket_id)} by {how}"
         if agent is not None:
             reply = agent_reply(parsed, policy.taxonomy, ticket.status)
             return Decision(
@@ -546,7 +543,7 @@ def match(
                 merge_reasons,
                 link=(
                     ticket.ticket_id,
-                    f"{reference(policy.prefix, ticket.ticket_id)}: {status_why} "
+                    f"{ticket_reference(policy.prefix, ticket.ticket_id)}: {status_why} "
                     f"(matched by {how})",
                 ),
             )
@@ -590,14 +587,16 @@ def _create(
             reasons=(
                 f"{parsed.sender} opened {facts.sender_recent_tickets} tickets in "
                 f"{policy.new_tickets_window_minutes:g} minutes (cap {cap}): kept on "
-                f"{reference(policy.prefix, latest)}, no new ticket, no acknowledgement",
+                f"{ticket_reference(policy.prefix, latest)}, no new ticket, no acknowledgement",
             ),
             warnings=warnings,
             role="over_cap",
         )
     reasons: list[str] = []
     if link is not None:
-        reasons.append(f"new ticket linked to {reference(policy.prefix, link[0])}: {link[1]}")
+        reasons.append(
+            f"new ticket linked to {ticket_reference(policy.prefix, link[0])}: {link[1]}"
+        )
     else:
         reasons.append("no known message referenced")
     reasons.extend(merge_reasons)

@@ -20,7 +20,19 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["find_ticket_tag", "is_forward_subject", "is_reply_subject", "strip_prefixes"]
+__all__ = [
+    "find_ticket_tag",
+    "is_forward_subject",
+    "is_reply_subject",
+    "strip_prefixes",
+    "ticket_reference",
+]
+
+
+def ticket_reference(prefix: str, ticket_id: int) -> str:
+    """A ticket's human reference: ``DM-000123`` (the one place it is spelled)."""
+    return f"{prefix}-{ticket_id:06d}"
+
 
 # Reply words: "Re" (most clients), German "AW"/"Antw"/"Antwort", Swedish/Norwegian/
 # Danish "SV" (svar), Finnish "VS" (vastaus), Italian "Rif", Portuguese "Res", Polish

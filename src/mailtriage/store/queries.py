@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from mailtriage.pipeline.subject_tag import ticket_reference
 from mailtriage.store.models import (
     Article,
     Attachment,
@@ -26,10 +27,6 @@ _NUMBER_RE = re.compile(r"^(?:[A-Za-z]+-)?0*(\d+)$")
 
 class NotFound(Exception):
     pass
-
-
-def ticket_reference(prefix: str, ticket_id: int) -> str:
-    return f"{prefix}-{ticket_id:06d}"
 
 
 def parse_ticket_number(text: str) -> int:
