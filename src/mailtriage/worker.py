@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,7 +61,7 @@ from mailtriage.runners.conversation import conversation_policy
 from mailtriage.sla.settings import rules_from_settings
 from mailtriage.store.apply import Applied, LeaseLost, apply_decision
 from mailtriage.store.lookups import lookup_conversation
-from mailtriage.store.models import Article, Ticket, utcnow
+from mailtriage.store.models import Ticket, utcnow
 from mailtriage.store.portal import save_feedback
 from mailtriage.store.sla_store import refresh_sla
 
@@ -146,8 +145,8 @@ def store_analysis(
             timedelta(days=policy.feedback_change_days),
         )
     if decision.action == "create" and applied.ticket_id is not None:
-        ticket = applied.ticket or session.get(Ticket, applied.ticket_id)
-        assert ticket is not None
+        ticket, article_id = applied.ticket, applied.article_id
+        assert ticket is not None and article_id is not None  # set by apply on create
         if decision.acknowledge:
             # A ticket linked to one the sender may not see: the ack names only the new
             # ticket (its subject without the old tag) and threads to this mail only
@@ -158,7 +157,7 @@ def store_analysis(
                     parsed, subject=decision.subject or parsed.subject, references=()
                 )
             queue_ack(session, ticket, inbound_id, for_ack, analysis.classification, policy)
-        notify_agents(session, ticket, inbound_id, analysis, policy, applied.article_id)
+        notify_agents(session, ticket, inbound_id, analysis, policy, article_id)
     elif decision.role == "agent" and applied.ticket_id is not None:
         done = apply_agent_reply(
             session, applied.ticket_id, inbound_id, parsed, decision, cpolicy.prefix
@@ -219,16 +218,10 @@ def notify_agents(
     inbound_id: int,
     analysis: Analysis,
     policy: OutboundPolicy,
-    article_id: int | None = None,
+    article_id: int,
 ) -> None:
-    """A new ticket: a notice to the agents of its level (``article_id``: the new
-    ticket's article, looked up when not given)."""
-    if article_id is None:
-        article_id = session.scalar(select(Article.id).where(Article.inbound_id == inbound_id))
-    if article_id is not None:
-        queue_agent_notices(
-            session, ticket, inbound_id, article_id, analysis.classification, policy
-        )
+    """A new ticket: a notice to the agents of its level (``article_id``: its article)."""
+    queue_agent_notices(session, ticket, inbound_id, article_id, analysis.classification, policy)
 
 
 def relay(

@@ -61,6 +61,10 @@ def lookup_conversation(
             same_id_other_content=other,
             our_mail=find_our_mail(session, our_mail_candidates(parsed, loop)),
         )
+    if duplicate is not None:  # match() answers "duplicate" before it reads anything else
+        return ConversationFacts(
+            message_key=key, duplicate_article_id=duplicate, same_id_other_content=other
+        )
     now = utcnow()
     candidates = _candidates(session, thread_candidates(parsed))
     recent, latest = _sender_tickets(session, parsed.sender, now, policy)
