@@ -213,7 +213,12 @@ def _clock(
 ) -> Clock:
     counts_business = policy.business if business is None else business
     cal = rules.calendar if counts_business else ALWAYS
-    warnings = tuple(due_at(start, target * f, cal, pauses) for f in policy.warn_fractions)
+    # Each due_at walks the calendar from the start: escalation has no warnings.
+    warnings = (
+        ()
+        if name == "escalation"
+        else tuple(due_at(start, target * f, cal, pauses) for f in policy.warn_fractions)
+    )
     return Clock(
         name=name,
         cycle=cycle,
@@ -223,7 +228,7 @@ def _clock(
         due=due_at(start, target, cal, pauses),
         met_at=met_at,
         stopped=stopped,
-        warnings=warnings if name != "escalation" else (),
+        warnings=warnings,
     )
 
 
@@ -272,7 +277,9 @@ def evaluate(facts: TicketFacts, rules: SlaRules, now: datetime) -> Evaluation:
             continue
         if c.name == "escalation":
             if c.due is not None:
-                spent = elapsed(created, max(now, c.due), rules.calendar, pauses)
+                # Until it is due the time spent is the target itself (that is what
+                # due means); past it, walk the calendar.
+                spent = c.target if now <= c.due else elapsed(created, now, rules.calendar, pauses)
                 pending.append(
                     Action(
                         "escalated",
