@@ -56,6 +56,7 @@ class App:
             self.settings,
             owner=owner,
             pool_processor=pool_processor,
+            single_writer=self.engine.dialect.name == "sqlite",
         )
         self._workers.append(worker)
         return worker

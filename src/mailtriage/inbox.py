@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.blobs import BlobStore
+from mailtriage.store.db import write_gate
 from mailtriage.store.leases import release_all, take_due
 from mailtriage.store.models import Inbound, InboundStatus, utcnow
+from mailtriage.store.write_gate import intake_first
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Inbox:
         self.factory = factory
         self.blobs = blobs
         self.fsync = fsync
+        bind = factory.kw.get("bind")
+        self._gate = write_gate(bind) if isinstance(bind, Engine) else None
 
     def accept(self, raw: bytes, source: str, envelope: dict[str, Any] | None = None) -> Accepted:
         """Store one message durably; idempotent on the sha256 of the raw bytes."""
@@ -93,7 +97,7 @@ class Inbox:
     def record(self, stored: Sequence[Stored]) -> list[Accepted]:
         """Second half of accept_many: one committed inbound row per new blob."""
         try:
-            with self.factory() as session, session.begin():
+            with intake_first(self._gate), self.factory() as session, session.begin():
                 return self._insert(session, stored)
         except IntegrityError:
             # Another instance accepted one of these bytes at the same moment: go one
@@ -139,7 +143,7 @@ class Inbox:
 
     def _record_one(self, item: Stored) -> Accepted:
         try:
-            with self.factory() as session, session.begin():
+            with intake_first(self._gate), self.factory() as session, session.begin():
                 return self._insert(session, [item])[0]
         except IntegrityError:
             with self.factory() as session:

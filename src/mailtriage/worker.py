@@ -29,7 +29,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 POOL_THRESHOLD = 4
 # Messages per pool job; each job stores its results in one transaction.
 JOB_SIZE = 8
+# With one writer (SQLite), the pool processes run this much nicer than the writer.
+POOL_NICE = 5
 
 
 @dataclass(frozen=True)
@@ -276,32 +278,37 @@ class Processor:
         warm_up(self.analysers.current())
 
     def process(self, claimed: list[Claimed]) -> list[Processed]:
-        out: dict[int, Processed] = {}
-        analysed: list[tuple[Claimed, _Analysed]] = []
+        """Analyse and store ``claimed`` here."""
+        return self.store_analysed(claimed, self.analyse_claimed(claimed))
+
+    def analyse_claimed(self, claimed: list[Claimed]) -> list[_Analysed]:
+        """The analysis of each claimed message (or why there is none); writes nothing,
+        so it may run in a pool process while another process stores."""
         # Outside the per-message handling: a broken rules file is not the messages'
         # fault (the caller fails; closing the worker hands the leases back).
         analyser = self.analysers.current() if claimed else None
+        results: list[_Analysed] = []
         for item in claimed:
             if item.attempts > self.settings.worker.max_attempts:
-                out[item.id] = self._quarantine(
-                    item,
-                    "worker",
-                    f"gave up after {item.attempts - 1} attempts "
-                    "(the last ones did not finish: crash or kill?)",
-                    None,
+                results.append(
+                    _Analysed(
+                        None,
+                        "worker",
+                        f"gave up after {item.attempts - 1} attempts "
+                        "(the last ones did not finish: crash or kill?)",
+                        permanent=True,
+                    )
                 )
             elif not self.blobs.exists(item.raw_sha256):
-                out[item.id] = self._fail(
-                    item,
-                    "read",
-                    "raw message missing from the blob store",
-                    None,
-                    permanent=False,
-                )
+                results.append(_Analysed(None, "read", "raw message missing from the blob store"))
             else:
                 assert analyser is not None
-                analysed.append((item, self._analyse(item, analyser)))
-        out.update(self._store(analysed))
+                results.append(self._analyse(item, analyser))
+        return results
+
+    def store_analysed(self, claimed: list[Claimed], analysed: list[_Analysed]) -> list[Processed]:
+        """File what ``analyse_claimed`` gave for ``claimed`` (in the same order)."""
+        out = self._store(list(zip(claimed, analysed, strict=True)))
         return [out[item.id] for item in claimed]
 
     def _analyse(self, item: Claimed, analyser: Analyser) -> _Analysed:
@@ -465,9 +472,15 @@ _pool_processor: Processor | None = None
 ProcessorFactory = Callable[[Settings, str], Processor]
 
 
-def _pool_init(make_processor: ProcessorFactory, settings: Settings, owner: str) -> None:
-    """Each pool process: its own engine and sessions, rules and language model loaded."""
+def _pool_init(
+    make_processor: ProcessorFactory, settings: Settings, owner: str, nice: int = 0
+) -> None:
+    """Each pool process: its own engine and sessions, rules and language model loaded.
+    ``nice``: how much lower than the worker's this process's CPU priority is."""
     global _pool_processor
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     # Gone with the worker that asked for us, however it died: the fork server (our
     # parent) lives on as long as any pool process does, so only this ends the pool
     # of a killed worker.
@@ -479,6 +492,11 @@ def _pool_init(make_processor: ProcessorFactory, settings: Settings, owner: str)
 def _pool_process(claimed: list[Claimed]) -> list[Processed]:
     assert _pool_processor is not None, "pool process not initialised"
     return _pool_processor.process(claimed)
+
+
+def _pool_analyse(claimed: list[Claimed]) -> list[_Analysed]:
+    assert _pool_processor is not None, "pool process not initialised"
+    return _pool_processor.analyse_claimed(claimed)
 
 
 def _pool_ready() -> bool:
@@ -495,14 +513,19 @@ class Worker:
         *,
         owner: str | None = None,
         pool_processor: ProcessorFactory | None = None,
+        single_writer: bool = False,
     ) -> None:
         """``pool_processor``: builds the Processor of each pool process; without it,
-        everything is processed in this process."""
+        everything is processed in this process. ``single_writer`` (SQLite: one writer
+        at a time): the pool processes only analyse and this process stores what they
+        return, while they analyse the next messages; otherwise each pool process
+        stores its own messages too."""
         self.inbox = inbox
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.processor = Processor(inbox, factory, blobs, settings, self.owner)
         self._pool_processor = pool_processor
+        self._single_writer = single_writer
         self._pool: Executor | None = None
         # The public-holiday tables take about half a second on first use: load them
         # now, not inside the first ticket's transaction (its acknowledgement's clock
@@ -539,7 +562,14 @@ class Worker:
                 max_workers=self._processes(),
                 mp_context=ctx,
                 initializer=_pool_init,
-                initargs=(self._pool_processor, self.settings, self.owner),
+                # One writer: it is the bottleneck, so it goes before the analysis
+                # that only feeds it.
+                initargs=(
+                    self._pool_processor,
+                    self.settings,
+                    self.owner,
+                    POOL_NICE if self._single_writer else 0,
+                ),
             )
         return self._pool
 
@@ -565,11 +595,18 @@ class Worker:
         executor = self._executor() if len(claimed) >= POOL_THRESHOLD else None
         if executor is None:
             return self.processor.process(claimed)
-        jobs: list[Future[list[Processed]]] = [
-            executor.submit(_pool_process, claimed[i : i + JOB_SIZE])
-            for i in range(0, len(claimed), JOB_SIZE)
-        ]
-        return [processed for job in jobs for processed in job.result()]
+        chunks = [claimed[i : i + JOB_SIZE] for i in range(0, len(claimed), JOB_SIZE)]
+        if not self._single_writer:
+            jobs = [executor.submit(_pool_process, chunk) for chunk in chunks]
+            return [processed for job in jobs for processed in job.result()]
+        # Store each chunk as soon as its analysis is back, in claim order (a reply
+        # claimed after its first message is filed after it), while the pool analyses
+        # the next chunks.
+        analyses = [executor.submit(_pool_analyse, chunk) for chunk in chunks]
+        out: list[Processed] = []
+        for chunk, analysis in zip(chunks, analyses, strict=True):
+            out.extend(self.processor.store_analysed(chunk, analysis.result()))
+        return out
 
     def drain(self, on_processed: Callable[[Processed], None] | None = None) -> Counter[str]:
         """Process until nothing is due; returns counts per outcome."""

@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtriage.store.write_gate import WriteGate, gate_for
+
 ENV_MIGRATIONS_DIR = "MAILTRIAGE_MIGRATIONS_DIR"
 
 
@@ -45,8 +47,27 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
         ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas_full if durable else _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        gate = write_gate(engine)
+        if gate is None:
+            event.listen(engine, "begin", _sqlite_begin_immediate)
+        else:
+
+            def begin_after_intake(conn: Any) -> None:
+                gate.wait_for_intake()
+                _sqlite_begin_immediate(conn)
+
+            event.listen(engine, "begin", begin_after_intake)
     return engine
+
+
+def write_gate(engine: Engine) -> WriteGate | None:
+    """The intake-first gate of a SQLite database file (None: another database)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return gate_for(Path(database))
 
 
 def _sqlite_pragmas_full(dbapi_conn: Any, record: Any) -> None:

@@ -1,0 +1,96 @@
+"""Intake first on SQLite: a transaction that is not intake waits at BEGIN while mail is
+being accepted, so a busy worker cannot keep SMTP or an import waiting (SQLite's own
+lock wait polls with sleeps and favours whoever holds the lock again)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from mailtriage.blobs import BlobStore
+from mailtriage.inbox import Inbox
+from mailtriage.store import db
+from mailtriage.store.write_gate import intake_first
+
+
+def _engine(tmp_path: Path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
+    db.prepare(engine)
+    return engine
+
+
+def test_a_worker_transaction_waits_for_intake_in_progress(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    gate = db.write_gate(engine)
+    assert gate is not None
+    factory = db.session_factory(engine)
+    inside = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def intake() -> None:
+        with intake_first(gate):
+            inside.set()
+            release.wait(10)
+            with factory() as session, session.begin():
+                session.execute(text("select 1"))
+                order.append("intake")
+
+    def worker() -> None:
+        with factory() as session, session.begin():
+            session.execute(text("select 1"))
+            order.append("worker")
+
+    t_intake = threading.Thread(target=intake)
+    t_intake.start()
+    assert inside.wait(10)
+    t_worker = threading.Thread(target=worker)
+    t_worker.start()
+    t_worker.join(0.5)
+    assert t_worker.is_alive(), "the worker's BEGIN did not wait for the intake"
+    assert order == []
+    release.set()
+    t_intake.join(10)
+    t_worker.join(10)
+    assert order == ["intake", "worker"]
+    engine.dispose()
+
+
+def test_another_process_waits_too_and_intake_is_never_held_up_by_the_gate(
+    tmp_path: Path,
+) -> None:
+    """The gate is a lock file, so a worker in another process (the daemon's worker)
+    waits as well; intake itself passes while another intake holds the gate."""
+    engine = _engine(tmp_path)
+    gate = db.write_gate(engine)
+    assert gate is not None
+    inbox = Inbox(db.session_factory(engine), BlobStore(tmp_path / "blobs"), fsync=False)
+    url = f"sqlite:///{tmp_path / 'gate.db'}"
+    child = (
+        "import sys, time\n"
+        "from mailtriage.store import db\n"
+        f"engine = db.make_engine({url!r})\n"
+        "with engine.begin() as conn: pass\n"
+        "print(time.time())\n"
+    )
+    with gate.intake():
+        # another intake in this process is not blocked by the held gate
+        accepted = inbox.accept(b"Subject: hi\r\n\r\nhello\r\n", "test")
+        assert accepted.created
+        proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert proc.poll() is None, "a worker in another process began during intake"
+        released = time.time()
+    out, _ = proc.communicate(timeout=30)
+    assert float(out) >= released
+    engine.dispose()
+
+
+def test_no_gate_for_postgresql_or_memory() -> None:
+    assert db.write_gate(db.make_engine("sqlite://")) is None
+    assert db.write_gate(db.make_engine("postgresql+psycopg://u@127.0.0.1:1/x")) is None
