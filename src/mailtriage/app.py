@@ -23,23 +23,23 @@ class App:
     factory: sessionmaker[Session]
     blobs: BlobStore
     inbox: Inbox
+    # SQLite commits reach the disk before they return (this process accepts mail)
+    syncs_commits: bool = False
     _workers: list[Worker] = field(default_factory=list)
+    _processing: tuple[Engine, sessionmaker[Session]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, accepts: bool = True) -> App:
         """``accepts``: this process acknowledges mail (SMTP, IMAP, import), so its
         SQLite commits are synced before they return. A worker's commits need not be:
         one lost to a power cut is processed again when its lease expires."""
-        engine = db.make_engine(
-            settings.database_url,
-            echo=settings.database.echo,
-            durable=settings.storage.fsync and accepts,
-        )
+        durable = settings.storage.fsync and accepts
+        engine = db.make_engine(settings.database_url, echo=settings.database.echo, durable=durable)
         factory = db.session_factory(engine)
         use_holiday_source(cached_holidays)  # the SLA clocks' holidays from the disk cache
         blobs = BlobStore(settings.storage_dir / "blobs")
         inbox = Inbox(factory, blobs, fsync=settings.storage.fsync)
-        return cls(settings, engine, factory, blobs, inbox)
+        return cls(settings, engine, factory, blobs, inbox, syncs_commits=durable)
 
     def prepare_database(self) -> None:
         """Apply pending migrations (database.auto_migrate) or insist the schema is current."""
@@ -51,7 +51,7 @@ class App:
     def worker(self, owner: str | None = None) -> Worker:
         worker = Worker(
             self.inbox,
-            self.factory,
+            self.processing_factory(),
             self.blobs,
             self.settings,
             owner=owner,
@@ -61,10 +61,27 @@ class App:
         self._workers.append(worker)
         return worker
 
+    def processing_factory(self) -> sessionmaker[Session]:
+        """Sessions for filing messages. Their commits need not reach the disk before
+        they return (one lost to a power cut leaves the message claimed, and it is
+        processed again when the lease expires), so on a SQLite database that syncs
+        every commit for intake, processing gets its own engine that does not."""
+        if db.sqlite_file(self.engine) is None or not self.syncs_commits:
+            return self.factory
+        if self._processing is None:
+            engine = db.make_engine(
+                self.settings.database_url, echo=self.settings.database.echo, durable=False
+            )
+            self._processing = (engine, db.session_factory(engine))
+        return self._processing[1]
+
     def close(self) -> None:
         for worker in self._workers:
             worker.close()
         self._workers.clear()
+        if self._processing is not None:
+            self._processing[0].dispose()
+            self._processing = None
         self.engine.dispose()
 
     def __enter__(self) -> App:

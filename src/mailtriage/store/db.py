@@ -60,14 +60,20 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
     return engine
 
 
-def write_gate(engine: Engine) -> WriteGate | None:
-    """The intake-first gate of a SQLite database file (None: another database)."""
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database (None: in memory, or not SQLite)."""
     if engine.dialect.name != "sqlite":
         return None
     database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return gate_for(Path(database))
+    return Path(database)
+
+
+def write_gate(engine: Engine) -> WriteGate | None:
+    """The intake-first gate of a SQLite database file (None: another database)."""
+    database = sqlite_file(engine)
+    return None if database is None else gate_for(database)
 
 
 def _sqlite_pragmas_full(dbapi_conn: Any, record: Any) -> None:
