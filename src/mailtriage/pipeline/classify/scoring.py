@@ -33,6 +33,9 @@ __all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_text"]
 # this many characters: the customer states the problem at the start, and the cost of a
 # message stays bounded whatever its size.
 MAX_ZONE_CHARS = 16_384
+# A rule feature (problem, question ...) counts at most this much, for a category's
+# score and for the combining model.
+FEATURE_CAP = 3.0
 _MAX_NAMES = 50
 
 _ZONE_LABEL = {
@@ -139,6 +142,8 @@ class Decision:
     reasons: tuple[str, ...]
     scores: tuple[tuple[str, float], ...] = ()  # every category's rule score, best first
     fallback: bool = False  # no category scored enough: the fallback category was taken
+    # every rule feature's score (problem, question, helpdesk_tried ...), where not zero
+    features: tuple[tuple[str, float], ...] = ()
 
 
 def model_text(inp: ClassifierInput) -> str:
@@ -164,6 +169,10 @@ def combine_features(
             rule = reason.split(": rule ", 1)[1].split(" ", 1)[0]
             meta[f"rules.level_rule={rule}"] = 1.0
             meta["rules.level_rule"] = 1.0
+    for name, score in rules_decision.features:
+        # the rules' cross-category evidence (a problem, a question, a wish ...), capped
+        # as the categories read it
+        meta[f"rules.feature.{name}"] = round(min(score, FEATURE_CAP), 4)
     top = max((s for _, s in rules_decision.scores), default=0.0)
     if top > 0:
         for name, score in rules_decision.scores:
@@ -320,7 +329,7 @@ def decide_by_rules(
     for cname, cat in rules.categories.items():
         s, h = _score_groups(cat.groups, zones, decay)
         for fname, w in cat.feature_weights.items():
-            s += w * min(feat[fname], 3.0)
+            s += w * min(feat[fname], FEATURE_CAP)
         scores[cname] = s
         cat_hits[cname] = h
     ranked = sorted(scores.items(), key=lambda kv: -kv[1])
@@ -421,7 +430,10 @@ def decide_by_rules(
         reasons.append(f"priority={priority}: {src}")
 
     fell_back = top < rules.min_category_score and force_category is None
-    decision = Decision(level, category, priority, tuple(reasons), tuple(ranked), fell_back)
+    features = tuple((name, score) for name, score in feat.items() if score)
+    decision = Decision(
+        level, category, priority, tuple(reasons), tuple(ranked), fell_back, features
+    )
     return decision, confidence, model_overrode
 
 
