@@ -27,9 +27,9 @@ import socket
 import threading
 import traceback
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -526,6 +526,8 @@ class Worker:
         self.processor = Processor(inbox, factory, blobs, settings, self.owner)
         self._pool_processor = pool_processor
         self._single_writer = single_writer
+        # One writer: chunks claimed and sent to the pool, not stored yet, oldest first.
+        self._in_flight: deque[tuple[list[Claimed], Future[list[_Analysed]]]] = deque()
         self._pool: Executor | None = None
         # The public-holiday tables take about half a second on first use: load them
         # now, not inside the first ticket's transaction (its acknowledgement's clock
@@ -538,6 +540,8 @@ class Worker:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        # chunks analysed but not stored: their leases are handed back below
+        self._in_flight.clear()
         self.inbox.release(self.owner)
 
     def __enter__(self) -> Worker:
@@ -586,25 +590,52 @@ class Worker:
     # -- work -----------------------------------------------------------------------
 
     def run_once(self, limit: int | None = None) -> list[Processed]:
-        """Claim one batch and process it; [] when nothing is due."""
-        claimed = self.inbox.claim(
-            self.owner,
-            limit or self.settings.worker.batch_size,
-            self.settings.worker.lease_seconds,
-        )
+        """Claim a batch and process it; [] when nothing is due (and, with one writer,
+        nothing is in flight: see _run_pipelined)."""
+        limit = limit or self.settings.worker.batch_size
+        if self._single_writer and (self._in_flight or self._pool is not None):
+            return self._run_pipelined(limit)
+        claimed = self.inbox.claim(self.owner, limit, self.settings.worker.lease_seconds)
         executor = self._executor() if len(claimed) >= POOL_THRESHOLD else None
         if executor is None:
             return self.processor.process(claimed)
-        chunks = [claimed[i : i + JOB_SIZE] for i in range(0, len(claimed), JOB_SIZE)]
-        if not self._single_writer:
-            jobs = [executor.submit(_pool_process, chunk) for chunk in chunks]
-            return [processed for job in jobs for processed in job.result()]
-        # Store each chunk as soon as its analysis is back, in claim order (a reply
-        # claimed after its first message is filed after it), while the pool analyses
-        # the next chunks.
-        analyses = [executor.submit(_pool_analyse, chunk) for chunk in chunks]
+        if self._single_writer:
+            self._submit(executor, claimed)
+            return self._store_ready()
+        jobs = [
+            executor.submit(_pool_process, claimed[i : i + JOB_SIZE])
+            for i in range(0, len(claimed), JOB_SIZE)
+        ]
+        return [processed for job in jobs for processed in job.result()]
+
+    def _run_pipelined(self, limit: int) -> list[Processed]:
+        """One writer: keep up to ``limit`` claimed messages in the pool while this
+        process stores, so the pool never waits for the writer to finish a round.
+        Stores at least the oldest chunk, in claim order (a reply claimed after its
+        first message is filed after it)."""
+        waiting = sum(len(chunk) for chunk, _ in self._in_flight)
+        if waiting < limit:
+            claimed = self.inbox.claim(
+                self.owner, limit - waiting, self.settings.worker.lease_seconds
+            )
+            if claimed:
+                executor = self._executor()
+                if executor is None:  # pragma: no cover - a pool exists on this path
+                    return self.processor.process(claimed)
+                self._submit(executor, claimed)
+        return self._store_ready()
+
+    def _submit(self, executor: Executor, claimed: list[Claimed]) -> None:
+        for i in range(0, len(claimed), JOB_SIZE):
+            chunk = claimed[i : i + JOB_SIZE]
+            self._in_flight.append((chunk, executor.submit(_pool_analyse, chunk)))
+
+    def _store_ready(self) -> list[Processed]:
+        """Store the oldest chunk in flight (waiting for its analysis), then every
+        further one whose analysis is back already."""
         out: list[Processed] = []
-        for chunk, analysis in zip(chunks, analyses, strict=True):
+        while self._in_flight and (not out or self._in_flight[0][1].done()):
+            chunk, analysis = self._in_flight.popleft()
             out.extend(self.processor.store_analysed(chunk, analysis.result()))
         return out
 
