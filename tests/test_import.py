@@ -155,3 +155,29 @@ def test_copy_of_sample_dir_round_trip(cli: CLI, tmp_path: Path) -> None:
     shutil.copytree(Path(__file__).parent.parent / "samples", tmp_path / "samples")
     report = cli.json("import", str(tmp_path / "samples"))
     assert report["created"] + report["appended"] == report["read"] > 0
+
+
+def test_replies_in_later_chunks_find_their_tickets(cli: CLI, tmp_path: Path) -> None:
+    """Sixty messages go through the parser pool in chunks of eight, several in flight
+    at once; the thirty replies, read after the messages they answer and in other
+    chunks, must each be filed on their ticket (stored in claim order)."""
+    src = tmp_path / "in"
+    for n in range(30):
+        first = mail(
+            subject=f"Drucker {n} druckt nicht",
+            sender=f"Kunde {n} <kunde{n}@firma{n}.example>",
+            message_id=f"<first{n}@firma{n}.example>",
+        )
+        reply = mail(
+            subject=f"Re: Drucker {n} druckt nicht",
+            body="Noch immer kaputt.",
+            sender=f"Kunde {n} <kunde{n}@firma{n}.example>",
+            message_id=f"<reply{n}@firma{n}.example>",
+            in_reply_to=f"<first{n}@firma{n}.example>",
+            references=f"<first{n}@firma{n}.example>",
+        )
+        write(src / f"a{n:02d}.eml", first)
+        write(src / f"b{n:02d}.eml", reply)
+    report = cli.json("import", str(src))
+    assert (report["created"], report["appended"], report["pending"]) == (30, 30, 0)
+    assert sorted(t["article_count"] for t in cli.json("tickets", "list")) == [2] * 30
