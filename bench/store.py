@@ -73,7 +73,9 @@ def one_round(files: list[Path]) -> tuple[float, float, float]:
                 nonlocal statements
                 statements += 1
 
-            event.listen(app.engine, "before_cursor_execute", count)
+            # the worker's own engine (on SQLite, processing commits are not synced)
+            engine = worker.processor.factory.kw["bind"]
+            event.listen(engine, "before_cursor_execute", count)
             processor._store, processor._analyse = timed_store, timed_analyse  # type: ignore[method-assign]
             try:
                 done = 0
@@ -81,7 +83,7 @@ def one_round(files: list[Path]) -> tuple[float, float, float]:
                     done += len(batch)
             finally:
                 processor._store, processor._analyse = store, analyse  # type: ignore[method-assign]
-                event.remove(app.engine, "before_cursor_execute", count)
+                event.remove(engine, "before_cursor_execute", count)
         if done != len(files):
             sys.exit(f"processed {done} of {len(files)} messages")
         n = len(files)
