@@ -59,11 +59,11 @@ from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
 from mailtriage.sla.settings import rules_from_settings
-from mailtriage.store.apply import Applied, LeaseLost, apply_decision
+from mailtriage.store.apply import Applied, LeaseLost, NewTicket, apply_decision
 from mailtriage.store.lookups import lookup_conversation
 from mailtriage.store.models import Ticket, utcnow
 from mailtriage.store.portal import save_feedback
-from mailtriage.store.sla_store import refresh_sla
+from mailtriage.store.sla_store import new_ticket_facts, refresh_sla
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +170,9 @@ def store_analysis(
             relay(session, applied.ticket_id, done.public_article_id, agent.name, policy)
         change = decision.status_change
         if not done.errors and change is not None and change[1] in ("resolved", "closed"):
-            ticket = session.get(Ticket, applied.ticket_id)
-            assert ticket is not None
-            queue_feedback_request(session, ticket, policy)
+            resolved = session.get(Ticket, applied.ticket_id)
+            assert resolved is not None
+            queue_feedback_request(session, resolved, policy)
     elif decision.note and facts.our_mail is not None:
         note_automated_answer(
             session,
@@ -187,7 +187,12 @@ def store_analysis(
         # the ticket's clocks follow its history; merged tickets have none any more (a
         # duplicate or an ignored automatic answer changes no clock)
         for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
-            if ticket_id is not None:
+            if ticket_id is None:
+                continue
+            if applied.ticket is not None and ticket_id == applied.ticket.id and not applied.merged:
+                # created just now and nothing moved in: its facts are in hand
+                refresh_sla(session, ticket_id, policy.sla, known=new_ticket_facts(applied.ticket))
+            else:
                 refresh_sla(session, ticket_id, policy.sla)
     return applied
 
@@ -214,7 +219,7 @@ def feedback_rating(
 
 def notify_agents(
     session: Session,
-    ticket: Ticket,
+    ticket: NewTicket,
     inbound_id: int,
     analysis: Analysis,
     policy: OutboundPolicy,

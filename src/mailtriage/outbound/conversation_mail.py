@@ -38,6 +38,7 @@ from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.conversation import is_own_address
 from mailtriage.pipeline.reply_token import AGENT, REPLY
 from mailtriage.pipeline.subject_tag import ticket_reference as reference
+from mailtriage.store.apply import NewTicket
 from mailtriage.store.models import Article, Event, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox
 
@@ -166,13 +167,13 @@ def attachment_list(rows: list[Any], limit_bytes: int) -> tuple[dict[str, Any], 
     return tuple(out)
 
 
-def _subject(ticket: Ticket, policy: OutboundPolicy) -> str:
+def _subject(ticket: Ticket | NewTicket, policy: OutboundPolicy) -> str:
     return clean_header_value(strip_reference(ticket.subject or "", policy.prefix), 500)
 
 
 def _plan(
     policy: OutboundPolicy,
-    ticket: Ticket,
+    ticket: Ticket | NewTicket,
     kind: str,
     step: int,
     recipient: str,
@@ -203,7 +204,7 @@ def _queue(session: Session, ticket_id: int, plan: OutboxPlan) -> int:
     )
     if existing is not None:
         return int(existing)
-    return enqueue(session, ticket_id, plan).id
+    return enqueue(session, ticket_id, plan)
 
 
 # -- notices to agents ----------------------------------------------------------------
@@ -211,7 +212,7 @@ def _queue(session: Session, ticket_id: int, plan: OutboxPlan) -> int:
 
 def queue_agent_notices(
     session: Session,
-    ticket: Ticket,
+    ticket: Ticket | NewTicket,
     inbound_id: int,
     article_id: int,
     classification: Classification | None,
@@ -265,7 +266,7 @@ def _earlier_inbound(session: Session, ticket_id: int, article_id: int) -> bool:
 
 
 def _notice_values(
-    ticket: Ticket, article: Article, classification: Classification | None
+    ticket: Ticket | NewTicket, article: Article, classification: Classification | None
 ) -> dict[str, Any]:
     c = classification
     fields = (
@@ -433,7 +434,7 @@ def queue_command_error(
 # -- shared ---------------------------------------------------------------------------
 
 
-def _article(session: Session, ticket: Ticket, article_id: int) -> Article:
+def _article(session: Session, ticket: Ticket | NewTicket, article_id: int) -> Article:
     article = session.get(Article, article_id)
     if article is None or article.ticket_id != ticket.id:
         raise ValueError(f"article {article_id} is not one of ticket {ticket.id}")

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, literal_column, null, select, union_all, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from mailtriage.sla import Evaluation, EventFact, SlaRules, TicketFacts, evaluate
+from mailtriage.store.apply import NewTicket
 from mailtriage.store.models import Article, Event, Organisation, Ticket, utcnow
+from mailtriage.store.tables import table
 
-__all__ = ["SLA_EVENTS", "due_ticket_ids", "refresh_sla", "ticket_facts"]
+__all__ = ["SLA_EVENTS", "due_ticket_ids", "new_ticket_facts", "refresh_sla", "ticket_facts"]
 
 # The events the clocks read (status changes, level corrections, what was sent).
 SLA_EVENTS = (
@@ -42,45 +45,91 @@ _DUE_COLUMNS = (
 )
 
 
+_TICKET = table(Ticket)
+_EVENT = table(Event)
+_ARTICLE = table(Article)
+_ORGANISATION = table(Organisation)
+
+_FACTS = (
+    select(
+        _TICKET.c.created_at,
+        _TICKET.c.status,
+        _TICKET.c.level,
+        _TICKET.c.priority,
+        _ORGANISATION.c.domain,
+        _TICKET.c.first_response_at,
+        _TICKET.c.resolved_at,
+        *(_TICKET.c[k] for k in _DUE_COLUMNS),
+    )
+    .select_from(_TICKET.outerjoin(_ORGANISATION, _ORGANISATION.c.id == _TICKET.c.organisation_id))
+    .where(_TICKET.c.id == bindparam("ticket_id"))
+)
+# The clocks' history in one query: the SLA events (source 0) and the public
+# articles (source 1: direction, author), each in the order written.
+_HISTORY = union_all(
+    select(
+        literal_column("0").label("source"),
+        _EVENT.c.id,
+        _EVENT.c.kind,
+        _EVENT.c.created_at,
+        _EVENT.c.actor,
+        _EVENT.c.detail,
+    ).where(_EVENT.c.ticket_id == bindparam("ticket_id"), _EVENT.c.kind.in_(SLA_EVENTS)),
+    select(
+        literal_column("1"),
+        _ARTICLE.c.id,
+        _ARTICLE.c.direction,
+        _ARTICLE.c.created_at,
+        _ARTICLE.c.author,
+        null(),
+    ).where(_ARTICLE.c.ticket_id == bindparam("ticket_id"), _ARTICLE.c.internal.is_(False)),
+).order_by("source", "id")
+# updated_at is kept: recomputing the clocks is not a change of the ticket
+_SET_DUE = (
+    update(_TICKET)
+    .where(_TICKET.c.id == bindparam("b_id"))
+    .values(updated_at=_TICKET.c.updated_at, **{k: bindparam(k) for k in _DUE_COLUMNS})
+)
+_NOT_STORED: tuple[datetime | None, ...] = (None,) * len(_DUE_COLUMNS)
+
+
 def ticket_facts(session: Session, ticket_id: int) -> TicketFacts | None:
     found = _facts_and_due(session, ticket_id)
     return None if found is None else found[0]
+
+
+def new_ticket_facts(ticket: NewTicket) -> TicketFacts:
+    """The facts of a ticket created in this transaction that nothing else happened
+    to yet (one inbound article, no SLA event, no due time stored): what
+    :func:`ticket_facts` would read back."""
+    return TicketFacts(
+        created_at=ticket.created_at,
+        status="new",
+        level=ticket.level,
+        priority=ticket.priority,
+        domain=ticket.domain,
+    )
 
 
 def _facts_and_due(
     session: Session, ticket_id: int
 ) -> tuple[TicketFacts, tuple[datetime | None, ...]] | None:
     """The ticket's facts and its stored due times (_DUE_COLUMNS), or None."""
-    row = session.execute(
-        select(
-            Ticket.created_at,
-            Ticket.status,
-            Ticket.level,
-            Ticket.priority,
-            Organisation.domain,
-            Ticket.first_response_at,
-            Ticket.resolved_at,
-            *(getattr(Ticket, k) for k in _DUE_COLUMNS),
-        )
-        .outerjoin(Organisation, Organisation.id == Ticket.organisation_id)
-        .where(Ticket.id == ticket_id)
-    ).first()
+    session.flush()  # what the ORM holds back is history too (events, articles)
+    conn = session.connection()
+    row = conn.execute(_FACTS, {"ticket_id": ticket_id}).first()
     if row is None:
         return None
-    events = tuple(
-        EventFact(kind, at, actor, dict(detail or {}))
-        for kind, at, actor, detail in session.execute(
-            select(Event.kind, Event.created_at, Event.actor, Event.detail)
-            .where(Event.ticket_id == ticket_id, Event.kind.in_(SLA_EVENTS))
-            .order_by(Event.id)
-        )
-    )
-    articles = session.execute(
-        select(Article.direction, Article.author, Article.created_at)
-        .where(Article.ticket_id == ticket_id, Article.internal.is_(False))
-        .order_by(Article.id)
-    ).all()
-    inbound = [at for direction, _, at in articles if direction == "in"]
+    events: list[EventFact] = []
+    inbound: list[datetime] = []
+    agent_replies: list[datetime] = []
+    for source, _id, kind, at, actor, detail in conn.execute(_HISTORY, {"ticket_id": ticket_id}):
+        if source == 0:
+            events.append(EventFact(kind, at, actor, dict(detail or {})))
+        elif kind == "in":
+            inbound.append(at)
+        elif kind == "out" and actor:
+            agent_replies.append(at)
     facts = TicketFacts(
         created_at=row.created_at,
         status=row.status,
@@ -89,23 +138,31 @@ def _facts_and_due(
         domain=row.domain,
         first_response_at=row.first_response_at,
         resolved_at=row.resolved_at,
-        events=events,
+        events=tuple(events),
         customer_replies=tuple(inbound[1:]),
-        agent_replies=tuple(
-            at for direction, author, at in articles if direction == "out" and author
-        ),
+        agent_replies=tuple(agent_replies),
     )
     return facts, tuple(getattr(row, k) for k in _DUE_COLUMNS)
 
 
 def refresh_sla(
-    session: Session, ticket_id: int, rules: SlaRules, now: datetime | None = None
+    session: Session,
+    ticket_id: int,
+    rules: SlaRules,
+    now: datetime | None = None,
+    *,
+    known: TicketFacts | None = None,
 ) -> Evaluation | None:
-    """Recompute the ticket's due times from its history and store them."""
-    found = _facts_and_due(session, ticket_id)
-    if found is None:
-        return None
-    facts, stored = found
+    """Recompute the ticket's due times from its history and store them.
+    ``known``: the facts of a ticket created in this transaction
+    (:func:`new_ticket_facts`), which are not read back."""
+    if known is not None:
+        facts, stored = known, _NOT_STORED
+    else:
+        found = _facts_and_due(session, ticket_id)
+        if found is None:
+            return None
+        facts, stored = found
     ev = evaluate(facts, rules, now or utcnow())
     values = {
         "sla_first_response_due": ev.due_of("first_response"),
@@ -117,13 +174,10 @@ def refresh_sla(
     }
     assert tuple(values) == _DUE_COLUMNS
     if stored != tuple(values.values()):
-        # updated_at is kept: recomputing the clocks is not a change of the ticket
-        session.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket_id)
-            .values(updated_at=Ticket.updated_at, **values)
-            .execution_options(synchronize_session="fetch")
-        )
+        session.connection().execute(_SET_DUE, {"b_id": ticket_id, **values})
+        loaded = session.identity_map.get(identity_key(Ticket, ticket_id))
+        if loaded is not None:  # a Ticket the session holds reads the new values
+            session.expire(loaded, list(_DUE_COLUMNS))
     return ev
 
 
