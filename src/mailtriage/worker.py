@@ -63,7 +63,7 @@ from mailtriage.store.apply import Applied, LeaseLost, NewTicket, apply_decision
 from mailtriage.store.lookups import lookup_conversation
 from mailtriage.store.models import Ticket, utcnow
 from mailtriage.store.portal import save_feedback
-from mailtriage.store.sla_store import new_ticket_facts, refresh_sla
+from mailtriage.store.sla_store import refresh_sla
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,13 @@ def store_analysis(
     if rating is not None:  # a rating answers our question: it does not reopen the ticket
         decision = dataclasses.replace(decision, status_change=None)
     applied = apply_decision(
-        session, inbound_id, owner, analysis, decision, freemail_domains=freemail_domains
+        session,
+        inbound_id,
+        owner,
+        analysis,
+        decision,
+        freemail_domains=freemail_domains,
+        sla=policy.sla,
     )
     if rating is not None and applied.ticket_id is not None:
         save_feedback(
@@ -187,13 +193,10 @@ def store_analysis(
         # the ticket's clocks follow its history; merged tickets have none any more (a
         # duplicate or an ignored automatic answer changes no clock)
         for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
-            if ticket_id is None:
-                continue
-            if applied.ticket is not None and ticket_id == applied.ticket.id and not applied.merged:
-                # created just now and nothing moved in: its facts are in hand
-                refresh_sla(session, ticket_id, policy.sla, known=new_ticket_facts(applied.ticket))
-            else:
-                refresh_sla(session, ticket_id, policy.sla)
+            new = applied.ticket
+            if ticket_id is None or (new and new.id == ticket_id and new.clocks_written):
+                continue  # (written with the new ticket)
+            refresh_sla(session, ticket_id, policy.sla)
     return applied
 
 

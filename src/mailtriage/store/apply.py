@@ -26,6 +26,7 @@ from mailtriage.pipeline.analyse import Analysis
 from mailtriage.pipeline.conversation import Decision, message_key, thread_candidates
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.pipeline.text import split_body
+from mailtriage.sla import SlaRules, evaluate
 from mailtriage.store.models import (
     Article,
     ArticleRef,
@@ -42,6 +43,7 @@ from mailtriage.store.models import (
     utcnow,
 )
 from mailtriage.store.outbound_models import Outbox, OutboxStatus
+from mailtriage.store.sla_store import due_values, new_ticket_facts
 from mailtriage.store.tables import table
 
 # The hot path (every stored message) writes with prepared Core statements on the
@@ -137,6 +139,9 @@ class NewTicket:
     classification_reasons: list[Any] | None
     created_at: datetime
     domain: str | None  # its organisation's domain
+    # Its SLA due times were written with it (it was created with the rules and
+    # nothing was merged into it): the caller need not refresh them.
+    clocks_written: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,6 @@ class Applied:
     # loading them again.
     ticket: NewTicket | None = field(default=None, compare=False, repr=False)
     article_id: int | None = None
-    # The early replies' tickets merged into this one (their history moved here).
-    merged: tuple[int, ...] = ()
 
 
 def apply_decision(
@@ -160,8 +163,11 @@ def apply_decision(
     decision: Decision,
     *,
     freemail_domains: Collection[str] = (),
+    sla: SlaRules | None = None,
 ) -> Applied:
     """Create or append (merging early replies), and mark the inbound row done.
+    ``sla``: the SLA rules; a new ticket that adopts no early replies is written with
+    its due times (its clocks start with it).
 
     Raises LeaseLost when another worker owns the row now (roll back)."""
     parsed = analysis.parsed
@@ -169,7 +175,6 @@ def apply_decision(
     ticket_id: int | None = None
     ticket: NewTicket | None = None
     article_id: int | None = None
-    merged: list[int] = []
     outcome = {
         "ignore": Outcome.IGNORED,
         "duplicate": Outcome.DUPLICATE,
@@ -177,7 +182,8 @@ def apply_decision(
         "create": Outcome.CREATED,
     }[decision.action]
     if decision.action == "create":
-        ticket = _create_ticket(conn, parsed, analysis, freemail_domains, decision.subject)
+        clocks = None if decision.merge_ticket_ids else sla
+        ticket = _create_ticket(conn, parsed, analysis, freemail_domains, decision.subject, clocks)
         ticket_id = ticket.id
         article_id = _add_article(conn, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
         events = [_event(ticket.id, inbound_id, "created", parsed, decision, analysis)]
@@ -187,7 +193,7 @@ def apply_decision(
             )
         conn.execute(_INSERT_EVENT, events)
         _add_participants(conn, ticket.id, decision.participants, inbound_id, new=True)
-        merged = _merge(session, decision, ticket.id, inbound_id)
+        _merge(session, decision, ticket.id, inbound_id)
     elif decision.action == "append" and decision.role == "agent":
         # An agent's mail: the caller (agent_mail.apply_agent_reply) writes it.
         assert decision.ticket_id is not None
@@ -204,7 +210,7 @@ def apply_decision(
             before, after, why = decision.status_change
             set_status(session, ticket_id, before, after, why, "customer", inbound_id)
         _add_participants(conn, ticket_id, decision.participants, inbound_id)
-        merged = _merge(session, decision, ticket_id, inbound_id)
+        _merge(session, decision, ticket_id, inbound_id)
     elif decision.action == "ignore" and decision.note:
         ticket_id = decision.ticket_id  # noted, not reopened: status and updated_at stay
     elif decision.action == "duplicate":
@@ -212,7 +218,7 @@ def apply_decision(
             _DUPLICATE_TICKET, {"article_id": decision.duplicate_article_id}
         ).scalar()
     _finish(conn, inbound_id, owner, parsed, analysis, outcome, ticket_id, decision)
-    return Applied(outcome, ticket_id, decision, ticket, article_id, tuple(merged))
+    return Applied(outcome, ticket_id, decision, ticket, article_id)
 
 
 def _inserted_id(conn: Connection, statement: Any, values: dict[str, Any]) -> int:
@@ -442,6 +448,7 @@ def _create_ticket(
     analysis: Analysis,
     freemail: Collection[str],
     subject: str | None = None,
+    sla: SlaRules | None = None,
 ) -> NewTicket:
     domain = parsed.sender_domain
     wants_organisation = bool(domain) and domain not in freemail
@@ -484,6 +491,10 @@ def _create_ticket(
         "created_at": now,
         "updated_at": now,
     }
+    organisation_domain = domain if wants_organisation else None
+    if sla is not None:
+        facts = new_ticket_facts(now, values["level"], values["priority"], organisation_domain)
+        values |= due_values(evaluate(facts, sla, now))
     ticket_id = _inserted_id(conn, _INSERT_TICKET, values)
     return NewTicket(
         id=ticket_id,
@@ -494,7 +505,8 @@ def _create_ticket(
         language=values["language"],
         classification_reasons=values["classification_reasons"],
         created_at=now,
-        domain=domain if wants_organisation else None,
+        domain=organisation_domain,
+        clocks_written=sla is not None,
     )
 
 

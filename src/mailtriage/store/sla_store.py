@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from mailtriage.sla import Evaluation, EventFact, SlaRules, TicketFacts, evaluate
-from mailtriage.store.apply import NewTicket
 from mailtriage.store.models import Article, Event, Organisation, Ticket, utcnow
 from mailtriage.store.tables import table
 
@@ -90,7 +89,6 @@ _SET_DUE = (
     .where(_TICKET.c.id == bindparam("b_id"))
     .values(updated_at=_TICKET.c.updated_at, **{k: bindparam(k) for k in _DUE_COLUMNS})
 )
-_NOT_STORED: tuple[datetime | None, ...] = (None,) * len(_DUE_COLUMNS)
 
 
 def ticket_facts(session: Session, ticket_id: int) -> TicketFacts | None:
@@ -98,17 +96,26 @@ def ticket_facts(session: Session, ticket_id: int) -> TicketFacts | None:
     return None if found is None else found[0]
 
 
-def new_ticket_facts(ticket: NewTicket) -> TicketFacts:
-    """The facts of a ticket created in this transaction that nothing else happened
-    to yet (one inbound article, no SLA event, no due time stored): what
-    :func:`ticket_facts` would read back."""
+def new_ticket_facts(
+    created_at: datetime, level: str | None, priority: str | None, domain: str | None
+) -> TicketFacts:
+    """The facts of a ticket being created (its one inbound article, no SLA event):
+    what :func:`ticket_facts` reads back once it is written."""
     return TicketFacts(
-        created_at=ticket.created_at,
-        status="new",
-        level=ticket.level,
-        priority=ticket.priority,
-        domain=ticket.domain,
+        created_at=created_at, status="new", level=level, priority=priority, domain=domain
     )
+
+
+def due_values(ev: Evaluation) -> dict[str, datetime | None]:
+    """The ticket columns (_DUE_COLUMNS) that hold an evaluation's due times."""
+    return {
+        "sla_first_response_due": ev.due_of("first_response"),
+        "sla_next_update_due": ev.due_of("next_update"),
+        "sla_solution_due": ev.due_of("solution"),
+        "sla_escalation_due": ev.due_of("escalation"),
+        "sla_due_at": ev.earliest_due,
+        "sla_next_at": ev.next_at,
+    }
 
 
 def _facts_and_due(
@@ -146,32 +153,15 @@ def _facts_and_due(
 
 
 def refresh_sla(
-    session: Session,
-    ticket_id: int,
-    rules: SlaRules,
-    now: datetime | None = None,
-    *,
-    known: TicketFacts | None = None,
+    session: Session, ticket_id: int, rules: SlaRules, now: datetime | None = None
 ) -> Evaluation | None:
-    """Recompute the ticket's due times from its history and store them.
-    ``known``: the facts of a ticket created in this transaction
-    (:func:`new_ticket_facts`), which are not read back."""
-    if known is not None:
-        facts, stored = known, _NOT_STORED
-    else:
-        found = _facts_and_due(session, ticket_id)
-        if found is None:
-            return None
-        facts, stored = found
+    """Recompute the ticket's due times from its history and store them."""
+    found = _facts_and_due(session, ticket_id)
+    if found is None:
+        return None
+    facts, stored = found
     ev = evaluate(facts, rules, now or utcnow())
-    values = {
-        "sla_first_response_due": ev.due_of("first_response"),
-        "sla_next_update_due": ev.due_of("next_update"),
-        "sla_solution_due": ev.due_of("solution"),
-        "sla_escalation_due": ev.due_of("escalation"),
-        "sla_due_at": ev.earliest_due,
-        "sla_next_at": ev.next_at,
-    }
+    values = due_values(ev)
     assert tuple(values) == _DUE_COLUMNS
     if stored != tuple(values.values()):
         session.connection().execute(_SET_DUE, {"b_id": ticket_id, **values})
