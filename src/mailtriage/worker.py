@@ -229,7 +229,15 @@ def notify_agents(
     article_id: int,
 ) -> None:
     """A new ticket: a notice to the agents of its level (``article_id``: its article)."""
-    queue_agent_notices(session, ticket, inbound_id, article_id, analysis.classification, policy)
+    queue_agent_notices(
+        session,
+        ticket,
+        inbound_id,
+        article_id,
+        analysis.classification,
+        policy,
+        new=not ticket.adopted,
+    )
 
 
 def relay(

@@ -35,6 +35,7 @@ __all__ = [
     "OutboxJob",
     "OutboxStore",
     "enqueue",
+    "enqueue_many",
     "note_automated_answer",
     "queue_ack",
 ]
@@ -44,6 +45,9 @@ __all__ = [
 
 # Prepared Core statements: queueing runs for every new ticket.
 _INSERT_OUTBOX = insert(table(Outbox))
+_INSERT_OUTBOX_IDS = _INSERT_OUTBOX.returning(
+    table(Outbox).c.kind, table(Outbox).c.step, table(Outbox).c.id
+)
 _INSERT_EVENT = insert(table(Event))
 
 
@@ -97,27 +101,13 @@ def enqueue(
 ) -> int:
     """Add the outbox row and its events (no commit: the caller's transaction);
     returns the row's id."""
-    now = utcnow()
-    conn = session.connection()
     # The row is the record of the queued mail (`outbox list`); "mail_sent" notes it on
     # the ticket when it goes out.
-    key = conn.execute(
-        _INSERT_OUTBOX,
-        {
-            "ticket_id": ticket_id,
-            "kind": plan.kind,
-            "step": plan.step,
-            "message_id": plan.message_id,
-            "recipient": plan.recipient,
-            "language": plan.language,
-            "context": plan.context.to_json(),
-            "status": OutboxStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "deadline": plan.deadline,
-            "created_at": now,
-        },
-    ).inserted_primary_key
+    key = (
+        session.connection()
+        .execute(_INSERT_OUTBOX, _outbox_row(ticket_id, plan))
+        .inserted_primary_key
+    )
     assert key is not None
     if policy is not None and policy.kb is not None:
         detail: dict[str, Any] = {
@@ -132,6 +122,38 @@ def enqueue(
             )
         _add_event(session, ticket_id, inbound_id, "kb_articles", detail)
     return int(key[0])
+
+
+def enqueue_many(session: Session, ticket_id: int, plans: list[OutboxPlan]) -> list[int]:
+    """Add the outbox rows of ``plans`` in one statement (no commit); their ids, in
+    order. For keys that cannot be queued yet (a ticket created in this transaction)."""
+    if not plans:
+        return []
+    rows = [_outbox_row(ticket_id, plan) for plan in plans]
+    # (in any order: batched into one INSERT; each plan's key has its own step)
+    ids = {
+        (kind, step): row_id
+        for kind, step, row_id in session.connection().execute(_INSERT_OUTBOX_IDS, rows)
+    }
+    return [int(ids[(plan.kind, plan.step)]) for plan in plans]
+
+
+def _outbox_row(ticket_id: int, plan: OutboxPlan) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "ticket_id": ticket_id,
+        "kind": plan.kind,
+        "step": plan.step,
+        "message_id": plan.message_id,
+        "recipient": plan.recipient,
+        "language": plan.language,
+        "context": plan.context.to_json(),
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "deadline": plan.deadline,
+        "created_at": now,
+    }
 
 
 def _add_event(

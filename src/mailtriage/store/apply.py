@@ -139,8 +139,10 @@ class NewTicket:
     classification_reasons: list[Any] | None
     created_at: datetime
     domain: str | None  # its organisation's domain
+    # Early replies' tickets may have been merged into it (their articles moved here).
+    adopted: bool = False
     # Its SLA due times were written with it (it was created with the rules and
-    # nothing was merged into it): the caller need not refresh them.
+    # adopted nothing): the caller need not refresh them.
     clocks_written: bool = False
 
 
@@ -182,8 +184,10 @@ def apply_decision(
         "create": Outcome.CREATED,
     }[decision.action]
     if decision.action == "create":
-        clocks = None if decision.merge_ticket_ids else sla
-        ticket = _create_ticket(conn, parsed, analysis, freemail_domains, decision.subject, clocks)
+        adopted = bool(decision.merge_ticket_ids)
+        ticket = _create_ticket(
+            conn, parsed, analysis, freemail_domains, decision.subject, sla, adopted=adopted
+        )
         ticket_id = ticket.id
         article_id = _add_article(conn, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
         events = [_event(ticket.id, inbound_id, "created", parsed, decision, analysis)]
@@ -449,7 +453,13 @@ def _create_ticket(
     freemail: Collection[str],
     subject: str | None = None,
     sla: SlaRules | None = None,
+    *,
+    adopted: bool = False,
 ) -> NewTicket:
+    """``sla``: write the due times with the ticket (unless it ``adopted`` early
+    replies: their history changes the clocks)."""
+    if adopted:
+        sla = None
     domain = parsed.sender_domain
     wants_organisation = bool(domain) and domain not in freemail
     organisation_id, contact_id = conn.execute(
@@ -506,6 +516,7 @@ def _create_ticket(
         classification_reasons=values["classification_reasons"],
         created_at=now,
         domain=organisation_domain,
+        adopted=adopted,
         clocks_written=sla is not None,
     )
 
