@@ -60,7 +60,7 @@ from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
 from mailtriage.sla.settings import rules_from_settings
 from mailtriage.store.apply import Applied, LeaseLost, NewTicket, apply_decision
-from mailtriage.store.lookups import lookup_conversation
+from mailtriage.store.lookups import lookup_message
 from mailtriage.store.models import Ticket, utcnow
 from mailtriage.store.portal import save_feedback
 from mailtriage.store.sla_store import refresh_sla
@@ -124,7 +124,7 @@ def store_analysis(
     parsed = analysis.parsed
     cpolicy = conversation or DEFAULT_POLICY
     rcpts = tuple(str(r) for r in (envelope or {}).get("rcpt_tos") or ())
-    facts = lookup_conversation(session, parsed, analysis.loop, cpolicy, rcpts)
+    facts, requester = lookup_message(session, parsed, analysis.loop, cpolicy, rcpts)
     decision = match(parsed, analysis.loop, facts, cpolicy, rcpts)
     policy = outbound or NO_ACK
     rating = feedback_rating(analysis, decision, policy)
@@ -138,6 +138,7 @@ def store_analysis(
         decision,
         freemail_domains=freemail_domains,
         sla=policy.sla,
+        requester=requester,
     )
     if rating is not None and applied.ticket_id is not None:
         save_feedback(

@@ -126,6 +126,15 @@ class LeaseLost(Exception):
 
 
 @dataclass(frozen=True)
+class Requester:
+    """The sender's contact and the organisation of their domain as found before the
+    message is applied (None: not there yet), so that a new ticket need not look."""
+
+    contact_id: int | None
+    organisation_id: int | None
+
+
+@dataclass(frozen=True)
 class NewTicket:
     """A ticket this transaction created, as written: its acknowledgement, the agents'
     notices and its SLA clocks use these values without reading the row back."""
@@ -166,10 +175,12 @@ def apply_decision(
     *,
     freemail_domains: Collection[str] = (),
     sla: SlaRules | None = None,
+    requester: Requester | None = None,
 ) -> Applied:
     """Create or append (merging early replies), and mark the inbound row done.
     ``sla``: the SLA rules; a new ticket that adopts no early replies is written with
-    its due times (its clocks start with it).
+    its due times (its clocks start with it). ``requester``: found by the lookups in
+    this transaction (None: look here).
 
     Raises LeaseLost when another worker owns the row now (roll back)."""
     parsed = analysis.parsed
@@ -186,7 +197,14 @@ def apply_decision(
     if decision.action == "create":
         adopted = bool(decision.merge_ticket_ids)
         ticket = _create_ticket(
-            conn, parsed, analysis, freemail_domains, decision.subject, sla, adopted=adopted
+            conn,
+            parsed,
+            analysis,
+            freemail_domains,
+            decision.subject,
+            sla,
+            adopted=adopted,
+            requester=requester,
         )
         ticket_id = ticket.id
         article_id = _add_article(conn, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
@@ -455,6 +473,7 @@ def _create_ticket(
     sla: SlaRules | None = None,
     *,
     adopted: bool = False,
+    requester: Requester | None = None,
 ) -> NewTicket:
     """``sla``: write the due times with the ticket (unless it ``adopted`` early
     replies: their history changes the clocks)."""
@@ -462,13 +481,14 @@ def _create_ticket(
         sla = None
     domain = parsed.sender_domain
     wants_organisation = bool(domain) and domain not in freemail
-    organisation_id, contact_id = conn.execute(
-        _FIND_REQUESTER,
-        {
-            "domain": domain if wants_organisation else None,
-            "email": parsed.sender or None,
-        },
-    ).one()
+    if requester is None:
+        organisation_id, contact_id = conn.execute(
+            _FIND_REQUESTER, {"domain": domain or None, "email": parsed.sender or None}
+        ).one()
+    else:
+        organisation_id, contact_id = requester.organisation_id, requester.contact_id
+    if not wants_organisation:
+        organisation_id = None
     if wants_organisation and organisation_id is None:
         # A concurrent insert of the same domain (or address, below) fails the commit
         # with an IntegrityError; the worker retries and then finds this row.

@@ -3,16 +3,32 @@
 ``lookup_conversation`` reads (never writes) and returns a frozen
 :class:`~mailtriage.pipeline.conversation.ConversationFacts`; the pure
 ``conversation.match`` decides from it, and ``store.apply`` writes the decision.
-All three run in the caller's transaction.
+All three run in the caller's transaction. ``lookup_message`` (the worker's) also
+returns the sender's contact and organisation rows, found by the same first query, so
+that a new ticket is written without looking for them again.
+
+Every message costs one query for its Message-ID (duplicates, early replies) and its
+sender (the new-ticket cap, contact, organisation); a reply adds its thread candidates
+and the facts of the tickets named (participants included).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, literal_column, or_, select, union_all
+from sqlalchemy import (
+    Connection,
+    Row,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from mailtriage.pipeline.conversation import (
@@ -30,12 +46,13 @@ from mailtriage.pipeline.conversation import (
 )
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
-from mailtriage.store.apply import merged_into
+from mailtriage.store.apply import Requester, merged_into
 from mailtriage.store.models import (
     Article,
     ArticleRef,
     Contact,
     Event,
+    Organisation,
     Participant,
     Ticket,
     utcnow,
@@ -47,6 +64,7 @@ _TICKET = table(Ticket)
 _CONTACT = table(Contact)
 _REF = table(ArticleRef)
 _PARTICIPANT = table(Participant)
+_ORGANISATION = table(Organisation)
 
 _KEY_COLUMNS = (
     _ARTICLE.c.id,
@@ -81,11 +99,29 @@ _KEY_FACTS = union_all(
         _ARTICLE.c.inbound_id.is_not(None),
     ),
 )
-_SENDER_TICKETS = (
-    select(func.count(_TICKET.c.id), func.max(_TICKET.c.id))
+# Tickets the sender opened since then (count, latest) ...
+_SENDER = (
+    select(func.count(_TICKET.c.id).label("recent"), func.max(_TICKET.c.id).label("latest"))
     .select_from(_TICKET.join(_CONTACT, _CONTACT.c.id == _TICKET.c.requester_id))
     .where(_CONTACT.c.email == bindparam("sender"), _TICKET.c.created_at >= bindparam("since"))
+    .subquery("sender")
 )
+_KEY_ROWS = _KEY_FACTS.subquery("key_rows")
+# ... and, in the same query, the sender's contact and organisation rows (for a new
+# ticket) and the articles of _KEY_FACTS: one row per article, or one without any.
+_MESSAGE_FACTS = select(
+    _SENDER.c.recent,
+    _SENDER.c.latest,
+    select(_CONTACT.c.id)
+    .where(_CONTACT.c.email == bindparam("sender"))
+    .scalar_subquery()
+    .label("contact_id"),
+    select(_ORGANISATION.c.id)
+    .where(_ORGANISATION.c.domain == bindparam("domain"))
+    .scalar_subquery()
+    .label("organisation_id"),
+    *_KEY_ROWS.c,
+).select_from(_SENDER.outerjoin(_KEY_ROWS, true()))
 _REQUESTED = _TICKET.outerjoin(_CONTACT, _CONTACT.c.id == _TICKET.c.requester_id)
 _HOLDING = (
     select(_ARTICLE.c.message_key, _ARTICLE.c.ticket_id, _ARTICLE.c.sender, _CONTACT.c.email)
@@ -126,34 +162,63 @@ def lookup_conversation(
     policy: ConversationPolicy = DEFAULT_POLICY,
     envelope_recipients: tuple[str, ...] = (),
 ) -> ConversationFacts:
+    return lookup_message(session, parsed, loop, policy, envelope_recipients)[0]
+
+
+def lookup_message(
+    session: Session,
+    parsed: ParsedMessage,
+    loop: LoopVerdict,
+    policy: ConversationPolicy = DEFAULT_POLICY,
+    envelope_recipients: tuple[str, ...] = (),
+) -> tuple[ConversationFacts, Requester | None]:
+    """The conversation facts, and (human mail) the sender's contact and organisation
+    rows as they are now, for ``apply_decision`` (found by the same query)."""
     key = message_key(parsed)
     session.flush()  # (reads below go to the connection: nothing may be held back)
     conn = session.connection()
-    rows = conn.execute(_SAME_KEY if loop.automated else _KEY_FACTS, {"key": key}).all()
-    same = [r for r in rows if not r.early]
-    duplicate = next((r.id for r in same if r.content_key == parsed.content_key), None)
-    other = any(r.content_key != parsed.content_key for r in same)
     if loop.automated:
+        rows = conn.execute(_SAME_KEY, {"key": key}).all()
+        duplicate, other = _same_key(rows, parsed)
         # Automated mail never joins or opens a ticket: only our mail it answers counts.
-        return ConversationFacts(
+        facts = ConversationFacts(
             message_key=key,
             duplicate_article_id=duplicate,
             same_id_other_content=other,
             our_mail=find_our_mail(session, our_mail_candidates(parsed, loop)),
         )
+        return facts, None
+    now = utcnow()
+    since = now - timedelta(minutes=policy.new_tickets_window_minutes)
+    rows = conn.execute(
+        _MESSAGE_FACTS,
+        {
+            "key": key,
+            "sender": parsed.sender or None,
+            "since": since,
+            "domain": parsed.sender_domain or None,
+        },
+    ).all()
+    # one row at least: the sender's (and the articles', when there are any)
+    first = rows[0]
+    requester = Requester(first.contact_id, first.organisation_id)
+    rows = [r for r in rows if r.id is not None]
+    duplicate, other = _same_key(rows, parsed)
     if duplicate is not None:  # match() answers "duplicate" before it reads anything else
-        return ConversationFacts(
+        facts = ConversationFacts(
             message_key=key, duplicate_article_id=duplicate, same_id_other_content=other
         )
-    now = utcnow()
+        return facts, requester
     candidates = _candidates(conn, thread_candidates(parsed))
-    recent, latest = _sender_tickets(conn, parsed.sender, now, policy)
+    recent, latest = 0, None
+    if parsed.sender and policy.new_tickets_per_address > 0:
+        recent, latest = int(first.recent or 0), first.latest
     ids = [
         *(c.ticket_id for c in candidates),
         *hinted_ticket_ids(parsed, policy, envelope_recipients),
         *([latest] if latest is not None else []),
     ]
-    return ConversationFacts(
+    facts = ConversationFacts(
         message_key=key,
         duplicate_article_id=duplicate,
         same_id_other_content=other,
@@ -164,17 +229,14 @@ def lookup_conversation(
         sender_latest_ticket=latest,
         now=now,
     )
+    return facts, requester
 
 
-def _sender_tickets(
-    conn: Connection, sender: str, now: datetime, policy: ConversationPolicy
-) -> tuple[int, int | None]:
-    """(tickets ``sender`` opened within the cap's window, the latest of them)."""
-    if not sender or policy.new_tickets_per_address <= 0:
-        return 0, None
-    since = now - timedelta(minutes=policy.new_tickets_window_minutes)
-    count, latest = conn.execute(_SENDER_TICKETS, {"sender": sender, "since": since}).one()
-    return int(count or 0), latest
+def _same_key(rows: Sequence[Any], parsed: ParsedMessage) -> tuple[int | None, bool]:
+    """(the article this message repeats, whether another one has its Message-ID)."""
+    same = [r for r in rows if not r.early]
+    duplicate = next((r.id for r in same if r.content_key == parsed.content_key), None)
+    return duplicate, any(r.content_key != parsed.content_key for r in same)
 
 
 def ticket_facts(session: Session, ticket_ids: Iterable[int]) -> tuple[TicketFacts, ...]:
