@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, literal_column, null, select, union_all, update
+from sqlalchemy import bindparam, literal_column, null, select, true, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -49,7 +49,7 @@ _EVENT = table(Event)
 _ARTICLE = table(Article)
 _ORGANISATION = table(Organisation)
 
-_FACTS = (
+_ROW = (
     select(
         _TICKET.c.created_at,
         _TICKET.c.status,
@@ -62,16 +62,17 @@ _FACTS = (
     )
     .select_from(_TICKET.outerjoin(_ORGANISATION, _ORGANISATION.c.id == _TICKET.c.organisation_id))
     .where(_TICKET.c.id == bindparam("ticket_id"))
+    .subquery("row")
 )
-# The clocks' history in one query: the SLA events (source 0) and the public
-# articles (source 1: direction, author), each in the order written.
+# The clocks' history: the SLA events (source 0) and the public articles (source 1:
+# direction, author).
 _HISTORY = union_all(
     select(
         literal_column("0").label("source"),
-        _EVENT.c.id,
-        _EVENT.c.kind,
-        _EVENT.c.created_at,
-        _EVENT.c.actor,
+        _EVENT.c.id.label("item"),
+        _EVENT.c.kind.label("what"),
+        _EVENT.c.created_at.label("at"),
+        _EVENT.c.actor.label("who"),
         _EVENT.c.detail,
     ).where(_EVENT.c.ticket_id == bindparam("ticket_id"), _EVENT.c.kind.in_(SLA_EVENTS)),
     select(
@@ -82,7 +83,14 @@ _HISTORY = union_all(
         _ARTICLE.c.author,
         null(),
     ).where(_ARTICLE.c.ticket_id == bindparam("ticket_id"), _ARTICLE.c.internal.is_(False)),
-).order_by("source", "id")
+).subquery("history")
+# Both in one query: the ticket's row repeated on each history item in the order
+# written (one row without history; none when there is no such ticket).
+_FACTS = (
+    select(_ROW, _HISTORY)
+    .select_from(_ROW.outerjoin(_HISTORY, true()))
+    .order_by(_HISTORY.c.source, _HISTORY.c.item)
+)
 # updated_at is kept: recomputing the clocks is not a change of the ticket
 _SET_DUE = (
     update(_TICKET)
@@ -124,19 +132,20 @@ def _facts_and_due(
     """The ticket's facts and its stored due times (_DUE_COLUMNS), or None."""
     session.flush()  # what the ORM holds back is history too (events, articles)
     conn = session.connection()
-    row = conn.execute(_FACTS, {"ticket_id": ticket_id}).first()
-    if row is None:
+    rows = conn.execute(_FACTS, {"ticket_id": ticket_id}).all()
+    if not rows:
         return None
+    row = rows[0]
     events: list[EventFact] = []
     inbound: list[datetime] = []
     agent_replies: list[datetime] = []
-    for source, _id, kind, at, actor, detail in conn.execute(_HISTORY, {"ticket_id": ticket_id}):
-        if source == 0:
-            events.append(EventFact(kind, at, actor, dict(detail or {})))
-        elif kind == "in":
-            inbound.append(at)
-        elif kind == "out" and actor:
-            agent_replies.append(at)
+    for r in rows:
+        if r.source == 0:
+            events.append(EventFact(r.what, r.at, r.who, dict(r.detail or {})))
+        elif r.what == "in":
+            inbound.append(r.at)
+        elif r.what == "out" and r.who:
+            agent_replies.append(r.at)
     facts = TicketFacts(
         created_at=row.created_at,
         status=row.status,
