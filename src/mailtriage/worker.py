@@ -59,8 +59,8 @@ from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
 from mailtriage.sla.settings import rules_from_settings
-from mailtriage.store.apply import Applied, LeaseLost, apply_decision
-from mailtriage.store.lookups import lookup_conversation
+from mailtriage.store.apply import Applied, LeaseLost, NewTicket, apply_decision
+from mailtriage.store.lookups import lookup_message
 from mailtriage.store.models import Ticket, utcnow
 from mailtriage.store.portal import save_feedback
 from mailtriage.store.sla_store import refresh_sla
@@ -126,14 +126,21 @@ def store_analysis(
     parsed = analysis.parsed
     cpolicy = conversation or DEFAULT_POLICY
     rcpts = tuple(str(r) for r in (envelope or {}).get("rcpt_tos") or ())
-    facts = lookup_conversation(session, parsed, analysis.loop, cpolicy, rcpts)
+    facts, requester = lookup_message(session, parsed, analysis.loop, cpolicy, rcpts)
     decision = match(parsed, analysis.loop, facts, cpolicy, rcpts)
     policy = outbound or NO_ACK
     rating = feedback_rating(analysis, decision, policy)
     if rating is not None:  # a rating answers our question: it does not reopen the ticket
         decision = dataclasses.replace(decision, status_change=None)
     applied = apply_decision(
-        session, inbound_id, owner, analysis, decision, freemail_domains=freemail_domains
+        session,
+        inbound_id,
+        owner,
+        analysis,
+        decision,
+        freemail_domains=freemail_domains,
+        sla=policy.sla,
+        requester=requester,
     )
     if rating is not None and applied.ticket_id is not None:
         save_feedback(
@@ -172,9 +179,9 @@ def store_analysis(
             relay(session, applied.ticket_id, done.public_article_id, agent.name, policy)
         change = decision.status_change
         if not done.errors and change is not None and change[1] in ("resolved", "closed"):
-            ticket = session.get(Ticket, applied.ticket_id)
-            assert ticket is not None
-            queue_feedback_request(session, ticket, policy)
+            resolved = session.get(Ticket, applied.ticket_id)
+            assert resolved is not None
+            queue_feedback_request(session, resolved, policy)
     elif decision.note and facts.our_mail is not None:
         note_automated_answer(
             session,
@@ -189,8 +196,10 @@ def store_analysis(
         # the ticket's clocks follow its history; merged tickets have none any more (a
         # duplicate or an ignored automatic answer changes no clock)
         for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
-            if ticket_id is not None:
-                refresh_sla(session, ticket_id, policy.sla)
+            new = applied.ticket
+            if ticket_id is None or (new and new.id == ticket_id and new.clocks_written):
+                continue  # (written with the new ticket)
+            refresh_sla(session, ticket_id, policy.sla)
     return applied
 
 
@@ -216,14 +225,22 @@ def feedback_rating(
 
 def notify_agents(
     session: Session,
-    ticket: Ticket,
+    ticket: NewTicket,
     inbound_id: int,
     analysis: Analysis,
     policy: OutboundPolicy,
     article_id: int,
 ) -> None:
     """A new ticket: a notice to the agents of its level (``article_id``: its article)."""
-    queue_agent_notices(session, ticket, inbound_id, article_id, analysis.classification, policy)
+    queue_agent_notices(
+        session,
+        ticket,
+        inbound_id,
+        article_id,
+        analysis.classification,
+        policy,
+        new=not ticket.adopted,
+    )
 
 
 def relay(

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailtriage.config import AgentSettings
@@ -33,13 +33,15 @@ from mailtriage.outbound.headers import (
     safe_address,
     safe_message_id,
 )
-from mailtriage.outbound.outbox import enqueue
+from mailtriage.outbound.outbox import enqueue, enqueue_many
 from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.conversation import is_own_address
 from mailtriage.pipeline.reply_token import AGENT, REPLY
 from mailtriage.pipeline.subject_tag import ticket_reference as reference
-from mailtriage.store.models import Article, Event, Participant, Ticket, utcnow
+from mailtriage.store.apply import NewTicket
+from mailtriage.store.models import Article, Attachment, Event, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox
+from mailtriage.store.tables import table
 
 __all__ = [
     "CMD_ERROR",
@@ -66,6 +68,25 @@ MAX_AGENTS = 100  # notice steps: article id * MAX_AGENTS + agent index
 COMMANDS = ("#status", "#level", "#category", "#priority", "#assign", "#note", "#close")
 
 log = logging.getLogger(__name__)
+
+_ARTICLE = table(Article)
+_ATTACHMENT = table(Attachment)
+# A notice's article and its attachments (one row each, or one row without any).
+_NOTICE_ARTICLE = (
+    select(
+        _ARTICLE.c.ticket_id,
+        _ARTICLE.c.sender,
+        _ARTICLE.c.sender_name,
+        _ARTICLE.c.text,
+        _ATTACHMENT.c.filename,
+        _ATTACHMENT.c.content_type,
+        _ATTACHMENT.c.size,
+        _ATTACHMENT.c.sha256,
+    )
+    .select_from(_ARTICLE.outerjoin(_ATTACHMENT, _ATTACHMENT.c.article_id == _ARTICLE.c.id))
+    .where(_ARTICLE.c.id == bindparam("article_id"))
+    .order_by(_ATTACHMENT.c.id)
+)
 
 
 @dataclass(frozen=True)
@@ -166,13 +187,13 @@ def attachment_list(rows: list[Any], limit_bytes: int) -> tuple[dict[str, Any], 
     return tuple(out)
 
 
-def _subject(ticket: Ticket, policy: OutboundPolicy) -> str:
+def _subject(ticket: Ticket | NewTicket, policy: OutboundPolicy) -> str:
     return clean_header_value(strip_reference(ticket.subject or "", policy.prefix), 500)
 
 
 def _plan(
     policy: OutboundPolicy,
-    ticket: Ticket,
+    ticket: Ticket | NewTicket,
     kind: str,
     step: int,
     recipient: str,
@@ -203,7 +224,7 @@ def _queue(session: Session, ticket_id: int, plan: OutboxPlan) -> int:
     )
     if existing is not None:
         return int(existing)
-    return enqueue(session, ticket_id, plan).id
+    return enqueue(session, ticket_id, plan)
 
 
 # -- notices to agents ----------------------------------------------------------------
@@ -211,25 +232,33 @@ def _queue(session: Session, ticket_id: int, plan: OutboxPlan) -> int:
 
 def queue_agent_notices(
     session: Session,
-    ticket: Ticket,
+    ticket: Ticket | NewTicket,
     inbound_id: int,
     article_id: int,
     classification: Classification | None,
     policy: OutboundPolicy,
+    *,
+    new: bool = False,
 ) -> list[int]:
     """One notice per agent of the ticket's level (else L1) about the customer's
     article ``article_id``: the text, the classification and why, the screenshots.
-    The Reply-To carries the agent's AGENT token: replying answers the customer."""
+    The Reply-To carries the agent's AGENT token: replying answers the customer.
+    ``new``: the ticket was created in this transaction from this article alone (it
+    adopted no early replies): there is no earlier article and nothing queued for it
+    yet, so neither is looked up (the rows go in with one statement)."""
     agents = notice_agents(policy.agents, ticket.level)
     if not agents:
         return []
-    article = _article(session, ticket, article_id)
+    rows = session.connection().execute(_NOTICE_ARTICLE, {"article_id": article_id}).all()
+    if not rows or rows[0].ticket_id != ticket.id:
+        raise ValueError(f"article {article_id} is not one of ticket {ticket.id}")
+    article = rows[0]
     language = choose_language(ticket.language, policy)
-    values = _notice_values(ticket, article, classification) | {
-        "follow_up": _earlier_inbound(session, ticket.id, article_id)
-    }
-    attachments = attachment_list(list(article.attachments), policy.attachment_limit_bytes)
-    ids = []
+    follow_up = False if new else _earlier_inbound(session, ticket.id, article_id)
+    values = _notice_values(ticket, article, classification) | {"follow_up": follow_up}
+    files = [r for r in rows if r.sha256 is not None]
+    attachments = attachment_list(files, policy.attachment_limit_bytes)
+    plans = []
     for index, agent in agents:
         address = safe_address(agent.address)
         if address is None:
@@ -245,9 +274,10 @@ def queue_agent_notices(
             values=values,
         )
         step = notice_step(article_id, index)
-        plan = _plan(policy, ticket, NOTICE, step, address, AGENT, language, context)
-        ids.append(_queue(session, ticket.id, plan))
-    return ids
+        plans.append(_plan(policy, ticket, NOTICE, step, address, AGENT, language, context))
+    if new:
+        return enqueue_many(session, ticket.id, plans)
+    return [_queue(session, ticket.id, plan) for plan in plans]
 
 
 def _earlier_inbound(session: Session, ticket_id: int, article_id: int) -> bool:
@@ -265,8 +295,9 @@ def _earlier_inbound(session: Session, ticket_id: int, article_id: int) -> bool:
 
 
 def _notice_values(
-    ticket: Ticket, article: Article, classification: Classification | None
+    ticket: Ticket | NewTicket, article: Any, classification: Classification | None
 ) -> dict[str, Any]:
+    """(``article``: a row with its sender, sender_name and text)"""
     c = classification
     fields = (
         (c.level, c.category, c.priority, c.language)
@@ -433,7 +464,7 @@ def queue_command_error(
 # -- shared ---------------------------------------------------------------------------
 
 
-def _article(session: Session, ticket: Ticket, article_id: int) -> Article:
+def _article(session: Session, ticket: Ticket | NewTicket, article_id: int) -> Article:
     article = session.get(Article, article_id)
     if article is None or article.ticket_id != ticket.id:
         raise ValueError(f"article {article_id} is not one of ticket {ticket.id}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_ack
@@ -24,15 +24,18 @@ from mailtriage.pipeline.conversation import OurMail
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.pipeline.subject_tag import ticket_reference
+from mailtriage.store.apply import NewTicket
 from mailtriage.store.leases import release_all, take_due
-from mailtriage.store.models import Article, Event, Ticket, utcnow
+from mailtriage.store.models import Article, Event, utcnow
 from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
+from mailtriage.store.tables import table
 
 __all__ = [
     "GuardFacts",
     "OutboxJob",
     "OutboxStore",
     "enqueue",
+    "enqueue_many",
     "note_automated_answer",
     "queue_ack",
 ]
@@ -40,16 +43,24 @@ __all__ = [
 
 # -- inside the pipeline's transaction ---------------------------------------------
 
+# Prepared Core statements: queueing runs for every new ticket.
+_INSERT_OUTBOX = insert(table(Outbox))
+_INSERT_OUTBOX_IDS = _INSERT_OUTBOX.returning(
+    table(Outbox).c.kind, table(Outbox).c.step, table(Outbox).c.id
+)
+_INSERT_EVENT = insert(table(Event))
+
 
 def queue_ack(
     session: Session,
-    ticket: Ticket,
+    ticket: NewTicket,
     inbound_id: int | None,
     parsed: ParsedMessage,
     classification: Classification | None,
     policy: OutboundPolicy,
-) -> Outbox | None:
-    """Queue the acknowledgement of a new ticket (or note on the ticket why not)."""
+) -> int | None:
+    """Queue the acknowledgement of a ticket created in this transaction (or note on
+    the ticket why not)."""
     if not policy.acknowledge:
         return None
     date_header = next((v for k, v in parsed.headers if k.lower() == "date"), None)
@@ -64,8 +75,7 @@ def queue_ack(
     )
     promise = None
     if policy.sla is not None:
-        domain = ticket.organisation.domain if ticket.organisation else None
-        promise = policy.sla.first_response(ticket.created_at, ticket.priority, domain)
+        promise = policy.sla.first_response(ticket.created_at, ticket.priority, ticket.domain)
     plan, why_not = plan_ack(
         policy,
         ticket_id=ticket.id,
@@ -76,14 +86,7 @@ def queue_ack(
         promise=promise,
     )
     if plan is None:
-        session.add(
-            Event(
-                ticket_id=ticket.id,
-                inbound_id=inbound_id,
-                kind="ack_skipped",
-                detail={"reason": why_not},
-            )
-        )
+        _add_event(session, ticket.id, inbound_id, "ack_skipped", {"reason": why_not})
         return None
     return enqueue(session, ticket.id, plan, inbound_id=inbound_id, policy=policy)
 
@@ -95,24 +98,17 @@ def enqueue(
     *,
     inbound_id: int | None = None,
     policy: OutboundPolicy | None = None,
-) -> Outbox:
-    """Add the outbox row and its events (no commit: the caller's transaction)."""
-    row = Outbox(
-        ticket_id=ticket_id,
-        kind=plan.kind,
-        step=plan.step,
-        message_id=plan.message_id,
-        recipient=plan.recipient,
-        language=plan.language,
-        context=plan.context.to_json(),
-        status=OutboxStatus.PENDING,
-        attempts=0,
-        next_attempt_at=utcnow(),
-        deadline=plan.deadline,
-    )
+) -> int:
+    """Add the outbox row and its events (no commit: the caller's transaction);
+    returns the row's id."""
     # The row is the record of the queued mail (`outbox list`); "mail_sent" notes it on
     # the ticket when it goes out.
-    session.add(row)
+    key = (
+        session.connection()
+        .execute(_INSERT_OUTBOX, _outbox_row(ticket_id, plan))
+        .inserted_primary_key
+    )
+    assert key is not None
     if policy is not None and policy.kb is not None:
         detail: dict[str, Any] = {
             "language": plan.language,
@@ -124,11 +120,53 @@ def enqueue(
             detail["why"] = (
                 f"no article in {plan.language!r} scored {policy.kb_min_score:g} or more"
             )
-        session.add(
-            Event(ticket_id=ticket_id, inbound_id=inbound_id, kind="kb_articles", detail=detail)
-        )
-    session.flush()
-    return row
+        _add_event(session, ticket_id, inbound_id, "kb_articles", detail)
+    return int(key[0])
+
+
+def enqueue_many(session: Session, ticket_id: int, plans: list[OutboxPlan]) -> list[int]:
+    """Add the outbox rows of ``plans`` in one statement (no commit); their ids, in
+    order. For keys that cannot be queued yet (a ticket created in this transaction)."""
+    if not plans:
+        return []
+    rows = [_outbox_row(ticket_id, plan) for plan in plans]
+    # (in any order: batched into one INSERT; each plan's key has its own step)
+    ids = {
+        (kind, step): row_id
+        for kind, step, row_id in session.connection().execute(_INSERT_OUTBOX_IDS, rows)
+    }
+    return [int(ids[(plan.kind, plan.step)]) for plan in plans]
+
+
+def _outbox_row(ticket_id: int, plan: OutboxPlan) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "ticket_id": ticket_id,
+        "kind": plan.kind,
+        "step": plan.step,
+        "message_id": plan.message_id,
+        "recipient": plan.recipient,
+        "language": plan.language,
+        "context": plan.context.to_json(),
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "deadline": plan.deadline,
+        "created_at": now,
+    }
+
+
+def _add_event(
+    session: Session,
+    ticket_id: int,
+    inbound_id: int | None,
+    kind: str,
+    detail: dict[str, Any],
+) -> None:
+    session.connection().execute(
+        _INSERT_EVENT,
+        {"ticket_id": ticket_id, "inbound_id": inbound_id, "kind": kind, "detail": detail},
+    )
 
 
 def note_automated_answer(

@@ -17,14 +17,16 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, case, exists, insert, null, select, true, update
 from sqlalchemy.orm import Session
 
 from mailtriage.pipeline.analyse import Analysis
 from mailtriage.pipeline.conversation import Decision, message_key, thread_candidates
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.pipeline.text import split_body
+from mailtriage.sla import SlaRules, evaluate
 from mailtriage.store.models import (
     Article,
     ArticleRef,
@@ -41,10 +43,116 @@ from mailtriage.store.models import (
     utcnow,
 )
 from mailtriage.store.outbound_models import Outbox, OutboxStatus
+from mailtriage.store.sla_store import due_values, new_ticket_facts
+from mailtriage.store.tables import table
+
+# The hot path (every stored message) writes with prepared Core statements on the
+# session's connection: no ORM objects, no unit-of-work flushes. The rare paths
+# (merges, links, status changes, agents' articles) keep the ORM.
+_TICKET = table(Ticket)
+_ARTICLE = table(Article)
+_ATTACHMENT = table(Attachment)
+_REF = table(ArticleRef)
+_EVENT = table(Event)
+_PARTICIPANT = table(Participant)
+_CONTACT = table(Contact)
+_ORGANISATION = table(Organisation)
+_INBOUND = table(Inbound)
+
+_INSERT_TICKET = insert(_TICKET)
+_INSERT_ARTICLE = insert(_ARTICLE)
+_INSERT_ATTACHMENT = insert(_ATTACHMENT)
+_INSERT_EVENT = insert(_EVENT)
+_INSERT_PARTICIPANT = insert(_PARTICIPANT)
+_INSERT_CONTACT = insert(_CONTACT)
+_INSERT_ORGANISATION = insert(_ORGANISATION)
+# The requester's organisation (by domain) and contact (by address), in one query.
+_FIND_REQUESTER = select(
+    select(_ORGANISATION.c.id)
+    .where(_ORGANISATION.c.domain == bindparam("domain"))
+    .scalar_subquery(),
+    select(_CONTACT.c.id).where(_CONTACT.c.email == bindparam("email")).scalar_subquery(),
+)
+# One row per Message-ID the article carries; ``first`` when no article carried it
+# before (decided in the INSERT: one statement for all of an article's rows).
+_INSERT_REF = insert(_REF).from_select(
+    ["article_id", "message_key", "first"],
+    select(
+        bindparam("article_id", type_=_REF.c.article_id.type),
+        bindparam("message_key", type_=_REF.c.message_key.type),
+        case(
+            (
+                exists().where(
+                    _REF.c.message_key == bindparam("message_key", type_=_REF.c.message_key.type),
+                    _REF.c.first.is_(True),
+                ),
+                null(),
+            ),
+            else_=true(),
+        ),
+    ),
+)
+# Append: stamp the ticket, which locks it (PostgreSQL), unless it was merged.
+_TOUCH_LIVE = (
+    update(_TICKET)
+    .where(_TICKET.c.id == bindparam("b_id"), _TICKET.c.status != "merged")
+    .values(updated_at=bindparam("now"))
+)
+_TOUCH = (
+    update(_TICKET).where(_TICKET.c.id == bindparam("b_id")).values(updated_at=bindparam("now"))
+)
+_INSERT_LINK = insert(table(TicketLink))
+_KNOWN_PARTICIPANTS = select(_PARTICIPANT.c.address).where(
+    _PARTICIPANT.c.ticket_id == bindparam("ticket_id")
+)
+_DUPLICATE_TICKET = select(_ARTICLE.c.ticket_id).where(_ARTICLE.c.id == bindparam("article_id"))
+_FINISH_VALUES = {
+    "status": InboundStatus.DONE,
+    "lease_owner": None,
+    "lease_until": None,
+    "stage": None,
+    "reason": None,
+    "traceback": None,
+}
+_FINISH = update(_INBOUND).where(_INBOUND.c.id == bindparam("b_id"))
+_FINISH_LEASED = _FINISH.where(
+    _INBOUND.c.lease_owner == bindparam("b_owner"),
+    _INBOUND.c.status == InboundStatus.PROCESSING,
+)
 
 
 class LeaseLost(Exception):
     """Another worker took this message over (our lease expired); our work is void."""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """The sender's contact and the organisation of their domain as found before the
+    message is applied (None: not there yet), so that a new ticket need not look."""
+
+    contact_id: int | None
+    organisation_id: int | None
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A ticket this transaction created, as written: its acknowledgement, the agents'
+    notices and its SLA clocks use these values without reading the row back."""
+
+    id: int
+    subject: str
+    level: str | None
+    category: str | None
+    priority: str | None
+    language: str | None
+    classification_reasons: list[Any] | None
+    created_at: datetime
+    domain: str | None  # its organisation's domain
+    # Early replies' tickets may have been merged into it (their articles moved here).
+    adopted: bool = False
+    # Its SLA due times were written with it (it was created with the rules and
+    # adopted nothing): the caller need not refresh them.
+    clocks_written: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,8 +161,8 @@ class Applied:
     ticket_id: int | None
     decision: Decision
     # A created ticket and its article: the caller's next writes use them without
-    # loading them again (the session holds clean objects only weakly).
-    ticket: Ticket | None = field(default=None, compare=False, repr=False)
+    # loading them again.
+    ticket: NewTicket | None = field(default=None, compare=False, repr=False)
     article_id: int | None = None
 
 
@@ -66,13 +174,19 @@ def apply_decision(
     decision: Decision,
     *,
     freemail_domains: Collection[str] = (),
+    sla: SlaRules | None = None,
+    requester: Requester | None = None,
 ) -> Applied:
     """Create or append (merging early replies), and mark the inbound row done.
+    ``sla``: the SLA rules; a new ticket that adopts no early replies is written with
+    its due times (its clocks start with it). ``requester``: found by the lookups in
+    this transaction (None: look here).
 
     Raises LeaseLost when another worker owns the row now (roll back)."""
     parsed = analysis.parsed
+    conn = session.connection()
     ticket_id: int | None = None
-    ticket: Ticket | None = None
+    ticket: NewTicket | None = None
     article_id: int | None = None
     outcome = {
         "ignore": Outcome.IGNORED,
@@ -81,13 +195,26 @@ def apply_decision(
         "create": Outcome.CREATED,
     }[decision.action]
     if decision.action == "create":
-        ticket = _create_ticket(session, parsed, analysis, freemail_domains, decision.subject)
+        adopted = bool(decision.merge_ticket_ids)
+        ticket = _create_ticket(
+            conn,
+            parsed,
+            analysis,
+            freemail_domains,
+            decision.subject,
+            sla,
+            adopted=adopted,
+            requester=requester,
+        )
         ticket_id = ticket.id
-        article_id = _add_article(session, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
-        _event(session, ticket.id, inbound_id, "created", parsed, decision, analysis)
+        article_id = _add_article(conn, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
+        events = [_event(ticket.id, inbound_id, "created", parsed, decision, analysis)]
         if decision.link_ticket_id is not None:
-            _link(session, ticket.id, decision.link_ticket_id, decision.link_reason, inbound_id)
-        _add_participants(session, ticket.id, decision.participants, inbound_id)
+            events.append(
+                _link(conn, ticket.id, decision.link_ticket_id, decision.link_reason, inbound_id)
+            )
+        conn.execute(_INSERT_EVENT, events)
+        _add_participants(conn, ticket.id, decision.participants, inbound_id, new=True)
         _merge(session, decision, ticket.id, inbound_id)
     elif decision.action == "append" and decision.role == "agent":
         # An agent's mail: the caller (agent_mail.apply_agent_reply) writes it.
@@ -95,23 +222,44 @@ def apply_decision(
         ticket_id = _live_ticket(session, decision.ticket_id)
     elif decision.action == "append":
         assert decision.ticket_id is not None
-        ticket_id = _live_ticket(session, decision.ticket_id)
-        _add_article(session, ticket_id, inbound_id, parsed, dict(analysis.ocr_text), reply=True)
-        session.execute(update(Ticket).where(Ticket.id == ticket_id).values(updated_at=utcnow()))
-        _event(session, ticket_id, inbound_id, "article_added", parsed, decision, analysis)
+        ticket_id = _touch_live_ticket(session, decision.ticket_id)
+        _add_article(conn, ticket_id, inbound_id, parsed, dict(analysis.ocr_text), reply=True)
+        conn.execute(
+            _INSERT_EVENT,
+            _event(ticket_id, inbound_id, "article_added", parsed, decision, analysis),
+        )
         if decision.status_change is not None:
             before, after, why = decision.status_change
             set_status(session, ticket_id, before, after, why, "customer", inbound_id)
-        _add_participants(session, ticket_id, decision.participants, inbound_id)
+        _add_participants(conn, ticket_id, decision.participants, inbound_id)
         _merge(session, decision, ticket_id, inbound_id)
     elif decision.action == "ignore" and decision.note:
         ticket_id = decision.ticket_id  # noted, not reopened: status and updated_at stay
     elif decision.action == "duplicate":
-        ticket_id = session.scalar(
-            select(Article.ticket_id).where(Article.id == decision.duplicate_article_id)
-        )
-    _finish(session, inbound_id, owner, parsed, analysis, outcome, ticket_id, decision)
+        ticket_id = conn.execute(
+            _DUPLICATE_TICKET, {"article_id": decision.duplicate_article_id}
+        ).scalar()
+    _finish(conn, inbound_id, owner, parsed, analysis, outcome, ticket_id, decision)
     return Applied(outcome, ticket_id, decision, ticket, article_id)
+
+
+def _inserted_id(conn: Connection, statement: Any, values: dict[str, Any]) -> int:
+    key = conn.execute(statement, values).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _touch_live_ticket(session: Session, ticket_id: int) -> int:
+    """The ticket to append to (a merged ticket's successor), its ``updated_at`` set
+    (which locks it on PostgreSQL, like :func:`_live_ticket`): one statement when it
+    was not merged."""
+    conn = session.connection()
+    now = utcnow()
+    if conn.execute(_TOUCH_LIVE, {"b_id": ticket_id, "now": now}).rowcount:
+        return ticket_id
+    ticket_id = _live_ticket(session, ticket_id)
+    conn.execute(_TOUCH, {"b_id": ticket_id, "now": now})
+    return ticket_id
 
 
 def _live_ticket(session: Session, ticket_id: int) -> int:
@@ -124,14 +272,14 @@ def _live_ticket(session: Session, ticket_id: int) -> int:
         status = session.scalar(
             select(Ticket.status).where(Ticket.id == ticket_id).with_for_update()
         )
-        into = _merged_into(session, ticket_id) if status == "merged" else None
+        into = merged_into(session, ticket_id) if status == "merged" else None
         if into is None:
             return ticket_id
         ticket_id = into
     return ticket_id
 
 
-def _merged_into(session: Session, ticket_id: int) -> int | None:
+def merged_into(session: Session, ticket_id: int) -> int | None:
     for detail in session.scalars(
         select(Event.detail)
         .where(Event.ticket_id == ticket_id, Event.kind == "merged")
@@ -268,115 +416,133 @@ def set_status(
 
 
 def _link(
-    session: Session, ticket_id: int, linked: int, reason: str | None, inbound_id: int
-) -> None:
-    """The new ticket ``ticket_id`` links to ``linked`` (event on the new ticket only:
-    nothing is written on the old ticket's customer-visible side)."""
-    session.add(
-        TicketLink(
-            ticket_id=ticket_id,
-            linked_ticket_id=linked,
-            reason=reason or "linked",
-            inbound_id=inbound_id,
-        )
+    conn: Connection, ticket_id: int, linked: int, reason: str | None, inbound_id: int
+) -> dict[str, Any]:
+    """The new ticket ``ticket_id`` links to ``linked``; returns the event for the new
+    ticket only (nothing is written on the old ticket's customer-visible side)."""
+    conn.execute(
+        _INSERT_LINK,
+        {
+            "ticket_id": ticket_id,
+            "linked_ticket_id": linked,
+            "reason": reason or "linked",
+            "inbound_id": inbound_id,
+        },
     )
-    session.add(
-        Event(
-            ticket_id=ticket_id,
-            inbound_id=inbound_id,
-            kind="linked",
-            detail={"linked_ticket": linked, "reason": reason},
-        )
-    )
+    return _event_row(ticket_id, inbound_id, "linked", {"linked_ticket": linked, "reason": reason})
 
 
 def _add_participants(
-    session: Session,
+    conn: Connection,
     ticket_id: int,
     people: tuple[tuple[str, str, str], ...],
     inbound_id: int,
+    *,
+    new: bool = False,
 ) -> None:
+    """``new``: the ticket was created just now (it has no participants yet)."""
     if not people:
         return
-    known = set(
-        session.scalars(select(Participant.address).where(Participant.ticket_id == ticket_id))
-    )
+    known: set[str] = set()
+    if not new:
+        known.update(conn.execute(_KNOWN_PARTICIPANTS, {"ticket_id": ticket_id}).scalars())
+    rows = []
     for address, name, role in people:
         if address[:320] in known:
             continue
         known.add(address[:320])
-        session.add(
-            Participant(
-                ticket_id=ticket_id,
-                address=address[:320],
-                name=name[:255],
-                role=role,
-                inbound_id=inbound_id,
-            )
+        rows.append(
+            {
+                "ticket_id": ticket_id,
+                "address": address[:320],
+                "name": name[:255],
+                "role": role,
+                "inbound_id": inbound_id,
+            }
         )
-    session.flush()
+    if rows:
+        conn.execute(_INSERT_PARTICIPANT, rows)
 
 
 def _create_ticket(
-    session: Session,
+    conn: Connection,
     parsed: ParsedMessage,
     analysis: Analysis,
     freemail: Collection[str],
     subject: str | None = None,
-) -> Ticket:
-    organisation = None
+    sla: SlaRules | None = None,
+    *,
+    adopted: bool = False,
+    requester: Requester | None = None,
+) -> NewTicket:
+    """``sla``: write the due times with the ticket (unless it ``adopted`` early
+    replies: their history changes the clocks)."""
+    if adopted:
+        sla = None
     domain = parsed.sender_domain
-    if domain and domain not in freemail:
-        organisation = _get_or_create_organisation(session, domain)
-    contact = _get_or_create_contact(session, parsed, organisation)
-    c = analysis.classification
-    # One flush writes a new organisation, contact and the ticket; holding them here
-    # spares the acknowledgement loading them again.
-    ticket = Ticket(
-        subject=(parsed.subject if subject is None else subject)[:2000],
-        status="new",
-        requester=contact,
-        organisation=organisation,
-        level=c.level if c else None,
-        category=c.category if c else None,
-        priority=c.priority if c else None,
-        language=c.language if c else None,
-        confidence=c.confidence if c else None,
-        classification_reasons=list(c.reasons) if c else None,
-    )
-    session.add(ticket)
-    session.flush()
-    return ticket
-
-
-def _get_or_create_organisation(session: Session, domain: str) -> Organisation:
-    org = session.scalar(select(Organisation).where(Organisation.domain == domain))
-    if org is None:
-        # A concurrent insert of the same domain fails the commit with an
-        # IntegrityError; the worker retries and then finds this row.
-        org = Organisation(domain=domain, name=domain)
-        session.add(org)  # written with the ticket that names it
-    return org
-
-
-def _get_or_create_contact(
-    session: Session, parsed: ParsedMessage, organisation: Organisation | None
-) -> Contact | None:
-    if not parsed.sender:
-        return None
-    contact = session.scalar(select(Contact).where(Contact.email == parsed.sender))
-    if contact is None:
-        contact = Contact(
-            email=parsed.sender[:320],
-            name=parsed.sender_name[:255],
-            organisation=organisation,
+    wants_organisation = bool(domain) and domain not in freemail
+    if requester is None:
+        organisation_id, contact_id = conn.execute(
+            _FIND_REQUESTER, {"domain": domain or None, "email": parsed.sender or None}
+        ).one()
+    else:
+        organisation_id, contact_id = requester.organisation_id, requester.contact_id
+    if not wants_organisation:
+        organisation_id = None
+    if wants_organisation and organisation_id is None:
+        # A concurrent insert of the same domain (or address, below) fails the commit
+        # with an IntegrityError; the worker retries and then finds this row.
+        organisation_id = _inserted_id(
+            conn, _INSERT_ORGANISATION, {"domain": domain, "name": domain}
         )
-        session.add(contact)  # written with the ticket
-    return contact
+    if parsed.sender and contact_id is None:
+        contact_id = _inserted_id(
+            conn,
+            _INSERT_CONTACT,
+            {
+                "email": parsed.sender[:320],
+                "name": parsed.sender_name[:255],
+                "organisation_id": organisation_id,
+            },
+        )
+    c = analysis.classification
+    now = utcnow()
+    values: dict[str, Any] = {
+        "subject": (parsed.subject if subject is None else subject)[:2000],
+        "status": "new",
+        "requester_id": contact_id,
+        "organisation_id": organisation_id,
+        "level": c.level if c else None,
+        "category": c.category if c else None,
+        "priority": c.priority if c else None,
+        "language": c.language if c else None,
+        "confidence": c.confidence if c else None,
+        "classification_reasons": list(c.reasons) if c else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    organisation_domain = domain if wants_organisation else None
+    if sla is not None:
+        facts = new_ticket_facts(now, values["level"], values["priority"], organisation_domain)
+        values |= due_values(evaluate(facts, sla, now))
+    ticket_id = _inserted_id(conn, _INSERT_TICKET, values)
+    return NewTicket(
+        id=ticket_id,
+        subject=values["subject"],
+        level=values["level"],
+        category=values["category"],
+        priority=values["priority"],
+        language=values["language"],
+        classification_reasons=values["classification_reasons"],
+        created_at=now,
+        domain=organisation_domain,
+        adopted=adopted,
+        clocks_written=sla is not None,
+    )
 
 
 def _add_article(
-    session: Session,
+    conn: Connection,
     ticket_id: int,
     inbound_id: int,
     parsed: ParsedMessage,
@@ -391,32 +557,40 @@ def _add_article(
         new = split_body(parsed.text, parsed.subject).new_text
         if new and new != parsed.text:
             text, full_text = new, parsed.text
-    article = Article(
-        ticket_id=ticket_id,
-        inbound_id=inbound_id,
-        direction="in",
-        sender=parsed.sender[:320],
-        sender_name=parsed.sender_name[:255],
-        recipients=list(parsed.to),
-        cc=list(parsed.cc),
-        reply_to=list(parsed.reply_to),
-        subject=parsed.subject,
-        date=parsed.date,
-        message_key=message_key(parsed),
-        message_id=parsed.message_id,
-        in_reply_to=list(parsed.in_reply_to),
-        references=list(parsed.references),
-        content_key=parsed.content_key,
-        text=text,
-        full_text=full_text,
-        html=parsed.html,
-        defects=list(parsed.defects),
+    key = message_key(parsed)
+    article_id: int = _inserted_id(
+        conn,
+        _INSERT_ARTICLE,
+        {
+            "ticket_id": ticket_id,
+            "inbound_id": inbound_id,
+            "direction": "in",
+            "sender": parsed.sender[:320],
+            "sender_name": parsed.sender_name[:255],
+            "recipients": list(parsed.to),
+            "cc": list(parsed.cc),
+            "reply_to": list(parsed.reply_to),
+            "subject": parsed.subject,
+            "date": parsed.date,
+            "message_key": key,
+            "message_id": parsed.message_id,
+            "in_reply_to": list(parsed.in_reply_to),
+            "references": list(parsed.references),
+            "content_key": parsed.content_key,
+            "text": text,
+            "full_text": full_text,
+            "html": parsed.html,
+            "defects": list(parsed.defects),
+            "internal": False,
+        },
     )
-    article.attachments = _attachments(parsed, ocr)
-    session.add(article)
-    session.flush()
-    _add_refs(session, article.id, (article.message_key, *thread_candidates(parsed)))
-    return article.id
+    if parsed.attachments:
+        conn.execute(
+            _INSERT_ATTACHMENT,
+            [{"article_id": article_id, **_attachment_row(att, ocr)} for att in parsed.attachments],
+        )
+    _add_refs(conn, article_id, (key, *thread_candidates(parsed)))
+    return article_id
 
 
 def add_agent_article(
@@ -465,57 +639,59 @@ def add_agent_article(
     return article.id
 
 
+def _attachment_row(att: Any, ocr: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "filename": att.filename,
+        "content_type": att.content_type[:255],
+        "size": att.size,
+        "sha256": att.sha256,
+        "content_id": att.content_id,
+        "is_inline": att.is_inline,
+        "is_screenshot": att.is_screenshot,
+        "width": att.width,
+        "height": att.height,
+        "ocr_text": (ocr or {}).get(att.sha256),
+    }
+
+
 def _attachments(parsed: ParsedMessage, ocr: dict[str, str] | None = None) -> list[Attachment]:
     """The attachment rows of a message (their bytes are in the blob store);
     ``ocr``: attachment sha256 -> the text read from the screenshot."""
-    return [
-        Attachment(
-            filename=att.filename,
-            content_type=att.content_type[:255],
-            size=att.size,
-            sha256=att.sha256,
-            content_id=att.content_id,
-            is_inline=att.is_inline,
-            is_screenshot=att.is_screenshot,
-            width=att.width,
-            height=att.height,
-            ocr_text=(ocr or {}).get(att.sha256),
-        )
-        for att in parsed.attachments
-    ]
+    return [Attachment(**_attachment_row(att, ocr)) for att in parsed.attachments]
 
 
-def _add_refs(session: Session, article_id: int, keys: tuple[str, ...]) -> None:
+def _add_refs(conn: Connection, article_id: int, keys: tuple[str, ...]) -> None:
     """The article's rows: ``first`` where no article carried the Message-ID before.
     Two messages of one thread stored at the same moment both claim ``first`` for the
     Message-ID they share: one fails with an IntegrityError, the worker retries it,
     and then it sees the other."""
     wanted = [k for k in dict.fromkeys(keys) if k and len(k) <= 1000]
-    if not wanted:
-        return
-    carried = set(
-        session.scalars(
-            select(ArticleRef.message_key).where(
-                ArticleRef.message_key.in_(wanted), ArticleRef.first.is_(True)
-            )
-        )
-    )
-    # written by the next flush (the next query's autoflush at the latest)
-    session.add_all(
-        ArticleRef(article_id=article_id, message_key=k, first=None if k in carried else True)
-        for k in wanted
-    )
+    if wanted:
+        conn.execute(_INSERT_REF, [{"article_id": article_id, "message_key": k} for k in wanted])
+
+
+def _event_row(
+    ticket_id: int, inbound_id: int | None, kind: str, detail: dict[str, Any]
+) -> dict[str, Any]:
+    """An event for ``_INSERT_EVENT`` (every key given: one statement for several)."""
+    return {
+        "ticket_id": ticket_id,
+        "inbound_id": inbound_id,
+        "kind": kind,
+        "actor": "system",
+        "detail": detail,
+        "created_at": utcnow(),
+    }
 
 
 def _event(
-    session: Session,
     ticket_id: int,
     inbound_id: int,
     kind: str,
     parsed: ParsedMessage,
     decision: Decision,
     analysis: Analysis,
-) -> None:
+) -> dict[str, Any]:
     detail: dict[str, object] = {
         "message_id": parsed.message_id,
         "sender": parsed.sender,
@@ -525,11 +701,11 @@ def _event(
         detail["warnings"] = list(decision.warnings)
     if analysis.classification is not None and kind == "created":
         detail["classification"] = analysis.classification.to_dict()
-    session.add(Event(ticket_id=ticket_id, inbound_id=inbound_id, kind=kind, detail=detail))
+    return _event_row(ticket_id, inbound_id, kind, detail)
 
 
 def _finish(
-    session: Session,
+    conn: Connection,
     inbound_id: int,
     owner: str | None,
     parsed: ParsedMessage,
@@ -538,25 +714,20 @@ def _finish(
     ticket_id: int | None,
     decision: Decision,
 ) -> None:
-    stmt = update(Inbound).where(Inbound.id == inbound_id)
-    if owner is not None:
-        stmt = stmt.where(Inbound.lease_owner == owner, Inbound.status == InboundStatus.PROCESSING)
-    result = session.execute(
-        stmt.values(
-            status=InboundStatus.DONE,
-            outcome=outcome,
-            ticket_id=ticket_id,
-            message_id=parsed.message_id,
-            loop_kind=analysis.loop.kind,
-            loop_reasons=list(analysis.loop.reasons),
-            warnings=list(decision.warnings) or None,
-            lease_owner=None,
-            lease_until=None,
-            stage=None,
-            reason=None,
-            traceback=None,
-            processed_at=utcnow(),
-        ).execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    params: dict[str, Any] = {
+        "b_id": inbound_id,
+        **_FINISH_VALUES,
+        "outcome": outcome,
+        "ticket_id": ticket_id,
+        "message_id": parsed.message_id,
+        "loop_kind": analysis.loop.kind,
+        "loop_reasons": list(analysis.loop.reasons),
+        "warnings": list(decision.warnings) or None,
+        "processed_at": utcnow(),
+    }
+    if owner is None:
+        result = conn.execute(_FINISH, params)
+    else:
+        result = conn.execute(_FINISH_LEASED, params | {"b_owner": owner})
+    if not result.rowcount:
         raise LeaseLost(f"inbound {inbound_id}: lease lost before commit")

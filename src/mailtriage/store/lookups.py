@@ -3,15 +3,32 @@
 ``lookup_conversation`` reads (never writes) and returns a frozen
 :class:`~mailtriage.pipeline.conversation.ConversationFacts`; the pure
 ``conversation.match`` decides from it, and ``store.apply`` writes the decision.
-All three run in the caller's transaction.
+All three run in the caller's transaction. ``lookup_message`` (the worker's) also
+returns the sender's contact and organisation rows, found by the same first query, so
+that a new ticket is written without looking for them again.
+
+Every message costs one query for its Message-ID (duplicates, early replies) and its
+sender (the new-ticket cap, contact, organisation); a reply adds its thread candidates
+and the facts of the tickets named (participants included).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import (
+    Connection,
+    Row,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from mailtriage.pipeline.conversation import (
@@ -29,14 +46,112 @@ from mailtriage.pipeline.conversation import (
 )
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
+from mailtriage.store.apply import Requester, merged_into
 from mailtriage.store.models import (
     Article,
     ArticleRef,
     Contact,
     Event,
+    Organisation,
     Participant,
     Ticket,
     utcnow,
+)
+from mailtriage.store.tables import table
+
+_ARTICLE = table(Article)
+_TICKET = table(Ticket)
+_CONTACT = table(Contact)
+_REF = table(ArticleRef)
+_PARTICIPANT = table(Participant)
+_ORGANISATION = table(Organisation)
+
+_KEY_COLUMNS = (
+    _ARTICLE.c.id,
+    _ARTICLE.c.content_key,
+    _ARTICLE.c.ticket_id,
+    _ARTICLE.c.inbound_id,
+    _TICKET.c.status,
+    _ARTICLE.c.sender,
+    _ARTICLE.c.recipients,
+    _ARTICLE.c.cc,
+)
+# The articles with this message's key (duplicate or not: ``early`` 0) ...
+_SAME_KEY = (
+    select(*_KEY_COLUMNS, literal_column("0").label("early"))
+    .select_from(_ARTICLE.join(_TICKET, _TICKET.c.id == _ARTICLE.c.ticket_id))
+    .where(_ARTICLE.c.message_key == bindparam("key"))
+)
+# ... and, in the same query, the inbound articles of other messages that refer to it
+# (early replies: ``early`` 1).
+_KEY_FACTS = union_all(
+    _SAME_KEY,
+    select(*_KEY_COLUMNS, literal_column("1"))
+    .select_from(
+        _REF.join(_ARTICLE, _ARTICLE.c.id == _REF.c.article_id).join(
+            _TICKET, _TICKET.c.id == _ARTICLE.c.ticket_id
+        )
+    )
+    .where(
+        _REF.c.message_key == bindparam("key"),
+        _ARTICLE.c.message_key != bindparam("key"),
+        _ARTICLE.c.direction == "in",
+        _ARTICLE.c.inbound_id.is_not(None),
+    ),
+)
+# Tickets the sender opened since then (count, latest) ...
+_SENDER = (
+    select(func.count(_TICKET.c.id).label("recent"), func.max(_TICKET.c.id).label("latest"))
+    .select_from(_TICKET.join(_CONTACT, _CONTACT.c.id == _TICKET.c.requester_id))
+    .where(_CONTACT.c.email == bindparam("sender"), _TICKET.c.created_at >= bindparam("since"))
+    .subquery("sender")
+)
+_KEY_ROWS = _KEY_FACTS.subquery("key_rows")
+# ... and, in the same query, the sender's contact and organisation rows (for a new
+# ticket) and the articles of _KEY_FACTS: one row per article, or one without any.
+_MESSAGE_FACTS = select(
+    _SENDER.c.recent,
+    _SENDER.c.latest,
+    select(_CONTACT.c.id)
+    .where(_CONTACT.c.email == bindparam("sender"))
+    .scalar_subquery()
+    .label("contact_id"),
+    select(_ORGANISATION.c.id)
+    .where(_ORGANISATION.c.domain == bindparam("domain"))
+    .scalar_subquery()
+    .label("organisation_id"),
+    *_KEY_ROWS.c,
+).select_from(_SENDER.outerjoin(_KEY_ROWS, true()))
+_REQUESTED = _TICKET.outerjoin(_CONTACT, _CONTACT.c.id == _TICKET.c.requester_id)
+_HOLDING = (
+    select(_ARTICLE.c.message_key, _ARTICLE.c.ticket_id, _ARTICLE.c.sender, _CONTACT.c.email)
+    .select_from(_ARTICLE.join(_REQUESTED, _TICKET.c.id == _ARTICLE.c.ticket_id))
+    .where(_ARTICLE.c.message_key.in_(bindparam("idents", expanding=True)))
+    .order_by(_ARTICLE.c.id)
+)
+_REFERRING = (
+    select(_REF.c.message_key, _ARTICLE.c.ticket_id, _ARTICLE.c.sender, _CONTACT.c.email)
+    .select_from(
+        _REF.join(_ARTICLE, _ARTICLE.c.id == _REF.c.article_id).join(
+            _REQUESTED, _TICKET.c.id == _ARTICLE.c.ticket_id
+        )
+    )
+    .where(_REF.c.message_key.in_(bindparam("idents", expanding=True)))
+    .order_by(_ARTICLE.c.id)
+)
+# A ticket's facts, one row per participant (or one with none).
+_TICKET_FACTS = (
+    select(
+        _TICKET.c.id,
+        _TICKET.c.status,
+        _TICKET.c.resolved_at,
+        _TICKET.c.subject,
+        _CONTACT.c.email,
+        _PARTICIPANT.c.address,
+    )
+    .select_from(_REQUESTED.outerjoin(_PARTICIPANT, _PARTICIPANT.c.ticket_id == _TICKET.c.id))
+    .where(_TICKET.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_TICKET.c.id, _PARTICIPANT.c.address)
 )
 
 
@@ -47,188 +162,169 @@ def lookup_conversation(
     policy: ConversationPolicy = DEFAULT_POLICY,
     envelope_recipients: tuple[str, ...] = (),
 ) -> ConversationFacts:
+    return lookup_message(session, parsed, loop, policy, envelope_recipients)[0]
+
+
+def lookup_message(
+    session: Session,
+    parsed: ParsedMessage,
+    loop: LoopVerdict,
+    policy: ConversationPolicy = DEFAULT_POLICY,
+    envelope_recipients: tuple[str, ...] = (),
+) -> tuple[ConversationFacts, Requester | None]:
+    """The conversation facts, and (human mail) the sender's contact and organisation
+    rows as they are now, for ``apply_decision`` (found by the same query)."""
     key = message_key(parsed)
-    rows = session.execute(
-        select(Article.id, Article.content_key).where(Article.message_key == key)
-    ).all()
-    duplicate = next((aid for aid, ck in rows if ck == parsed.content_key), None)
-    other = any(ck != parsed.content_key for _, ck in rows)
+    session.flush()  # (reads below go to the connection: nothing may be held back)
+    conn = session.connection()
     if loop.automated:
+        rows = conn.execute(_SAME_KEY, {"key": key}).all()
+        duplicate, other = _same_key(rows, parsed)
         # Automated mail never joins or opens a ticket: only our mail it answers counts.
-        return ConversationFacts(
+        facts = ConversationFacts(
             message_key=key,
             duplicate_article_id=duplicate,
             same_id_other_content=other,
             our_mail=find_our_mail(session, our_mail_candidates(parsed, loop)),
         )
+        return facts, None
+    now = utcnow()
+    since = now - timedelta(minutes=policy.new_tickets_window_minutes)
+    rows = conn.execute(
+        _MESSAGE_FACTS,
+        {
+            "key": key,
+            "sender": parsed.sender or None,
+            "since": since,
+            "domain": parsed.sender_domain or None,
+        },
+    ).all()
+    # one row at least: the sender's (and the articles', when there are any)
+    first = rows[0]
+    requester = Requester(first.contact_id, first.organisation_id)
+    rows = [r for r in rows if r.id is not None]
+    duplicate, other = _same_key(rows, parsed)
     if duplicate is not None:  # match() answers "duplicate" before it reads anything else
-        return ConversationFacts(
+        facts = ConversationFacts(
             message_key=key, duplicate_article_id=duplicate, same_id_other_content=other
         )
-    now = utcnow()
-    candidates = _candidates(session, thread_candidates(parsed))
-    recent, latest = _sender_tickets(session, parsed.sender, now, policy)
+        return facts, requester
+    candidates = _candidates(conn, thread_candidates(parsed))
+    recent, latest = 0, None
+    if parsed.sender and policy.new_tickets_per_address > 0:
+        recent, latest = int(first.recent or 0), first.latest
     ids = [
         *(c.ticket_id for c in candidates),
         *hinted_ticket_ids(parsed, policy, envelope_recipients),
         *([latest] if latest is not None else []),
     ]
-    return ConversationFacts(
+    facts = ConversationFacts(
         message_key=key,
         duplicate_article_id=duplicate,
         same_id_other_content=other,
         candidates=candidates,
-        early_replies=_early_replies(session, key),
+        early_replies=_early_replies(session, [r for r in rows if r.early]),
         tickets=ticket_facts(session, ids),
         sender_recent_tickets=recent,
         sender_latest_ticket=latest,
         now=now,
     )
+    return facts, requester
 
 
-def _sender_tickets(
-    session: Session, sender: str, now: datetime, policy: ConversationPolicy
-) -> tuple[int, int | None]:
-    """(tickets ``sender`` opened within the cap's window, the latest of them)."""
-    if not sender or policy.new_tickets_per_address <= 0:
-        return 0, None
-    since = now - timedelta(minutes=policy.new_tickets_window_minutes)
-    count, latest = session.execute(
-        select(func.count(Ticket.id), func.max(Ticket.id))
-        .join(Contact, Contact.id == Ticket.requester_id)
-        .where(Contact.email == sender, Ticket.created_at >= since)
-    ).one()
-    return int(count or 0), latest
-
-
-def _live(session: Session, ticket_id: int) -> int:
-    """A merged ticket's successor (a chain of merges is short)."""
-    for _ in range(20):
-        status = session.scalar(select(Ticket.status).where(Ticket.id == ticket_id))
-        if status != "merged":
-            return ticket_id
-        into = None
-        for detail in session.scalars(
-            select(Event.detail)
-            .where(Event.ticket_id == ticket_id, Event.kind == "merged")
-            .order_by(Event.id.desc())
-        ):
-            if isinstance((detail or {}).get("into"), int):
-                into = detail["into"]
-                break
-        if into is None:
-            return ticket_id
-        ticket_id = into
-    return ticket_id
+def _same_key(rows: Sequence[Any], parsed: ParsedMessage) -> tuple[int | None, bool]:
+    """(the article this message repeats, whether another one has its Message-ID)."""
+    same = [r for r in rows if not r.early]
+    duplicate = next((r.id for r in same if r.content_key == parsed.content_key), None)
+    return duplicate, any(r.content_key != parsed.content_key for r in same)
 
 
 def ticket_facts(session: Session, ticket_ids: Iterable[int]) -> tuple[TicketFacts, ...]:
     """Facts of each (live) ticket of ``ticket_ids``; unknown ids are left out."""
-    live: dict[int, list[int]] = {}
-    for ticket_id in dict.fromkeys(ticket_ids):
-        live.setdefault(_live(session, ticket_id), []).append(ticket_id)
-    if not live:
+    wanted = list(dict.fromkeys(ticket_ids))
+    if not wanted:
         return ()
-    rows = session.execute(
-        select(Ticket.id, Ticket.status, Ticket.resolved_at, Ticket.subject, Contact.email)
-        .outerjoin(Contact, Contact.id == Ticket.requester_id)
-        .where(Ticket.id.in_(list(live)))
-    ).all()
-    people: dict[int, list[str]] = {}
-    for ticket_id, address in session.execute(
-        select(Participant.ticket_id, Participant.address).where(
-            Participant.ticket_id.in_(list(live))
-        )
-    ):
-        people.setdefault(ticket_id, []).append(address)
+    conn = session.connection()
+    found: dict[int, tuple[str, datetime | None, str | None, str | None, list[str]]] = {}
+
+    def fetch(ids: list[int]) -> None:
+        for tid, status, resolved_at, subject, email, address in conn.execute(
+            _TICKET_FACTS, {"ids": ids}
+        ):
+            entry = found.setdefault(tid, (status, resolved_at, subject, email, []))
+            if address is not None:
+                entry[4].append(address)
+
+    def live(ticket_id: int) -> int:
+        """A merged ticket's successor (a chain of merges is short)."""
+        for _ in range(20):
+            entry = found.get(ticket_id)
+            if entry is None or entry[0] != "merged":
+                return ticket_id
+            into = merged_into(session, ticket_id)
+            if into is None:
+                return ticket_id
+            ticket_id = into
+            if ticket_id not in found:
+                fetch([ticket_id])
+        return ticket_id
+
+    fetch(wanted)
+    merged_from: dict[int, list[int]] = {}
+    for ticket_id in wanted:
+        merged_from.setdefault(live(ticket_id), []).append(ticket_id)
     return tuple(
         TicketFacts(
-            ticket_id=row.id,
-            status=row.status,
-            requester=row.email,
-            participants=tuple(people.get(row.id, ())),
-            resolved_at=row.resolved_at,
-            subject=row.subject or "",
-            merged_from=tuple(i for i in live[row.id] if i != row.id),
+            ticket_id=ticket_id,
+            status=status,
+            requester=email,
+            participants=tuple(people),
+            resolved_at=resolved_at,
+            subject=subject or "",
+            merged_from=tuple(i for i in merged_from[ticket_id] if i != ticket_id),
         )
-        for row in rows
+        for ticket_id, (status, resolved_at, subject, email, people) in sorted(found.items())
+        if ticket_id in merged_from
     )
 
 
-def _candidates(session: Session, idents: tuple[str, ...]) -> tuple[Candidate, ...]:
+def _candidates(conn: Connection, idents: tuple[str, ...]) -> tuple[Candidate, ...]:
     """Tickets holding one of ``idents`` (the latest article per Message-ID), in the
     order of ``idents``. Only when none holds one: tickets with an article that refers
     to one of them (earliest article first), which joins a reply to its sibling."""
     if not idents:
         return ()
-    holding: dict[str, tuple[int, str]] = {
-        ident: (ticket_id, sender or "")
-        for ident, ticket_id, sender in session.execute(
-            select(Article.message_key, Article.ticket_id, Article.sender)
-            .where(Article.message_key.in_(idents))
-            .order_by(Article.id)
-        )
-    }
+    requesters: dict[int, str | None] = {}
+    holding: dict[str, tuple[int, str]] = {}
+    for ident, ticket_id, sender, requester in conn.execute(_HOLDING, {"idents": list(idents)}):
+        holding[ident] = (ticket_id, sender or "")
+        requesters[ticket_id] = requester
     found = [
-        Candidate(holding[i][0], i, "message", article_sender=holding[i][1])
+        Candidate(holding[i][0], i, "message", holding[i][1], requesters[holding[i][0]])
         for i in idents
         if i in holding
     ]
-    if not found:
-        referring: dict[str, list[tuple[int, str]]] = {}
-        for ident, ticket_id, sender in session.execute(
-            select(ArticleRef.message_key, Article.ticket_id, Article.sender)
-            .join(Article, Article.id == ArticleRef.article_id)
-            .where(ArticleRef.message_key.in_(idents))
-            .order_by(Article.id)
-        ):
-            referring.setdefault(ident, []).append((ticket_id, sender or ""))
-        found = [
-            Candidate(ticket_id, i, "reference", article_sender=sender)
-            for i in idents
-            for ticket_id, sender in referring.get(i, ())
-        ]
-    if not found:
-        return ()
-    requesters = dict(
-        session.execute(
-            select(Ticket.id, Contact.email)
-            .join(Contact, Contact.id == Ticket.requester_id)
-            .where(Ticket.id.in_({c.ticket_id for c in found}))
-        ).all()
-    )
+    if found:
+        return tuple(found)
+    referring: dict[str, list[tuple[int, str]]] = {}
+    for ident, ticket_id, sender, requester in conn.execute(_REFERRING, {"idents": list(idents)}):
+        referring.setdefault(ident, []).append((ticket_id, sender or ""))
+        requesters[ticket_id] = requester
     return tuple(
-        Candidate(c.ticket_id, c.message_id, c.via, c.article_sender, requesters.get(c.ticket_id))
-        for c in found
+        Candidate(ticket_id, i, "reference", sender, requesters[ticket_id])
+        for i in idents
+        for ticket_id, sender in referring.get(i, ())
     )
 
 
-def _early_replies(session: Session, key: str) -> tuple[EarlyReply, ...]:
-    """Tickets opened by a reply to ``key`` stored before it, each adoptable or kept
-    with why.
+def _early_replies(session: Session, rows: list[Row[Any]]) -> tuple[EarlyReply, ...]:
+    """Tickets opened by a reply to this message stored before it (``rows``: their
+    articles that refer to it), each adoptable or kept with why.
 
     A ticket counts when its first inbound article (the one its "created" event
-    names) refers to ``key``; it is adoptable while it is "new" and no human changed
-    it (no correction, no event by anyone but the system).
+    names) refers to the message; it is adoptable while it is "new" and no human
+    changed it (no correction, no event by anyone but the system).
     """
-    rows = session.execute(
-        select(
-            Article.ticket_id,
-            Article.inbound_id,
-            Ticket.status,
-            Article.sender,
-            Article.recipients,
-            Article.cc,
-        )
-        .join(ArticleRef, ArticleRef.article_id == Article.id)
-        .join(Ticket, Ticket.id == Article.ticket_id)
-        .where(
-            ArticleRef.message_key == key,
-            Article.message_key != key,
-            Article.direction == "in",
-            Article.inbound_id.is_not(None),
-        )
-    ).all()
     if not rows:
         return ()
     ticket_ids = sorted({r.ticket_id for r in rows})
