@@ -1,0 +1,119 @@
+"""The rules' scanner finds exactly what running every group's expression over the whole
+text finds (it only tries the positions a match can start at)."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from mailtriage.pipeline.classify import fold, input_from_text
+from mailtriage.pipeline.classify.patterns import (
+    Scanner,
+    SignalGroup,
+    _prefixes,
+    _Unbounded,
+    compile_terms,
+)
+from mailtriage.pipeline.classify.scoring import _zone_texts
+from mailtriage.pipeline.parse import parse_message
+from mailtriage.triage.rules_file import load_rules
+
+LABELED = Path(__file__).parent / "labeled"
+
+
+def finditer_scan(scanner: Scanner, text: str) -> dict[int, tuple[str, ...]]:
+    """The reference: every group's expression over the whole text."""
+    found: dict[int, tuple[str, ...]] = {}
+    for i, group in enumerate(scanner.groups):
+        seen: dict[str, None] = {}
+        for hit in group.regex.finditer(text):
+            phrase = hit.group(0).strip().lower()
+            if phrase and phrase not in seen:
+                seen[phrase] = None
+                if len(seen) >= group.max_hits:
+                    break
+        if seen:
+            found[i] = tuple(seen)
+    return found
+
+
+def group(terms: list[str], index: int = 0, max_hits: int = 3) -> SignalGroup:
+    return SignalGroup(
+        name=f"g{index}",
+        weight=1.0,
+        regex=re.compile(compile_terms(terms)),
+        max_hits=max_hits,
+        terms=tuple(terms),
+        index=index,
+    )
+
+
+def test_default_rules_on_the_labelled_mails_and_tricky_text():
+    rules = load_rules()
+    texts = [
+        "",
+        "a",
+        "passwort",
+        "benutzerpasswort-aenderung, passwortaenderung! 500 users affected; error 503",
+        "nullpointerexception: at com.example.foo(bar.java:12) - 1. a 2. b 3. c",
+        "ıstanbul ſtraße kelvin k \u212a",  # characters re folds under IGNORECASE
+    ]
+    for path in sorted(LABELED.rglob("*.eml")):
+        msg = parse_message(path.read_bytes())
+        inp = input_from_text(msg.subject, msg.text, (), msg.sender)
+        texts += [fold(t) for t in _zone_texts(inp).values() if t.strip()]
+    assert len(texts) > 500
+    for text in texts:
+        assert rules.scanner.scan(text) == finditer_scan(rules.scanner, text), text[:200]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("abcdef", {"abcd"}),
+        ("(ab|vor|zum)[\\s\\-]+x", {"ab", "vor", "zum"}),
+        ("[ab]c(?:de|f)g", {"acde", "bcde", "acfg", "bcfg"}),
+        ("x?yz", {"x", "yz"}),  # one repetition, then nothing more is known
+        ("e-?mail", {"emai", "e-"}),
+        ("(?<!\\w)(?:ab\\b|c)", {"ab", "c"}),
+        ("a+bc", {"a"}),
+    ],
+)
+def test_prefixes(source, expected):
+    assert _prefixes(source) == expected
+
+
+@pytest.mark.parametrize("source", ["\\d+ users", ".{0,3}x", "\\w(error)", "x?", "(?i:abc)"])
+def test_prefixes_refuse_what_may_start_anywhere(source):
+    with pytest.raises(_Unbounded):
+        _prefixes(source)
+
+
+def test_random_patterns_and_texts():
+    """Random rules-file patterns (word starts, anywhere, optional parts, classes, groups
+    that must be scanned whole) against random text: the same phrases as finditer."""
+    rng = random.Random(10)
+    atoms = ["a", "b", "ab", "ba", "c", "-", " ", "(a|bc)", "[ab]", "a?", "b*", "(ab)+", "\\w"]
+    for _ in range(300):
+        groups = []
+        for index in range(rng.randint(1, 4)):
+            terms = []
+            for _ in range(rng.randint(1, 4)):
+                body = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 4))).strip()
+                if not body or re.fullmatch(r"[\s-]*", body):
+                    body = "ab"
+                terms.append(("*" if rng.random() < 0.3 else "") + body)
+            regex = re.compile(compile_terms(terms))
+            if regex.search("") or any(regex.finditer(" ")):
+                continue  # the rules refuse patterns that match empty text
+            groups.append(group(terms, index, max_hits=rng.randint(1, 3)))
+        scanner = Scanner(groups)
+        for _ in range(20):
+            text = "".join(rng.choice("aabbc -\n") for _ in range(rng.randint(0, 40)))
+            assert scanner.scan(text) == finditer_scan(scanner, text), (
+                [g.terms for g in groups],
+                text,
+            )
