@@ -33,6 +33,7 @@ __all__ = ["Features", "LabelModel", "LinearModel", "Prediction", "meta_features
 MODEL_FORMAT = 1
 MODEL_CHARS = 4000  # the model reads the start of the text: the problem is stated there
 _WORD = re.compile(r"\w+")
+_WORD_CACHE_SIZE = 200_000  # words whose features a model keeps (a few MB)
 
 
 @lru_cache(maxsize=100_000)
@@ -108,6 +109,12 @@ class LinearModel:
         self._names = {i: n for n, i in self.vocabulary.items()} | {
             i: n for n, i in self.meta.items()
         }
+        self._word_cache: dict[str, tuple[int, ...]] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_word_cache"] = {}  # a pickled model (to a process pool) starts afresh
+        return state
 
     # ------------------------------------------------------------------ (de)serialise
 
@@ -157,13 +164,28 @@ class LinearModel:
 
     # ------------------------------------------------------------------ scoring
 
+    def _word_features(self, word: str) -> tuple[int, ...]:
+        """The vocabulary indices of a word's grams that are in the vocabulary, in the
+        order of tokens() (cached per model: words repeat across mails)."""
+        found = self._word_cache.get(word)
+        if found is None:
+            vocabulary = self.vocabulary
+            found = tuple(vocabulary[g] for g in _grams(word) if g in vocabulary)
+            if len(self._word_cache) < _WORD_CACHE_SIZE:
+                self._word_cache[word] = found
+        return found
+
     def vector(self, folded: str, meta: Mapping[str, float]) -> Features:
-        """Sublinear tf-idf of the text's grams (l2-normalised) plus the meta features."""
-        vocabulary = self.vocabulary
-        counts = Counter(t for t in tokens(folded) if t in vocabulary)
-        vec = {
-            vocabulary[t]: (1.0 + math.log(n)) * self.idf[vocabulary[t]] for t, n in counts.items()
-        }
+        """Sublinear tf-idf of the text's grams (l2-normalised) plus the meta features.
+
+        The grams are counted as vocabulary indices in the order tokens() gives them, so
+        the vector's entries (and the float sums over them) come in the same order as
+        when counting the grams themselves."""
+        indices: list[int] = []
+        for word in _WORD.findall(folded[:MODEL_CHARS]):
+            indices += self._word_features(word)
+        idf = self.idf
+        vec = {i: (1.0 + math.log(n)) * idf[i] for i, n in Counter(indices).items()}
         norm = math.sqrt(sum(v * v for v in vec.values()))
         if norm > 0:
             vec = {i: v / norm for i, v in vec.items()}
