@@ -119,7 +119,23 @@ def test_vector_is_exactly_tf_idf_of_the_grams() -> None:
         norm = math.sqrt(sum(v * v for v in ref.values()))
         if norm > 0:
             ref = {i: v / norm for i, v in ref.items()}
-        vec = model.vector(text, {})
+        meta = {"rules.category=how_to": 1.0, "rules.score.how_to": 0.5, "unknown": 1.0}
+        for name, value in meta.items():
+            if name in model.meta:
+                ref[model.meta[name]] = model.meta_weight * value
+        vec = model.vector(text, meta)
         assert vec.index.tolist() == list(ref)
         assert vec.value.tolist() == list(ref.values())
     assert pickle.loads(pickle.dumps(model))._word_cache == {}
+
+
+def test_vector_with_a_meta_feature_on_a_gram_index() -> None:
+    """A meta index that is also a gram's replaces the gram's value in place."""
+    model = tiny_model()
+    model.meta["clash"] = model.vocabulary[" pa"]
+    vec = model.vector("passwort", {"clash": 1.0, "rules.category=how_to": 1.0})
+    values = dict(zip(vec.index.tolist(), vec.value.tolist(), strict=True))
+    gram = model.vocabulary[" pa"]
+    assert vec.index.tolist()[0] == gram
+    assert values[gram] == 1.0
+    assert vec.index.tolist()[-1] == model.meta["rules.category=how_to"]
