@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 
 from mailtriage.pipeline.classify import fold, input_from_text
-from mailtriage.pipeline.classify.patterns import (
-    Scanner,
-    SignalGroup,
-    _prefixes,
-    _Unbounded,
-    compile_terms,
-)
+from mailtriage.pipeline.classify.patterns import Scanner, SignalGroup, compile_terms
 from mailtriage.pipeline.classify.scoring import _zone_texts
-from mailtriage.pipeline.parse import parse_message
+from mailtriage.pipeline.parse import ParseError, parse_message
+from mailtriage.pipeline.regex_prefix import LeftmostSearch, Unbounded, prefixes
 from mailtriage.triage.rules_file import load_rules
 
 LABELED = Path(__file__).parent / "labeled"
@@ -82,14 +77,14 @@ def test_default_rules_on_the_labelled_mails_and_tricky_text():
         ("a+bc", {"a"}),
     ],
 )
-def test_prefixes(source, expected):
-    assert _prefixes(source) == expected
+def testprefixes(source, expected):
+    assert prefixes(source) == expected
 
 
 @pytest.mark.parametrize("source", ["\\d+ users", ".{0,3}x", "\\w(error)", "x?", "(?i:abc)"])
 def test_prefixes_refuse_what_may_start_anywhere(source):
-    with pytest.raises(_Unbounded):
-        _prefixes(source)
+    with pytest.raises(Unbounded):
+        prefixes(source)
 
 
 def test_random_patterns_and_texts():
@@ -117,3 +112,39 @@ def test_random_patterns_and_texts():
                 [g.terms for g in groups],
                 text,
             )
+
+
+def test_loop_guard_searches_find_what_re_search_finds():
+    """The loop guard's LeftmostSearch patterns on the folded text of every corpus mail
+    (bounces, auto-replies, lists, people) and random text: the same match, or none."""
+    from mailtriage.pipeline.loops import patterns as loop_patterns
+    from mailtriage.pipeline.loops.mail import Mail
+
+    searches = [
+        v for v in vars(loop_patterns).values() if isinstance(v, LeftmostSearch) and v.prefixes
+    ]
+    assert len(searches) >= 8
+    corpus = Path(__file__).parent / "corpus"
+    texts = []
+    for path in sorted(corpus.rglob("*.eml"))[::3]:
+        try:
+            mail = Mail(parse_message(path.read_bytes()), None)
+        except ParseError:
+            continue
+        texts += [mail.body, mail.fresh, mail.subject]
+    rng = random.Random(7)
+    words = ["i", "am", "out", "of", "the", "office", "ich", "bin", "im", "urlaub"]
+    words += ["could", "not", "be", "delivered", "help", "please", "ausser", "haus"]
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    for search in searches:
+        for text in texts:
+            ours, theirs = search.search(text), search.regex.search(text)
+            assert (ours and ours.span()) == (theirs and theirs.span()), (search.pattern, text)
+
+
+def test_leftmost_search_falls_back_without_prefixes():
+    assert LeftmostSearch(re.compile(r"\d+ users")).prefixes is None
+    assert LeftmostSearch(re.compile(r"abc", re.IGNORECASE)).prefixes is None
+    assert LeftmostSearch(re.compile(r"(?i)abc")).prefixes is None
+    assert LeftmostSearch(re.compile(r"(?i)abc")).search("xABC").span() == (1, 4)
+    assert LeftmostSearch(re.compile(r"b|ab")).search("xab").span() == (1, 3)

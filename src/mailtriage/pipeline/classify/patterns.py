@@ -17,13 +17,12 @@ reads its result rather than running expressions itself.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mailtriage.pipeline.classify.fold import FOLD_TABLE
+from mailtriage.pipeline.regex_prefix import PREFIX_CHARS, Unbounded, prefixes
 
 __all__ = ["Scanner", "SignalGroup", "compile_terms"]
 
@@ -148,73 +147,8 @@ def compile_terms(terms: Sequence[str]) -> str:
     return "|".join(parts)
 
 
-# Characters of a match's start that the scanner indexes (see Scanner).
-PREFIX_CHARS = 4
-_MAX_PREFIXES = 4000  # per group; a group with more is scanned as a whole
-_MAX_STEPS = 200_000  # steps of the prefix walk per group
 _WORD_CHAR = re.compile(r"\w")
 _RUN_START = re.compile(rf"(?<!\w)(?=(\w[\s\S]{{0,{PREFIX_CHARS - 1}}}))")
-
-
-class _Unbounded(Exception):
-    """A pattern some match of which may start with anything (or with too many things)."""
-
-
-_STOP = (None, None)
-
-
-def _prefixes(source: str) -> set[str]:
-    """Every string (at most PREFIX_CHARS long, never empty) one of which each match of
-    the regular expression ``source`` starts with. Raises _Unbounded when there is no
-    such finite set (a match may start with a class such as ``\\d`` or ``.``), or it
-    is too large. Read from the stdlib's own parse of the pattern, so it cannot
-    disagree with the compiled expression: only consumed literal characters count;
-    zero-width assertions are passed over (they only narrow the matches)."""
-    parser: Any = importlib.import_module("re._parser")
-    c: Any = importlib.import_module("re._constants")
-    repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
-    zero_width = {c.AT, c.ASSERT, c.ASSERT_NOT}
-    out: set[str] = set()
-    steps = 0
-
-    def walk(items: list[Any], acc: str) -> None:
-        nonlocal steps
-        for i, (op, av) in enumerate(items):
-            steps += 1
-            if steps > _MAX_STEPS or len(out) > _MAX_PREFIXES:
-                raise _Unbounded
-            if len(acc) >= PREFIX_CHARS:
-                break
-            rest = items[i + 1 :]
-            if op is c.LITERAL:
-                acc += chr(av)
-            elif op in zero_width:
-                continue
-            elif op is c.IN and av and all(o is c.LITERAL for o, _ in av):
-                for _, ch in av:
-                    walk(rest, acc + chr(ch))
-                return
-            elif op is c.SUBPATTERN and not av[1] and not av[2]:
-                walk(list(av[3]) + rest, acc)
-                return
-            elif op is c.BRANCH:
-                for alt in av[1]:
-                    walk(list(alt) + rest, acc)
-                return
-            elif op in repeats:
-                low, _, sub = av
-                if low == 0:
-                    walk(rest, acc)
-                walk([*sub, _STOP], acc)  # one repetition, then no further
-                return
-            else:  # a class, any character, a flag group, a back-reference, _STOP
-                break
-        if not acc:
-            raise _Unbounded
-        out.add(acc[:PREFIX_CHARS])
-
-    walk(list(parser.parse(source)), "")
-    return out
 
 
 @dataclass(frozen=True)
@@ -235,13 +169,13 @@ def _candidates(group: SignalGroup) -> _Candidates | None:
     elsewhere: set[str] = set()
     try:
         if word_start:
-            for prefix in _prefixes(_alternation(word_start)):
+            for prefix in prefixes(_alternation(word_start)):
                 # after (?<!\w) a word character starts a run of them; anything else
                 # may follow any character
                 (starts if _WORD_CHAR.match(prefix) else elsewhere).add(prefix)
         if anywhere:
-            elsewhere |= _prefixes(_alternation(anywhere))
-    except (_Unbounded, re.error, RecursionError):
+            elsewhere |= prefixes(_alternation(anywhere))
+    except (Unbounded, re.error, RecursionError):
         return None
     by_length: dict[int, set[str]] = {}
     for prefix in starts:
@@ -280,9 +214,9 @@ class Scanner:
             if candidates is None:
                 whole.add(i)
                 continue
-            for n, prefixes in candidates.word_start:
+            for n, starts in candidates.word_start:
                 lengths.add(n)
-                for prefix in prefixes:
+                for prefix in starts:
                     self._by_prefix.setdefault(prefix, []).append(i)
             for prefix in candidates.anywhere:
                 by_anywhere.setdefault(prefix, []).append(i)

@@ -1,0 +1,127 @@
+"""Where a regular expression's matches can start: the literal prefixes every match
+begins with, read from the stdlib's own parse of the pattern.
+
+CPython's ``re`` tries a long alternation (``a ...|b ...|\\bc ...``) at every position
+of a text. Knowing that each match starts with one of a few literal prefixes, a caller
+can find those with ``str.find`` (or an index of the text's words) and try the
+expression only there, which gives the very matches ``search``/``finditer`` give.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any
+
+__all__ = ["PREFIX_CHARS", "LeftmostSearch", "Unbounded", "prefixes"]
+
+PREFIX_CHARS = 4  # characters of a prefix at most
+_MAX_PREFIXES = 4000  # more than this: not worth it, scan as usual
+_MAX_STEPS = 200_000  # steps of the walk over the parsed pattern
+
+_STOP = (None, None)
+
+
+class Unbounded(Exception):
+    """A pattern some match of which may start with anything (or with too many things)."""
+
+
+def prefixes(source: str) -> set[str]:
+    """Every string (at most PREFIX_CHARS long, never empty) one of which each match of
+    the regular expression ``source`` starts with.
+
+    Raises Unbounded when there is no such finite set (a match may start with a class
+    such as ``\\d`` or ``.``, or case-insensitively), or it is too large. Read from the
+    stdlib's own parse of the pattern (``re._parser``), so it cannot disagree with the
+    compiled expression: only consumed literal characters count; zero-width assertions
+    (``\\b``, lookarounds) are passed over, as they only narrow the matches."""
+    parser: Any = importlib.import_module("re._parser")
+    c: Any = importlib.import_module("re._constants")
+    repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
+    zero_width = {c.AT, c.ASSERT, c.ASSERT_NOT}
+    out: set[str] = set()
+    steps = 0
+
+    def walk(items: list[Any], acc: str) -> None:
+        nonlocal steps
+        for i, (op, av) in enumerate(items):
+            steps += 1
+            if steps > _MAX_STEPS or len(out) > _MAX_PREFIXES:
+                raise Unbounded
+            if len(acc) >= PREFIX_CHARS:
+                break
+            rest = items[i + 1 :]
+            if op is c.LITERAL:
+                acc += chr(av)
+            elif op in zero_width:
+                continue
+            elif op is c.IN and av and all(o is c.LITERAL for o, _ in av):
+                for _, ch in av:
+                    walk(rest, acc + chr(ch))
+                return
+            elif op is c.SUBPATTERN and not av[1] and not av[2]:
+                walk(list(av[3]) + rest, acc)
+                return
+            elif op is c.BRANCH:
+                for alt in av[1]:
+                    walk(list(alt) + rest, acc)
+                return
+            elif op in repeats:
+                low, _, sub = av
+                if low == 0:
+                    walk(rest, acc)
+                walk([*sub, _STOP], acc)  # one repetition, then no further
+                return
+            else:  # a class, any character, a flag group, a back-reference, _STOP
+                break
+        if not acc:
+            raise Unbounded
+        out.add(acc[:PREFIX_CHARS])
+
+    try:
+        parsed = parser.parse(source)
+    except (re.error, RecursionError) as exc:
+        raise Unbounded from exc
+    if parsed.state.flags & (re.IGNORECASE | re.LOCALE):
+        raise Unbounded
+    walk(list(parsed), "")
+    return out
+
+
+class LeftmostSearch:
+    """A compiled expression whose ``search(text)`` tries only the positions where one
+    of its prefixes occurs, left to right: the same match as ``regex.search(text)``
+    (the leftmost position where it matches), found with a few ``str.find`` calls
+    instead of the regex engine's walk over every position. Other methods and
+    expressions without a finite prefix set are the plain ``re.Pattern``'s."""
+
+    def __init__(self, regex: re.Pattern[str]) -> None:
+        self.regex = regex
+        found: tuple[str, ...] | None
+        try:
+            found = None if regex.flags & re.IGNORECASE else tuple(sorted(prefixes(regex.pattern)))
+        except Unbounded:
+            found = None
+        self.prefixes = found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.regex, name)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self.prefixes is None:
+            return self.regex.search(text)
+        positions: list[int] = []
+        for prefix in self.prefixes:
+            pos = text.find(prefix)
+            while pos >= 0:
+                positions.append(pos)
+                pos = text.find(prefix, pos + 1)
+        if not positions:
+            return None
+        match = self.regex.match
+        for pos in sorted(set(positions)):
+            found = match(text, pos)
+            if found is not None:
+                return found
+        return None
