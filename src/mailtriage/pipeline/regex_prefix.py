@@ -10,6 +10,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from typing import Any
@@ -98,21 +99,26 @@ class LeftmostSearch:
 
     def __init__(self, regex: re.Pattern[str]) -> None:
         self.regex = regex
-        found: tuple[str, ...] | None
+
+    @functools.cached_property
+    def prefixes(self) -> tuple[str, ...] | None:
+        """Worked out on first use (not at import: start-up time)."""
+        if self.regex.flags & re.IGNORECASE:
+            return None
         try:
-            found = None if regex.flags & re.IGNORECASE else tuple(sorted(prefixes(regex.pattern)))
+            return tuple(sorted(prefixes(self.regex.pattern)))
         except Unbounded:
-            found = None
-        self.prefixes = found
+            return None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.regex, name)
 
     def search(self, text: str) -> re.Match[str] | None:
-        if self.prefixes is None:
+        starts = self.prefixes
+        if starts is None:
             return self.regex.search(text)
         positions: list[int] = []
-        for prefix in self.prefixes:
+        for prefix in starts:
             pos = text.find(prefix)
             while pos >= 0:
                 positions.append(pos)
