@@ -147,4 +147,7 @@ def test_leftmost_search_falls_back_without_prefixes():
     assert LeftmostSearch(re.compile(r"abc", re.IGNORECASE)).prefixes is None
     assert LeftmostSearch(re.compile(r"(?i)abc")).prefixes is None
     assert LeftmostSearch(re.compile(r"(?i)abc")).search("xABC").span() == (1, 4)
+    verbose = LeftmostSearch(re.compile(r"a b  # a comment", re.VERBOSE))
+    assert verbose.prefixes == ("ab",)
+    assert verbose.search("x a b ab").span() == (6, 8)
     assert LeftmostSearch(re.compile(r"b|ab")).search("xab").span() == (1, 3)

@@ -28,19 +28,23 @@ class Unbounded(Exception):
     """A pattern some match of which may start with anything (or with too many things)."""
 
 
-def prefixes(source: str) -> set[str]:
+def prefixes(source: str, flags: int = 0) -> set[str]:
     """Every string (at most PREFIX_CHARS long, never empty) one of which each match of
-    the regular expression ``source`` starts with.
+    the regular expression ``source`` (compiled with ``flags``) starts with.
 
     Raises Unbounded when there is no such finite set (a match may start with a class
     such as ``\\d`` or ``.``, or case-insensitively), or it is too large. Read from the
     stdlib's own parse of the pattern (``re._parser``), so it cannot disagree with the
     compiled expression: only consumed literal characters count; zero-width assertions
     (``\\b``, lookarounds) are passed over, as they only narrow the matches."""
-    parser: Any = importlib.import_module("re._parser")
-    c: Any = importlib.import_module("re._constants")
-    repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
-    zero_width = {c.AT, c.ASSERT, c.ASSERT_NOT}
+    try:  # the stdlib's (private) parser; a Python without it gets plain re searches
+        parser: Any = importlib.import_module("re._parser")
+        c: Any = importlib.import_module("re._constants")
+        repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
+        zero_width = {c.AT, c.ASSERT, c.ASSERT_NOT}
+        literal, in_, subpattern, branch = c.LITERAL, c.IN, c.SUBPATTERN, c.BRANCH
+    except (ImportError, AttributeError) as exc:
+        raise Unbounded from exc
     out: set[str] = set()
     steps = 0
 
@@ -53,18 +57,18 @@ def prefixes(source: str) -> set[str]:
             if len(acc) >= PREFIX_CHARS:
                 break
             rest = items[i + 1 :]
-            if op is c.LITERAL:
+            if op is literal:
                 acc += chr(av)
             elif op in zero_width:
                 continue
-            elif op is c.IN and av and all(o is c.LITERAL for o, _ in av):
+            elif op is in_ and av and all(o is literal for o, _ in av):
                 for _, ch in av:
                     walk(rest, acc + chr(ch))
                 return
-            elif op is c.SUBPATTERN and not av[1] and not av[2]:
+            elif op is subpattern and not av[1] and not av[2]:
                 walk(list(av[3]) + rest, acc)
                 return
-            elif op is c.BRANCH:
+            elif op is branch:
                 for alt in av[1]:
                     walk(list(alt) + rest, acc)
                 return
@@ -81,10 +85,11 @@ def prefixes(source: str) -> set[str]:
         out.add(acc[:PREFIX_CHARS])
 
     try:
-        parsed = parser.parse(source)
+        parsed = parser.parse(source, flags)
     except (re.error, RecursionError) as exc:
         raise Unbounded from exc
-    if parsed.state.flags & (re.IGNORECASE | re.LOCALE):
+    state = getattr(getattr(parsed, "state", None), "flags", None)  # with inline flags
+    if not isinstance(state, int) or state & (re.IGNORECASE | re.LOCALE):
         raise Unbounded
     walk(list(parsed), "")
     return out
@@ -103,10 +108,8 @@ class LeftmostSearch:
     @functools.cached_property
     def prefixes(self) -> tuple[str, ...] | None:
         """Worked out on first use (not at import: start-up time)."""
-        if self.regex.flags & re.IGNORECASE:
-            return None
         try:
-            return tuple(sorted(prefixes(self.regex.pattern)))
+            return tuple(sorted(prefixes(self.regex.pattern, self.regex.flags)))
         except Unbounded:
             return None
 
