@@ -92,6 +92,7 @@ def test_random_patterns_and_texts():
     that must be scanned whole) against random text: the same phrases as finditer."""
     rng = random.Random(10)
     atoms = ["a", "b", "ab", "ba", "c", "-", " ", "(a|bc)", "[ab]", "a?", "b*", "(ab)+", "\\w"]
+    atoms += ["\\d", "\\d+", "[a-c1]", "[\\w-]", "\\s", "[^a]", "."]
     for _ in range(300):
         groups = []
         for index in range(rng.randint(1, 4)):
@@ -107,7 +108,9 @@ def test_random_patterns_and_texts():
             groups.append(group(terms, index, max_hits=rng.randint(1, 3)))
         scanner = Scanner(groups)
         for _ in range(20):
-            text = "".join(rng.choice("aabbc -\n") for _ in range(rng.randint(0, 40)))
+            text = "".join(rng.choice("aabbc -\n12_\x1c") for _ in range(rng.randint(0, 40)))
+            if rng.random() < 0.2:  # not ASCII: an Arabic-Indic digit, an accented letter
+                text += rng.choice(["\u0663", "\u00e9", "a\u0663b"])
             assert scanner.scan(text) == finditer_scan(scanner, text), (
                 [g.terms for g in groups],
                 text,

@@ -28,9 +28,16 @@ class Unbounded(Exception):
     """A pattern some match of which may start with anything (or with too many things)."""
 
 
-def prefixes(source: str, flags: int = 0) -> set[str]:
+_ASCII = [chr(i) for i in range(128)]
+
+
+def prefixes(source: str, flags: int = 0, *, ascii_text: bool = False) -> set[str]:
     """Every string (at most PREFIX_CHARS long, never empty) one of which each match of
     the regular expression ``source`` (compiled with ``flags``) starts with.
+
+    ``ascii_text``: the prefixes of the matches in ASCII text only, where a class such
+    as ``\\d`` or ``[a-f\\w]`` stands for the few ASCII characters it matches (``\\d``
+    matches other digits, too, which ASCII text does not have).
 
     Raises Unbounded when there is no such finite set (a match may start with a class
     such as ``\\d`` or ``.``, or case-insensitively), or it is too large. Read from the
@@ -43,8 +50,29 @@ def prefixes(source: str, flags: int = 0) -> set[str]:
         repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
         zero_width = {c.AT, c.ASSERT, c.ASSERT_NOT}
         literal, in_, subpattern, branch = c.LITERAL, c.IN, c.SUBPATTERN, c.BRANCH
+        categories = {  # what str patterns' classes match among ASCII characters
+            c.CATEGORY_DIGIT: str.isdecimal,
+            c.CATEGORY_WORD: lambda ch: ch.isalnum() or ch == "_",
+            c.CATEGORY_SPACE: str.isspace,
+        }
+        range_, category = c.RANGE, c.CATEGORY
     except (ImportError, AttributeError) as exc:
         raise Unbounded from exc
+
+    def ascii_class(items: list[Any]) -> list[str] | None:
+        """The ASCII characters a class matches; None when that is not known here."""
+        chars: set[str] = set()
+        for op, av in items:
+            if op is literal:
+                chars.add(chr(av))
+            elif op is range_:
+                chars.update(ch for ch in _ASCII if av[0] <= ord(ch) <= av[1])
+            elif op is category and av in categories:
+                chars.update(filter(categories[av], _ASCII))
+            else:  # NEGATE, a negated category, ...
+                return None
+        return sorted(ch for ch in chars if ch.isascii())
+
     out: set[str] = set()
     steps = 0
 
@@ -64,6 +92,10 @@ def prefixes(source: str, flags: int = 0) -> set[str]:
             elif op is in_ and av and all(o is literal for o, _ in av):
                 for _, ch in av:
                     walk(rest, acc + chr(ch))
+                return
+            elif op is in_ and ascii_text and (chars := ascii_class(av)) is not None:
+                for ch in chars:
+                    walk(rest, acc + ch)
                 return
             elif op is subpattern and not av[1] and not av[2]:
                 walk(list(av[3]) + rest, acc)

@@ -160,8 +160,9 @@ class _Candidates:
     anywhere: tuple[str, ...]
 
 
-def _candidates(group: SignalGroup) -> _Candidates | None:
-    """The group's start prefixes, or None when it must be scanned as a whole."""
+def _candidates(group: SignalGroup, ascii_text: bool = False) -> _Candidates | None:
+    """The group's start prefixes (in ASCII text only, with ``ascii_text``), or None when
+    it must be scanned as a whole."""
     if group.regex.flags & ~re.UNICODE or group.regex.pattern != compile_terms(group.terms):
         return None
     word_start, anywhere = _bodies(group.terms)
@@ -169,12 +170,12 @@ def _candidates(group: SignalGroup) -> _Candidates | None:
     elsewhere: set[str] = set()
     try:
         if word_start:
-            for prefix in prefixes(_alternation(word_start)):
+            for prefix in prefixes(_alternation(word_start), ascii_text=ascii_text):
                 # after (?<!\w) a word character starts a run of them; anything else
                 # may follow any character
                 (starts if _WORD_CHAR.match(prefix) else elsewhere).add(prefix)
         if anywhere:
-            elsewhere |= prefixes(_alternation(anywhere))
+            elsewhere |= prefixes(_alternation(anywhere), ascii_text=ascii_text)
     except (Unbounded, re.error, RecursionError):
         return None
     by_length: dict[int, set[str]] = {}
@@ -183,6 +184,55 @@ def _candidates(group: SignalGroup) -> _Candidates | None:
     return _Candidates(
         tuple((n, frozenset(p)) for n, p in sorted(by_length.items())), tuple(sorted(elsewhere))
     )
+
+
+class _Index:
+    """Where in a text the matches of a set of groups can start."""
+
+    def __init__(self, groups: Sequence[tuple[int, _Candidates]]) -> None:
+        self.by_prefix: dict[str, list[int]] = {}
+        by_anywhere: dict[str, list[int]] = {}
+        lengths: set[int] = set()
+        for i, candidates in groups:
+            for n, starts in candidates.word_start:
+                lengths.add(n)
+                for prefix in starts:
+                    self.by_prefix.setdefault(prefix, []).append(i)
+            for prefix in candidates.anywhere:
+                by_anywhere.setdefault(prefix, []).append(i)
+        self.anywhere = tuple(by_anywhere.items())
+        self.lengths = tuple(sorted(lengths))
+
+    def positions(self, text: str) -> dict[int, list[int]]:
+        """Group index -> the positions in ``text`` its matches can start at (unsorted,
+        possibly repeated)."""
+        at: dict[str, list[int]] = {}
+        lengths = self.lengths
+        for match in _RUN_START.finditer(text):
+            pos, head = match.start(), match.group(1)
+            for n in lengths:
+                if n > len(head):
+                    break
+                at.setdefault(head[:n], []).append(pos)
+        by_prefix = self.by_prefix
+        positions: dict[int, list[int]] = {}
+        for prefix, where in at.items():
+            for i in by_prefix.get(prefix, ()):
+                if i in positions:
+                    positions[i] += where
+                else:
+                    positions[i] = list(where)
+        for prefix, indices in self.anywhere:
+            pos = text.find(prefix)
+            if pos < 0:
+                continue
+            found = []
+            while pos >= 0:
+                found.append(pos)
+                pos = text.find(prefix, pos + 1)
+            for i in indices:
+                positions.setdefault(i, []).extend(found)
+        return positions
 
 
 class Scanner:
@@ -195,72 +245,44 @@ class Scanner:
     starts with, indexes the text's word starts by their first characters once, and
     tries a group's expression only at the positions where one of its prefixes is,
     in order and skipping what a match covered: the matches ``finditer`` would find,
-    at a fraction of the cost. Groups whose matches may start with anything (``\\d+
-    users``) are still scanned whole. (A single alternation of all ~1,800 patterns gave
-    the same results but was 4-5x slower in CPython's backtracking ``re``.)
+    at a fraction of the cost. Groups whose matches start with a class (``\\d+ users``)
+    have prefixes in ASCII text (its digits, its word characters) and are scanned whole
+    in other text; a group whose matches may start with anything is always scanned
+    whole. (A single alternation of all ~1,800 patterns gave the same results but was
+    4-5x slower in CPython's backtracking ``re``.)
     """
 
     def __init__(self, groups: Sequence[SignalGroup]) -> None:
         self.groups = tuple(groups)
-        # inverted: a word-start prefix (any length) or an anywhere prefix -> the groups
-        # whose matches may start with it; groups with no such finite set are scanned whole
-        self._by_prefix: dict[str, list[int]] = {}
-        by_anywhere: dict[str, list[int]] = {}
-        self._whole: frozenset[int] = frozenset()
+        # Inverted: a word-start prefix (any length) or an anywhere prefix -> the groups
+        # whose matches may start with it. Two such indexes: for any text, and for ASCII
+        # text (folded text nearly always is), where groups whose matches start with a
+        # class (\d, \w) have prefixes, too. Groups with neither are scanned whole.
+        any_text: list[tuple[int, _Candidates]] = []
+        ascii_only: list[tuple[int, _Candidates]] = []
         whole: set[int] = set()
-        lengths: set[int] = set()
         for i, group in enumerate(self.groups):
             candidates = _candidates(group)
-            if candidates is None:
+            if candidates is not None:
+                any_text.append((i, candidates))
+            elif (candidates := _candidates(group, ascii_text=True)) is not None:
+                ascii_only.append((i, candidates))
+            else:
                 whole.add(i)
-                continue
-            for n, starts in candidates.word_start:
-                lengths.add(n)
-                for prefix in starts:
-                    self._by_prefix.setdefault(prefix, []).append(i)
-            for prefix in candidates.anywhere:
-                by_anywhere.setdefault(prefix, []).append(i)
+        self._index = _Index(any_text)
+        self._ascii_index = _Index(any_text + ascii_only)
         self._whole = frozenset(whole)
-        self._anywhere = tuple(by_anywhere.items())
-        self._lengths = tuple(sorted(lengths))
-
-    def _positions(self, text: str) -> dict[int, list[int]]:
-        """Group index -> the positions in ``text`` its matches can start at (unsorted,
-        possibly repeated)."""
-        at: dict[str, list[int]] = {}
-        lengths = self._lengths
-        for match in _RUN_START.finditer(text):
-            pos, head = match.start(), match.group(1)
-            for n in lengths:
-                if n > len(head):
-                    break
-                at.setdefault(head[:n], []).append(pos)
-        by_prefix = self._by_prefix
-        positions: dict[int, list[int]] = {}
-        for prefix, where in at.items():
-            for i in by_prefix.get(prefix, ()):
-                if i in positions:
-                    positions[i] += where
-                else:
-                    positions[i] = list(where)
-        for prefix, indices in self._anywhere:
-            pos = text.find(prefix)
-            if pos < 0:
-                continue
-            where = []
-            while pos >= 0:
-                where.append(pos)
-                pos = text.find(prefix, pos + 1)
-            for i in indices:
-                positions.setdefault(i, []).extend(where)
-        return positions
+        self._whole_unless_ascii = frozenset(whole | {i for i, _ in ascii_only})
 
     def scan(self, text: str) -> dict[int, tuple[str, ...]]:
         """Group index -> its distinct phrases (stripped, lower-cased) in order of first
         occurrence, at most ``max_hits`` of them; groups without a match are left out."""
         found: dict[int, tuple[str, ...]] = {}
-        positions = self._positions(text)
-        for i in sorted(positions.keys() | self._whole):
+        if text.isascii():
+            positions, whole = self._ascii_index.positions(text), self._whole
+        else:
+            positions, whole = self._index.positions(text), self._whole_unless_ascii
+        for i in sorted(positions.keys() | whole):
             group = self.groups[i]
             hits: Iterable[re.Match[str]]
             if i in positions:
