@@ -95,3 +95,47 @@ def test_packaged_model_is_reproduced_from_the_shipped_data(tmp_path: Path) -> N
         assert again.labels[label].classes == model.classes
         assert np.allclose(again.labels[label].coef, model.coef, atol=2e-3)
         assert np.allclose(again.labels[label].intercept, model.intercept, atol=2e-3)
+
+
+def test_vector_is_exactly_tf_idf_of_the_grams() -> None:
+    """The word-cached vector has the same entries, in the same order, with the same
+    floats as counting tokens() directly (the order decides the float sums)."""
+    import math
+    import pickle
+    from collections import Counter
+
+    from mailtriage.pipeline.classify import fold
+
+    model = load_rules().model
+    assert model is not None
+    texts = [fold(p.read_text(errors="replace")) for p in sorted(DEV.glob("*.eml"))]
+    texts += ["", "passwort passwort passwort vpn", "x" * 9000]
+    for text in texts + texts:  # the second round from the cache
+        counts = Counter(t for t in tokens(text) if t in model.vocabulary)
+        ref = {
+            model.vocabulary[t]: (1.0 + math.log(n)) * model.idf[model.vocabulary[t]]
+            for t, n in counts.items()
+        }
+        norm = math.sqrt(sum(v * v for v in ref.values()))
+        if norm > 0:
+            ref = {i: v / norm for i, v in ref.items()}
+        meta = {"rules.category=how_to": 1.0, "rules.score.how_to": 0.5, "unknown": 1.0}
+        for name, value in meta.items():
+            if name in model.meta:
+                ref[model.meta[name]] = model.meta_weight * value
+        vec = model.vector(text, meta)
+        assert vec.index.tolist() == list(ref)
+        assert vec.value.tolist() == list(ref.values())
+    assert pickle.loads(pickle.dumps(model))._word_cache == {}
+
+
+def test_vector_with_a_meta_feature_on_a_gram_index() -> None:
+    """A meta index that is also a gram's replaces the gram's value in place."""
+    model = tiny_model()
+    model.meta["clash"] = model.vocabulary[" pa"]
+    vec = model.vector("passwort", {"clash": 1.0, "rules.category=how_to": 1.0})
+    values = dict(zip(vec.index.tolist(), vec.value.tolist(), strict=True))
+    gram = model.vocabulary[" pa"]
+    assert vec.index.tolist()[0] == gram
+    assert values[gram] == 1.0
+    assert vec.index.tolist()[-1] == model.meta["rules.category=how_to"]

@@ -33,6 +33,7 @@ __all__ = ["Features", "LabelModel", "LinearModel", "Prediction", "meta_features
 MODEL_FORMAT = 1
 MODEL_CHARS = 4000  # the model reads the start of the text: the problem is stated there
 _WORD = re.compile(r"\w+")
+_WORD_CACHE_SIZE = 200_000  # words whose features a model keeps (a few MB)
 
 
 @lru_cache(maxsize=100_000)
@@ -108,6 +109,14 @@ class LinearModel:
         self._names = {i: n for n, i in self.vocabulary.items()} | {
             i: n for n, i in self.meta.items()
         }
+        self._word_cache: dict[str, tuple[int, ...]] = {}
+        self._idf_array = np.asarray(self.idf, dtype=np.float64)
+        self._tf_table = np.zeros(0, dtype=np.float64)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_word_cache"] = {}  # a pickled model (to a process pool) starts afresh
+        return state
 
     # ------------------------------------------------------------------ (de)serialise
 
@@ -157,23 +166,61 @@ class LinearModel:
 
     # ------------------------------------------------------------------ scoring
 
+    def _word_features(self, word: str) -> tuple[int, ...]:
+        """The vocabulary indices of a word's grams that are in the vocabulary, in the
+        order of tokens() (cached per model: words repeat across mails)."""
+        found = self._word_cache.get(word)
+        if found is None:
+            vocabulary = self.vocabulary
+            found = tuple(vocabulary[g] for g in _grams(word) if g in vocabulary)
+            if len(self._word_cache) < _WORD_CACHE_SIZE:
+                self._word_cache[word] = found
+        return found
+
     def vector(self, folded: str, meta: Mapping[str, float]) -> Features:
-        """Sublinear tf-idf of the text's grams (l2-normalised) plus the meta features."""
-        vocabulary = self.vocabulary
-        counts = Counter(t for t in tokens(folded) if t in vocabulary)
-        vec = {
-            vocabulary[t]: (1.0 + math.log(n)) * self.idf[vocabulary[t]] for t, n in counts.items()
-        }
-        norm = math.sqrt(sum(v * v for v in vec.values()))
+        """Sublinear tf-idf of the text's grams (l2-normalised) plus the meta features.
+
+        The grams are counted as vocabulary indices in the order tokens() gives them, so
+        the vector's entries (and the float sums over them) come in the same order as
+        when counting the grams themselves."""
+        indices: list[int] = []
+        for word in _WORD.findall(folded[:MODEL_CHARS]):
+            indices += self._word_features(word)
+        counts = Counter(indices)
+        index = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        n = np.fromiter(counts.values(), dtype=np.intp, count=len(counts))
+        # element-wise IEEE products and quotients, as the scalar code did them; the
+        # norm's sum runs over a list, left to right, as before
+        values = self._sublinear_tf(int(n.max(initial=0)))[n] * self._idf_array[index]
+        norm = math.sqrt(sum((values * values).tolist()))
         if norm > 0:
-            vec = {i: v / norm for i, v in vec.items()}
+            values = values / norm
+        extra: dict[int, float] = {}
         for name, value in meta.items():
             if name in self.meta:
-                vec[self.meta[name]] = self.meta_weight * value
+                extra[self.meta[name]] = self.meta_weight * value
+        if any(i in counts for i in extra):  # a meta index among the grams' (not shipped)
+            vec = dict(zip(index.tolist(), values.tolist(), strict=True)) | extra
+            return Features(
+                np.fromiter(vec.keys(), dtype=np.intp, count=len(vec)),
+                np.fromiter(vec.values(), dtype=np.float64, count=len(vec)),
+            )
         return Features(
-            np.fromiter(vec.keys(), dtype=np.intp, count=len(vec)),
-            np.fromiter(vec.values(), dtype=np.float64, count=len(vec)),
+            np.concatenate([index, np.fromiter(extra.keys(), dtype=np.intp, count=len(extra))]),
+            np.concatenate(
+                [values, np.fromiter(extra.values(), dtype=np.float64, count=len(extra))]
+            ),
         )
+
+    def _sublinear_tf(self, most: int) -> np.ndarray:
+        """1 + log(n) for n = 0..most (index 0 unused), computed by math.log."""
+        table = self._tf_table
+        if len(table) <= most:
+            table = np.array(
+                [0.0] + [1.0 + math.log(k) for k in range(1, max(most, 64) * 2)], dtype=np.float64
+            )
+            self._tf_table = table
+        return table
 
     def predict(self, label: str, vec: Features, top: int = 3) -> Prediction:
         """The most probable class, its probability and its strongest features."""

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import re
 
+from mailtriage.pipeline.regex_prefix import LeftmostSearch
+
+# The long alternations searched in body text are LeftmostSearch: the same matches,
+# tried only where one of their literal prefixes occurs (a few str.find calls instead
+# of the regex engine trying every alternative at every position).
+
 # Text patterns match "folded" text: NFKD with combining marks removed, casefolded
 # ("ß" -> "ss", "Ü" -> "u"), runs of whitespace collapsed to one space.
 
@@ -57,51 +63,56 @@ DELAY_TEXT = re.compile(
     r"noch nicht zugestellt|verzoe?gert"
 )
 # Boilerplate that MTAs and gateways write into their bounces.
-BOUNCE_TEMPLATE = re.compile(
-    r"this is the mail system at host|"
-    r"i'm sorry to have to inform you that your message could not|"
-    r"this message was created automatically by mail delivery software|"
-    r"a message that you sent could not be delivered|"
-    r"this is the qmail-send program|"
-    r"i'm afraid i wasn't able to deliver|"
-    r"below this line is a copy of the message|"
-    r"the following addresses had permanent fatal errors|"
-    r"transcript of session follows|"
-    r"the original message was received at|"
-    r"delivery to the following recipients? (?:failed|was aborted|has been delayed)|"
-    r"your message did not reach some or all of the intended recipients|"
-    r"did not reach the following recipient|"
-    r"the following recipient\(?s\)? could not be reached|"
-    r"delivery has failed to these recipients|"
-    r"we had trouble delivering your message|"
-    r"this is an automatically generated delivery status notification|"
-    r"could ?n[o']t deliver (?:the |your )?message to the following|"
-    r"(?:message|mail|e-?mail)(?: that you sent)?(?: to [^ ]{1,120})? (?:could|can) ?n[o']t "
-    r"be delivered|"
-    r"could ?n[o']t be delivered to (?:one or more|the following|all)|"
-    r"delivery of (?:e-?mail|your (?:message|e-?mail)|the message) .{0,120}?"
-    r"(?:has been postponed|has failed|failed|has been delayed)|"
-    r"will continue to try to deliver|"
-    r"(?:nachricht|e-?mail) konnte nicht (?:an .{1,80} )?zugestellt werden|"
-    r"n'a pas pu (?:etre )?(?:remis|delivre)|"
-    r"no se (?:pudo|puede) entregar|non e stato possibile recapitare|"
-    r"kon niet worden (?:bezorgd|afgeleverd)|"
-    r"не (?:может быть )?доставлен|не удалось доставить|"
-    r"送信できませんでした|配信できませんでした|届きませんでした|无法投递|未能送达"
+BOUNCE_TEMPLATE = LeftmostSearch(
+    re.compile(
+        r"this is the mail system at host|"
+        r"i'm sorry to have to inform you that your message could not|"
+        r"this message was created automatically by mail delivery software|"
+        r"a message that you sent could not be delivered|"
+        r"this is the qmail-send program|"
+        r"i'm afraid i wasn't able to deliver|"
+        r"below this line is a copy of the message|"
+        r"the following addresses had permanent fatal errors|"
+        r"transcript of session follows|"
+        r"the original message was received at|"
+        r"delivery to the following recipients? (?:failed|was aborted|has been delayed)|"
+        r"your message did not reach some or all of the intended recipients|"
+        r"did not reach the following recipient|"
+        r"the following recipient\(?s\)? could not be reached|"
+        r"delivery has failed to these recipients|"
+        r"we had trouble delivering your message|"
+        r"this is an automatically generated delivery status notification|"
+        r"could ?n[o']t deliver (?:the |your )?message to the following|"
+        r"(?:message|mail|e-?mail)(?: that you sent)?(?: to [^ ]{1,120})? (?:could|can) ?n[o']t "
+        r"be delivered|"
+        r"could ?n[o']t be delivered to (?:one or more|the following|all)|"
+        r"delivery of (?:e-?mail|your (?:message|e-?mail)|the message) .{0,120}?"
+        r"(?:has been postponed|has failed|failed|has been delayed)|"
+        r"will continue to try to deliver|"
+        r"(?:nachricht|e-?mail) konnte nicht (?:an .{1,80} )?zugestellt werden|"
+        r"n'a pas pu (?:etre )?(?:remis|delivre)|"
+        r"no se (?:pudo|puede) entregar|non e stato possibile recapitare|"
+        r"kon niet worden (?:bezorgd|afgeleverd)|"
+        r"не (?:может быть )?доставлен|не удалось доставить|"
+        r"送信できませんでした|配信できませんでした|届きませんでした|无法投递|未能送达"
+    )
 )
 # Failure wording that is not specific to an MTA template.
-BOUNCE_WORDS = re.compile(
-    r"undeliverable|undelivered|was not delivered|wasn't delivered|"
-    r"unable to deliver|failed to deliver|could not deliver|couldn't deliver|"
-    r"cannot be delivered|delivery (?:has )?failed|delivery failure|"
-    r"permanent (?:fatal )?errors?|permanent failure|returned (?:mail|message)|"
-    r"non-?delivery|nondeliverable|recipient name is not recognized|"
-    r"user unknown|unknown user|no such user|unknown recipient|"
-    r"invalid (?:user|recipient|mailbox|address)|not a valid (?:user|recipient|mailbox|address)|"
-    r"recipient address rejected|mailbox (?:unavailable|is full|full|not found)|full mailbox|"
-    r"over quota|quota exceeded|host or domain name not found|"
-    r"not listed in (?:domino|the) directory|error transferring to|"
-    r"unzustellbar|nicht zugestellt|zustellung (?:ist )?fehlgeschlagen|non remis|宛先不明"
+BOUNCE_WORDS = LeftmostSearch(
+    re.compile(
+        r"undeliverable|undelivered|was not delivered|wasn't delivered|"
+        r"unable to deliver|failed to deliver|could not deliver|couldn't deliver|"
+        r"cannot be delivered|delivery (?:has )?failed|delivery failure|"
+        r"permanent (?:fatal )?errors?|permanent failure|returned (?:mail|message)|"
+        r"non-?delivery|nondeliverable|recipient name is not recognized|"
+        r"user unknown|unknown user|no such user|unknown recipient|"
+        r"invalid (?:user|recipient|mailbox|address)|"
+        r"not a valid (?:user|recipient|mailbox|address)|"
+        r"recipient address rejected|mailbox (?:unavailable|is full|full|not found)|full mailbox|"
+        r"over quota|quota exceeded|host or domain name not found|"
+        r"not listed in (?:domino|the) directory|error transferring to|"
+        r"unzustellbar|nicht zugestellt|zustellung (?:ist )?fehlgeschlagen|non remis|宛先不明"
+    )
 )
 # Sentences an MTA opens a bounce with; only checked at the very top of the body.
 BOUNCE_OPENING = re.compile(
@@ -150,42 +161,48 @@ EXCHANGE_OOF_HEAD = re.compile(
     r"reponse automatique|risposta automatica|respuesta automatica|automatisch antwoord|"
     r"automatyczna odpowiedz|arpus biroja"
 )
-OOO_WORDS = re.compile(
-    r"out of (?:the )?office|out-of-office|\booo\b|\boof\b|vacation|holiday|on leave|"
-    r"away from|abwesen|urlaub|ausser haus|nicht im (?:bue?ro|haus)|absence|absent|"
-    r"fuori (?:sede|ufficio)|fuera de la oficina|afwezig|atvalinajums|arpus biroja|"
-    r"nieobecn|ausente|poissa|不在"
+OOO_WORDS = LeftmostSearch(
+    re.compile(
+        r"out of (?:the )?office|out-of-office|\booo\b|\boof\b|vacation|holiday|on leave|"
+        r"away from|abwesen|urlaub|ausser haus|nicht im (?:bue?ro|haus)|absence|absent|"
+        r"fuori (?:sede|ufficio)|fuera de la oficina|afwezig|atvalinajums|arpus biroja|"
+        r"nieobecn|ausente|poissa|不在"
+    )
 )
 # First-person out-of-office statements.
-OOO_BODY = re.compile(
-    r"\bi(?: am|'m| will be|'ll be| shall be) (?:currently |now |presently )?"
-    r"(?:out of (?:the )?office|away|on (?:vacation|holiday|leave|annual leave|"
-    r"parental leave|maternity leave|sick leave|business travel)|not in the office|"
-    r"out of town|travell?ing|absent|off work)|"
-    r"\bout of (?:the )?office (?:until|till|from|through|and will|returning)|"
-    r"\bi (?:will|shall) (?:be back|return)|\bback in the office|"
-    r"limited access to (?:my )?e-?mail|\bwhile i(?: am|'m) (?:away|out)|upon my return|"
-    r"\bich bin (?:vom|von|bis|ab|am|derzeit|zurzeit|zur zeit|momentan|aktuell|leider|"
-    r"nicht|ausser|im|in|wieder)\b.{0,80}?(?:nicht im (?:bue?ro|haus|hause)|ausser haus|"
-    r"abwesend|im urlaub|urlaub|nicht erreichbar|wieder (?:im bue?ro|erreichbar|da))|"
-    r"\b(?:nicht im (?:bue?ro|hause)|ausser haus|abwesend|im urlaub)\b.{0,60}?"
-    r"(?:zurue?ck|wieder|erreichbar)|"
-    r"\bje suis (?:absent|en conge|en vacances)|\bsono (?:fuori|assente|in ferie)|"
-    r"\bestoy (?:fuera|de vacaciones|ausente)|\bik ben (?:afwezig|met vakantie)|"
-    r"\bjestem (?:nieobecn|na urlopie)"
+OOO_BODY = LeftmostSearch(
+    re.compile(
+        r"\bi(?: am|'m| will be|'ll be| shall be) (?:currently |now |presently )?"
+        r"(?:out of (?:the )?office|away|on (?:vacation|holiday|leave|annual leave|"
+        r"parental leave|maternity leave|sick leave|business travel)|not in the office|"
+        r"out of town|travell?ing|absent|off work)|"
+        r"\bout of (?:the )?office (?:until|till|from|through|and will|returning)|"
+        r"\bi (?:will|shall) (?:be back|return)|\bback in the office|"
+        r"limited access to (?:my )?e-?mail|\bwhile i(?: am|'m) (?:away|out)|upon my return|"
+        r"\bich bin (?:vom|von|bis|ab|am|derzeit|zurzeit|zur zeit|momentan|aktuell|leider|"
+        r"nicht|ausser|im|in|wieder)\b.{0,80}?(?:nicht im (?:bue?ro|haus|hause)|ausser haus|"
+        r"abwesend|im urlaub|urlaub|nicht erreichbar|wieder (?:im bue?ro|erreichbar|da))|"
+        r"\b(?:nicht im (?:bue?ro|hause)|ausser haus|abwesend|im urlaub)\b.{0,60}?"
+        r"(?:zurue?ck|wieder|erreichbar)|"
+        r"\bje suis (?:absent|en conge|en vacances)|\bsono (?:fuori|assente|in ferie)|"
+        r"\bestoy (?:fuera|de vacaciones|ausente)|\bik ben (?:afwezig|met vakantie)|"
+        r"\bjestem (?:nieobecn|na urlopie)"
+    )
 )
 # Statements that the message was generated automatically.
-AUTO_BODY = re.compile(
-    r"this is an? automat(?:ed|ic|ically generated) (?:reply|response|message|answer|"
-    r"notification|acknowledge?ment|e-?mail)|"
-    r"(?:automated|automatic) (?:reply|response) to your (?:message|e-?mail)|"
-    r"this message has been automatically generated|"
-    r"this (?:e-?mail|message) (?:was|has been) (?:sent|generated) automatically|"
-    r"dies ist eine automatische (?:antwort|nachricht|benachrichtigung|e-?mail)|"
-    r"diese (?:e-?mail|nachricht) wurde automatisch (?:erstellt|generiert|versendet|"
-    r"verschickt)|automatisch (?:generierte|erstellte) (?:nachricht|e-?mail|antwort)|"
-    r"ceci est une reponse automatique|questa e una risposta automatica|"
-    r"esta es una respuesta automatica|dit is een automatisch"
+AUTO_BODY = LeftmostSearch(
+    re.compile(
+        r"this is an? automat(?:ed|ic|ically generated) (?:reply|response|message|answer|"
+        r"notification|acknowledge?ment|e-?mail)|"
+        r"(?:automated|automatic) (?:reply|response) to your (?:message|e-?mail)|"
+        r"this message has been automatically generated|"
+        r"this (?:e-?mail|message) (?:was|has been) (?:sent|generated) automatically|"
+        r"dies ist eine automatische (?:antwort|nachricht|benachrichtigung|e-?mail)|"
+        r"diese (?:e-?mail|nachricht) wurde automatisch (?:erstellt|generiert|versendet|"
+        r"verschickt)|automatisch (?:generierte|erstellte) (?:nachricht|e-?mail|antwort)|"
+        r"ceci est une reponse automatique|questa e una risposta automatica|"
+        r"esta es una respuesta automatica|dit is een automatisch"
+    )
 )
 # Other helpdesks' acknowledgements ("we received your request").
 ACK_SUBJECT = re.compile(
@@ -199,24 +216,30 @@ ACK_SUBJECT = re.compile(
     r"thank(?:s| you) for your (?:e-?mail|message|request|inquiry|enquiry)|"
     r"(?:vielen )?dank fue?r ihre (?:e-?mail|nachricht|anfrage)"
 )
-ACK_BODY = re.compile(
-    r"(?:your|ihre) (?:request|message|e-?mail|ticket|case|anfrage|nachricht|meldung)"
-    r".{0,60}(?:has been|was|is|ist|wurde) (?:received|created|opened|logged|registered|"
-    r"eingegangen|erhalten|empfangen|erfasst|registriert|angelegt)|"
-    r"we (?:have )?received your (?:request|message|e-?mail|inquiry|enquiry)|"
-    r"wir haben ihre (?:anfrage|nachricht|e-?mail) (?:erhalten|empfangen)|"
-    r"(?:a|your) (?:ticket|request|case) (?:has been|was) (?:created|opened|logged)"
+ACK_BODY = LeftmostSearch(
+    re.compile(
+        r"(?:your|ihre) (?:request|message|e-?mail|ticket|case|anfrage|nachricht|meldung)"
+        r".{0,60}(?:has been|was|is|ist|wurde) (?:received|created|opened|logged|registered|"
+        r"eingegangen|erhalten|empfangen|erfasst|registriert|angelegt)|"
+        r"we (?:have )?received your (?:request|message|e-?mail|inquiry|enquiry)|"
+        r"wir haben ihre (?:anfrage|nachricht|e-?mail) (?:erhalten|empfangen)|"
+        r"(?:a|your) (?:ticket|request|case) (?:has been|was) (?:created|opened|logged)"
+    )
 )
 # Challenge/response systems ("click the link to get on my allowed list").
-CHALLENGE_BODY = re.compile(
-    r"(?:allowed|approved|white|safe|accepted)[ -]?(?:list|senders)|whitelist|"
-    r"verify (?:that )?you are (?:a human|a real person|not a)|"
-    r"(?:account|mailbox|address|inbox) is protected by|sender verification|"
-    r"challenge[ /-]response|awaiting (?:your )?(?:verification|confirmation)"
+CHALLENGE_BODY = LeftmostSearch(
+    re.compile(
+        r"(?:allowed|approved|white|safe|accepted)[ -]?(?:list|senders)|whitelist|"
+        r"verify (?:that )?you are (?:a human|a real person|not a)|"
+        r"(?:account|mailbox|address|inbox) is protected by|sender verification|"
+        r"challenge[ /-]response|awaiting (?:your )?(?:verification|confirmation)"
+    )
 )
-CHALLENGE_ACTION = re.compile(
-    r"(?:click|visit|follow|open)(?: on)? (?:the|this)(?: following)? link|"
-    r"(?:reply|respond) to this (?:message|e-?mail) to (?:verify|confirm)"
+CHALLENGE_ACTION = LeftmostSearch(
+    re.compile(
+        r"(?:click|visit|follow|open)(?: on)? (?:the|this)(?: following)? link|"
+        r"(?:reply|respond) to this (?:message|e-?mail) to (?:verify|confirm)"
+    )
 )
 RECEIVED_OPENING = re.compile(
     r"^\W*your (?:message|e-?mail)(?: to .{1,120}?)? (?:was|has been) "
@@ -224,17 +247,21 @@ RECEIVED_OPENING = re.compile(
 )
 
 # What a person asking for help writes; vetoes the phrase-only rules.
-HELP_SUBJECT = re.compile(
-    r"\?|\bhow (?:do|can|to|should|does)\b|\bwie (?:kann|koe?nnen|richte|stelle|aktiviere|"
-    r"funktioniert|geht|lae?sst)\b|funktioniert nicht|geht nicht|klappt nicht|"
-    r"does ?n[o']t work|do ?n[o']t work|not working|\bproblem|\bfehler|\bfrage\b|"
-    r"\bquestion\b|\bhilfe\b|\bhelp\b|\bissue\b|\bbitte\b|\bplease\b|\berror\b"
+HELP_SUBJECT = LeftmostSearch(
+    re.compile(
+        r"\?|\bhow (?:do|can|to|should|does)\b|\bwie (?:kann|koe?nnen|richte|stelle|aktiviere|"
+        r"funktioniert|geht|lae?sst)\b|funktioniert nicht|geht nicht|klappt nicht|"
+        r"does ?n[o']t work|do ?n[o']t work|not working|\bproblem|\bfehler|\bfrage\b|"
+        r"\bquestion\b|\bhilfe\b|\bhelp\b|\bissue\b|\bbitte\b|\bplease\b|\berror\b"
+    )
 )
-HELP_BODY = re.compile(
-    r"\bhow (?:do|can|should) (?:i|we)\b|\bwie (?:kann|koe?nnen|richte|stelle) (?:ich|wir)\b|"
-    r"funktioniert (?:leider )?nicht|geht (?:leider )?nicht|klappt (?:leider )?nicht|"
-    r"does ?n[o']t work|do ?n[o']t work|not working|\bcan you\b|\bcould you\b|"
-    r"\bkoe?nnen sie\b|\bkoe?nnten sie\b|\bkannst du\b|please help|bitte helfen"
+HELP_BODY = LeftmostSearch(
+    re.compile(
+        r"\bhow (?:do|can|should) (?:i|we)\b|\bwie (?:kann|koe?nnen|richte|stelle) (?:ich|wir)\b|"
+        r"funktioniert (?:leider )?nicht|geht (?:leider )?nicht|klappt (?:leider )?nicht|"
+        r"does ?n[o']t work|do ?n[o']t work|not working|\bcan you\b|\bcould you\b|"
+        r"\bkoe?nnen sie\b|\bkoe?nnten sie\b|\bkannst du\b|please help|bitte helfen"
+    )
 )
 PERSONAL = re.compile(r"\b(?:i|i'm|my|me|we|our|us|ich|mein\w*|wir|unser\w*|mir|uns)\b")
 GREETING = re.compile(
