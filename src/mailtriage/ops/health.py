@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailtriage.ops.metrics import UNPROCESSED
-from mailtriage.store.models import Inbound, InboundStatus, utcnow
+from mailtriage.ops.metrics import inbox_state
+from mailtriage.store.models import utcnow
 
 if TYPE_CHECKING:
     from mailtriage.service import Service
@@ -61,15 +60,7 @@ class Readiness:
         limit = self.settings.http.max_inbox_age_seconds
         try:
             with self.factory() as session:
-                oldest = session.scalar(
-                    select(func.min(Inbound.received_at)).where(Inbound.status.in_(UNPROCESSED))
-                )
-                quarantined = int(
-                    session.scalar(
-                        select(func.count()).where(Inbound.status == InboundStatus.QUARANTINED)
-                    )
-                    or 0
-                )
+                state = inbox_state(session)
         except SQLAlchemyError as exc:
             why = f"unreachable: {type(exc).__name__}: {_first_line(exc)}"
             unknown = "unknown: the database is unreachable"
@@ -78,6 +69,7 @@ class Readiness:
                 Check("inbox_age", False, unknown),
                 Check("quarantine", False, unknown),
             ]
+        oldest, quarantined = state.oldest, state.quarantined
         age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         inbox = Check(
             "inbox_age",
