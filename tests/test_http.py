@@ -533,7 +533,14 @@ def test_readyz_and_metrics_read_the_inbox_from_one_query(
                 inbound_statements.append(statement)
 
         service: Any = SimpleNamespace(  # no roles running: the database checks matter here
-            settings=settings, smtp=None, pollers=[], worker=None, outbound=None, sla_jobs=None
+            settings=settings,
+            smtp=None,
+            pollers=[],
+            worker=None,
+            outbound=None,
+            sla_jobs=None,
+            failed_roles=list,
+            imap_roles=list,
         )
         _ready, body = Readiness(service, app.factory).report()
         assert len(inbound_statements) == 1
@@ -559,3 +566,58 @@ def test_readyz_and_metrics_read_the_inbox_from_one_query(
         assert 7100 < families["mailtriage_inbox_oldest_age_seconds"][()] < 7300
     finally:
         app.close()
+
+
+def test_readyz_and_role_states_are_one_view_of_the_roles(tmp_path: Path) -> None:
+    """An IMAP poller whose thread ended with an error, though it was connected: /readyz
+    fails it and ``Service.role_states`` says "failed" (both read ops.health.role_report);
+    a poller backing off, and one connecting, are not ready either."""
+    import threading
+    from types import SimpleNamespace
+
+    from mailtriage.app import App
+    from mailtriage.ops.health import Readiness
+    from mailtriage.service import Service
+
+    from conftest import make_settings
+
+    def poller(key: str, connected: bool, last_error: str = "") -> Any:
+        flag = threading.Event()
+        if connected:
+            flag.set()
+        state = SimpleNamespace(last_error=last_error, retry_at=0.0)
+        return SimpleNamespace(key=key, connected=flag, standby_for=None, state=state)
+
+    settings = make_settings(tmp_path, smtp={"enabled": False})
+    pollers = [
+        poller("dead", connected=True),
+        poller("fine", connected=True),
+        poller("refused", connected=False, last_error="LOGIN failed"),
+        poller("new", connected=False),
+    ]
+    service: Any = SimpleNamespace(
+        settings=settings,
+        smtp=None,
+        pollers=pollers,
+        worker=None,
+        outbound=None,
+        sla_jobs=None,
+        failed_roles=lambda: ["imap-0"],
+        imap_roles=lambda: ["imap-0", "imap-1", "imap-2", "imap-3"],
+    )
+    with App.from_settings(settings) as app:
+        app.prepare_database()
+        ready, body = Readiness(service, app.factory).report()
+    checks = body["checks"]
+    assert not ready
+    assert checks["imap:dead"] == {"ok": False, "detail": "stopped with an error"}
+    assert checks["imap:fine"] == {"ok": True, "detail": "connected"}
+    assert checks["imap:refused"]["ok"] is False
+    assert checks["imap:refused"]["detail"].startswith("backing off after: LOGIN failed")
+    assert checks["imap:new"] == {"ok": False, "detail": "connecting"}
+    assert Service.role_states(service) == {
+        "imap-0": "failed",
+        "imap-1": "running",
+        "imap-2": "backing off",
+        "imap-3": "connecting",
+    }
