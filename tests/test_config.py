@@ -172,6 +172,33 @@ def test_example_config_loads_and_documents_every_key() -> None:
             {"conversation": {"new_tickets_window_minutes": 0}},
             "conversation.new_tickets_window_minutes: expected a number > 0, got 0.0",
         ),
+        # SLA numbers: declared ranges like every other section (one per kind).
+        (
+            {"sla": {"next_update_hours": -1}},
+            "sla.next_update_hours: expected a number >= 0, got -1.0",
+        ),
+        ({"sla": {"reminder_days": -0.5}}, "sla.reminder_days: expected a number >= 0, got -0.5"),
+        (
+            {"sla": {"escalate_after_days": -1}},
+            "sla.escalate_after_days: expected an integer >= 0, got -1",
+        ),
+        (
+            {"sla": {"escalate_after_days": 1.5}},
+            "sla.escalate_after_days: expected an integer, got 1.5",
+        ),
+        (
+            {"sla": {"job_interval_seconds": 0}},
+            "sla.job_interval_seconds: expected a number > 0, got 0.0",
+        ),
+        ({"sla": {"batch_size": 0}}, "sla.batch_size: expected an integer >= 1, got 0"),
+        (
+            {"sla": {"policies": [{"name": "x", "solution_hours": -2}]}},
+            "sla.policies[0].solution_hours: expected a number >= 0, got -2.0",
+        ),
+        (
+            {"sla": {"policies": [{"name": "x", "escalate_after_days": -1}]}},
+            "sla.policies[0].escalate_after_days: expected an integer >= 0, got -1",
+        ),
     ],
 )
 def test_errors_name_the_key(data: dict[str, object], message: str) -> None:
@@ -283,3 +310,24 @@ def test_findings_are_one_line_through_the_command(tmp_path: Path, toml: str, me
     assert result.stderr == f"mailtriage: error: {message}\n"
     assert result.stdout == ""
     assert not (tmp_path / "var").exists()  # refused before anything was touched
+
+
+def test_every_sla_number_declares_its_range() -> None:
+    """The SLA sections check numbers the way every other section does: a Range on
+    the field, read by the loader (no range checked by hand in problems())."""
+    import types
+    import typing
+
+    from mailtriage.config import Range, SlaPolicySettings, SlaSettings
+
+    checked = []
+    for cls in (SlaSettings, SlaPolicySettings):
+        for name, hint in typing.get_type_hints(cls, include_extras=True).items():
+            if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+                hint = next(a for a in typing.get_args(hint) if a is not type(None))
+            annotated = typing.get_origin(hint) is typing.Annotated
+            base, *extras = typing.get_args(hint) if annotated else (hint,)
+            if base in (int, float):
+                checked.append(f"{cls.__name__}.{name}")
+                assert any(isinstance(e, Range) for e in extras), f"{checked[-1]}: no Range"
+    assert "SlaPolicySettings.escalate_after_days" in checked and len(checked) >= 14

@@ -493,3 +493,131 @@ def test_readyz_fails_when_mail_waits_longer_than_the_limit(tmp_path: Path) -> N
         check = body["checks"]["inbox_age"]
         assert check["ok"] is False and "limit 1.5s" in check["detail"]
         assert value(scrape(port), "mailtriage_inbox_oldest_age_seconds") >= 1.5
+
+
+def test_readyz_and_metrics_read_the_inbox_from_one_query(
+    tmp_path: Path, database_url: str
+) -> None:
+    """/readyz and /metrics say the same about the inbox, each from one statement."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mailtriage.app import App
+    from mailtriage.ops.health import Readiness
+    from mailtriage.ops.metrics import DatabaseCollector
+    from mailtriage.store.models import Inbound, utcnow
+
+    from conftest import make_settings
+
+    settings = make_settings(tmp_path, database_url)
+    app = App.from_settings(settings)
+    try:
+        app.prepare_database()
+        ids = [app.inbox.accept(mail(subject=f"Nummer {i}"), "test") for i in range(5)]
+        statuses = ["received", "waiting", "processing", "quarantined", "done"]
+        old = utcnow() - timedelta(hours=2)
+        with app.factory() as session, session.begin():
+            for n, status in enumerate(statuses):
+                row = session.get(Inbound, ids[n].id)
+                assert row is not None
+                row.status = status
+                if status == "waiting":
+                    row.received_at = old
+        inbound_statements: list[str] = []
+
+        @sa.event.listens_for(app.engine, "before_cursor_execute")
+        def seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+            if re.search(r"\bFROM inbound\b", statement):
+                inbound_statements.append(statement)
+
+        service: Any = SimpleNamespace(  # no roles running: the database checks matter here
+            settings=settings,
+            smtp=None,
+            pollers=[],
+            worker=None,
+            outbound=None,
+            sla_jobs=None,
+            failed_roles=list,
+            imap_roles=list,
+        )
+        _ready, body = Readiness(service, app.factory).report()
+        assert len(inbound_statements) == 1
+        age = body["checks"]["inbox_age"]
+        assert not age["ok"] and re.match(
+            r"oldest unprocessed message is 7[12]\d\ds old", age["detail"]
+        )
+        assert body["checks"]["quarantine"]["detail"].startswith("1 message(s)")
+        inbound_statements.clear()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(DatabaseCollector(app.factory))
+        families = {
+            f.name: {tuple(s.labels.values()): s.value for s in f.samples}
+            for f in text_string_to_metric_families(generate_latest(registry).decode())
+        }
+        assert len(inbound_statements) == 1
+        assert families["mailtriage_inbox_depth"] == {
+            ("received",): 1.0,
+            ("waiting",): 1.0,
+            ("processing",): 1.0,
+        }
+        assert families["mailtriage_quarantined_messages"] == {(): 1.0}
+        assert 7100 < families["mailtriage_inbox_oldest_age_seconds"][()] < 7300
+    finally:
+        app.close()
+
+
+def test_readyz_and_role_states_are_one_view_of_the_roles(tmp_path: Path) -> None:
+    """An IMAP poller whose thread ended with an error, though it was connected: /readyz
+    fails it and ``Service.role_states`` says "failed" (both read ops.health.role_report);
+    a poller backing off, and one connecting, are not ready either."""
+    import threading
+    from types import SimpleNamespace
+
+    from mailtriage.app import App
+    from mailtriage.ops.health import Readiness
+    from mailtriage.service import Service
+
+    from conftest import make_settings
+
+    def poller(key: str, connected: bool, last_error: str = "") -> Any:
+        flag = threading.Event()
+        if connected:
+            flag.set()
+        state = SimpleNamespace(last_error=last_error, retry_at=0.0)
+        return SimpleNamespace(key=key, connected=flag, standby_for=None, state=state)
+
+    settings = make_settings(tmp_path, smtp={"enabled": False})
+    pollers = [
+        poller("dead", connected=True),
+        poller("fine", connected=True),
+        poller("refused", connected=False, last_error="LOGIN failed"),
+        poller("new", connected=False),
+    ]
+    service: Any = SimpleNamespace(
+        settings=settings,
+        smtp=None,
+        pollers=pollers,
+        worker=None,
+        outbound=None,
+        sla_jobs=None,
+        failed_roles=lambda: ["imap-0"],
+        imap_roles=lambda: ["imap-0", "imap-1", "imap-2", "imap-3"],
+    )
+    with App.from_settings(settings) as app:
+        app.prepare_database()
+        ready, body = Readiness(service, app.factory).report()
+    checks = body["checks"]
+    assert not ready
+    assert checks["imap:dead"] == {"ok": False, "detail": "stopped with an error"}
+    assert checks["imap:fine"] == {"ok": True, "detail": "connected"}
+    assert checks["imap:refused"]["ok"] is False
+    assert checks["imap:refused"]["detail"].startswith("backing off after: LOGIN failed")
+    assert checks["imap:new"] == {"ok": False, "detail": "connecting"}
+    assert Service.role_states(service) == {
+        "imap-0": "failed",
+        "imap-1": "running",
+        "imap-2": "backing off",
+        "imap-3": "connecting",
+    }

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from mailtriage.cli import main as cli_main
 from mailtriage.portal.app import PortalPages, portal_routes
-from mailtriage.portal.links import make_org_token, make_ticket_token
+from mailtriage.portal.links import make_org_token, make_ticket_token, strip_page_links
 from mailtriage.portal.mail import link_sender
 from mailtriage.store.models import Event, Feedback
 from relay import Received, Relay
@@ -340,3 +340,21 @@ def test_tickets_link_prints_a_working_link_and_refuses_strangers(
     assert "Drucker druckt nicht" in site.get(printed["url"]).text
     assert cli_main(["--config", str(config), "tickets", "link", "1", "--for", STRANGER]) == 2
     assert "not on DM-000001" in capsys.readouterr().err
+
+
+def test_page_links_are_stripped_from_text_quoted_to_staff_and_nothing_else() -> None:
+    secret = b"a secret long enough for the portal links"
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    ticket = make_ticket_token(secret, 42, ERIKA, expires)
+    org = make_org_token(secret, "kunde.example", ERIKA, expires)
+    text = (
+        f"Ihre Seite: https://help.example/desk/t/{ticket}\n"
+        f"> Bewerten: <http://localhost:8025/t/{ticket}?rate=5>\n"
+        f"Alle Tickets: https://help.example/o/{org} und /t/{ticket}/feedback.\n"
+        "Siehe https://github.com/t/issues.html und https://example.org/o/abc.def"
+    )
+    out = strip_page_links(text)
+    assert ticket not in out and org not in out
+    assert out.count("[link to the customer's page removed]") == 4
+    assert "<[link to the customer's page removed]>" in out
+    assert "https://github.com/t/issues.html" in out and "https://example.org/o/abc.def" in out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -297,6 +298,52 @@ def test_an_l1_ticket_unsolved_for_two_business_days_is_escalated_once(
     assert main(["--config", str(desk.config), "tickets", "show", str(ticket_id)]) == 0
     text = capsys.readouterr().out
     assert "escalated L1 -> L2" in text and "20.0 business hours" in text
+
+
+def test_mail_to_staff_quotes_the_conversation_without_the_customers_page_link(
+    desk: Desk,
+) -> None:
+    """The acknowledgement carries Erika's page link (a capability for her address).
+    The escalation notice quotes the conversation (the acknowledgement, her reply
+    quoting it); the agent notice of a new mail quotes her text quoting it: no mail to
+    staff may carry the link. Her own mails keep theirs."""
+    ticket_id = desk.open_ticket(level="L1")
+    desk.tick(datetime.now(BERLIN))  # sends the acknowledgement
+    acks = desk.mails("ack", to=ERIKA)
+    assert len(acks) == 1
+    links = re.findall(r"https?://\S+/t/[A-Za-z0-9_.-]+", acks[0].text())
+    assert links, "the acknowledgement links the ticket's page"
+    token = links[0].rsplit("/t/", 1)[1]
+    quoted = "\n\n> " + acks[0].text().replace("\n", "\n> ")
+    desk.receive(
+        mail(
+            subject=f"Re: [DM-{ticket_id:06d}] Schnittstelle liefert nichts",
+            body="Noch ein Detail: Fehler 502." + quoted,
+            sender=f"Erika Muster <{ERIKA}>",
+            in_reply_to=acks[0].message["Message-ID"],
+        )
+    )
+    desk.receive(  # a new ticket, quoting the old acknowledgement
+        mail(
+            subject="Noch ein Problem mit dem Export",
+            body="Der Export bricht ab, wie beim letzten Mal." + quoted,
+            sender=f"Erika Muster <{ERIKA}>",
+        )
+    )
+    desk.tick(datetime.now(BERLIN))  # sends the notices of the new ticket
+    notices = [r for r in desk.mails("notice") if "Export bricht ab" in r.text()]
+    assert notices
+    desk.shift(ticket_id, FRIDAY)
+    desk.tick(berlin(5, 27, 15))
+    to_l2 = [r for r in desk.mails("escalation", to=BERND) if f"DM-{ticket_id:06d}" in r.text()]
+    assert len(to_l2) == 1
+    assert "Fehler 502" in to_l2[0].text()  # the conversation is quoted
+    for staff in (*notices, to_l2[0]):
+        for body in (staff.text(), staff.html()):
+            assert token not in body and "/t/" not in body
+        assert "link to the customer's page removed" in staff.text()
+    to_customer = desk.mails("escalation_note", to=ERIKA)
+    assert len(to_customer) == 1 and "/t/" in to_customer[0].text()
 
 
 @pytest.mark.parametrize("how", ["tickets set", "#level by mail"])

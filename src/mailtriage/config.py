@@ -351,15 +351,6 @@ def _fractions_problem(values: tuple[float, ...]) -> str | None:
     return None
 
 
-def _negative(obj: object, names: tuple[str, ...]) -> list[tuple[str, str]]:
-    out = []
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None and value < 0:
-            out.append((name, f"expected a number >= 0, got {_show(value)}"))
-    return out
-
-
 @dataclass(frozen=True)
 class SlaWorkingHours:
     """``"08:00-18:00"`` per weekday (local time of ``sla.timezone``); ``""``: day off.
@@ -409,14 +400,14 @@ class SlaPolicySettings:
     # Organisation (sender) domains it applies to; empty: any. A policy naming the
     # ticket's domain wins over one that names none.
     domains: tuple[str, ...] = ()
-    response_hours: float | None = None
-    next_update_hours: float | None = None
-    solution_hours: float | None = None
+    response_hours: NonNegative | None = None
+    next_update_hours: NonNegative | None = None
+    solution_hours: NonNegative | None = None
     business_time: bool | None = None
     warn_at: tuple[float, ...] | None = None
-    escalate_after_days: int | None = None
-    reminder_days: float | None = None
-    auto_close_days: float | None = None
+    escalate_after_days: CountOrZero | None = None
+    reminder_days: NonNegative | None = None
+    auto_close_days: NonNegative | None = None
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
@@ -428,17 +419,7 @@ class SlaPolicySettings:
                 out.append((f"priorities[{i}]", f"expected one of {shown}, got {_show(priority)}"))
         if self.warn_at is not None and (problem := _fractions_problem(self.warn_at)):
             out.append(("warn_at", problem))
-        return out + _negative(self, _SLA_NUMBERS)
-
-
-_SLA_NUMBERS = (
-    "response_hours",
-    "next_update_hours",
-    "solution_hours",
-    "escalate_after_days",
-    "reminder_days",
-    "auto_close_days",
-)
+        return out
 
 
 @dataclass(frozen=True)
@@ -452,19 +433,19 @@ class SlaSettings:
     # Date header has no usable offset.
     timezone: str = "Europe/Berlin"
     # Hours after a customer's reply within which an agent answers it (0: no target).
-    next_update_hours: float = 24.0
+    next_update_hours: NonNegative = 24.0
     # Hours from creation to resolved (0: no target).
-    solution_hours: float = 0.0
+    solution_hours: NonNegative = 0.0
     # The targets count business time (working hours, no holidays); false: calendar time.
     business_time: bool = True
     # Warn the agents when these fractions of a target have passed.
     warn_at: tuple[float, ...] = (0.5, 0.8)
     # An L1 ticket not resolved after this many business days goes to L2 (0: never).
-    escalate_after_days: int = 2
+    escalate_after_days: CountOrZero = 2
     # A ticket waiting for the customer this many days gets a reminder, and is closed
     # auto_close_days after the reminder (0: no reminder / never closed).
-    reminder_days: float = 3.0
-    auto_close_days: float = 4.0
+    reminder_days: NonNegative = 3.0
+    auto_close_days: NonNegative = 4.0
     working_hours: SlaWorkingHours = field(default_factory=SlaWorkingHours)
     # Public holidays of this country and state ("DE", "BY"; "" country: none).
     holidays_country: str = "DE"
@@ -475,8 +456,8 @@ class SlaSettings:
     team_lead_address: str = ""
     # Run the SLA jobs in `mailtriage run`, every this many seconds.
     jobs_enabled: bool = True
-    job_interval_seconds: float = 60.0
-    batch_size: int = 100
+    job_interval_seconds: Seconds = 60.0
+    batch_size: Count = 100
     policies: tuple[SlaPolicySettings, ...] = (
         SlaPolicySettings(name="high", priorities=("high", "urgent"), escalate_after_days=1),
     )
@@ -485,7 +466,7 @@ class SlaSettings:
         from datetime import date
         from zoneinfo import ZoneInfo
 
-        out = _negative(self, _SLA_NUMBERS)
+        out = []
         try:
             ZoneInfo(self.timezone)
         except (ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
@@ -513,10 +494,6 @@ class SlaSettings:
                     f"expected an address like lead@example.com, got {_show(lead)}",
                 )
             )
-        if self.job_interval_seconds <= 0:
-            out.append(("job_interval_seconds", "expected a number > 0"))
-        if self.batch_size < 1:
-            out.append(("batch_size", "expected an integer >= 1"))
         return out
 
 

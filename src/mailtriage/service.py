@@ -413,26 +413,17 @@ class Service:
             self.worker.watch()
 
     def role_states(self) -> dict[str, str]:
-        """Each enabled role's state, for /readyz and ops: "running"; "failed" (ended
-        although nobody asked: the daemon stops); the worker "restarting" (it died and
-        is restarted; what it held is claimed again when its lease expires); an IMAP
-        poller "standby" (another instance polls its folder) or "backing off"."""
-        failed = set(self.failed_roles())
-        states: dict[str, str] = {}
-        if self.smtp is not None:
-            states["smtp"] = "failed" if "smtp" in failed else "running"
-        for role, poller in zip(self._imap_roles(), self.pollers, strict=True):
-            if role in failed:
-                states[role] = "failed"
-            elif poller.standby_for is not None:
-                states[role] = "standby"
-            else:
-                states[role] = "running" if poller.connected.is_set() else "backing off"
-        if self.worker is not None:
-            states["worker"] = self.worker.state
-        return states
+        """Each enabled role's state (what /readyz reports, ``ops.health.role_report``):
+        "running"; "failed" (ended although nobody asked: the daemon stops); the worker
+        "restarting" (it died and is restarted; what it held is claimed again when its
+        lease expires); an IMAP poller "standby" (another instance polls its folder),
+        "backing off" or "connecting"."""
+        from mailtriage.ops.health import role_report
 
-    def _imap_roles(self) -> list[str]:
+        return {r.role: r.state for r in role_report(self) if r.role}
+
+    def imap_roles(self) -> list[str]:
+        """The names of the IMAP pollers' threads, in the order of ``pollers``."""
         return [r.name for r in self._roles if r.name.startswith("imap-")]
 
     def failed_roles(self) -> list[str]:

@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailtriage.ops.metrics import UNPROCESSED
-from mailtriage.store.models import Inbound, InboundStatus, utcnow
+from mailtriage.ops.metrics import inbox_state
+from mailtriage.store.models import utcnow
 
 if TYPE_CHECKING:
     from mailtriage.service import Service
@@ -61,15 +60,7 @@ class Readiness:
         limit = self.settings.http.max_inbox_age_seconds
         try:
             with self.factory() as session:
-                oldest = session.scalar(
-                    select(func.min(Inbound.received_at)).where(Inbound.status.in_(UNPROCESSED))
-                )
-                quarantined = int(
-                    session.scalar(
-                        select(func.count()).where(Inbound.status == InboundStatus.QUARANTINED)
-                    )
-                    or 0
-                )
+                state = inbox_state(session)
         except SQLAlchemyError as exc:
             why = f"unreachable: {type(exc).__name__}: {_first_line(exc)}"
             unknown = "unknown: the database is unreachable"
@@ -78,6 +69,7 @@ class Readiness:
                 Check("inbox_age", False, unknown),
                 Check("quarantine", False, unknown),
             ]
+        oldest, quarantined = state.oldest, state.quarantined
         age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
         inbox = Check(
             "inbox_age",
@@ -102,61 +94,81 @@ class Readiness:
     # -- the roles of this daemon ---------------------------------------------------
 
     def _roles(self) -> list[Check]:
-        service = self.service
-        out: list[Check] = []
-        if self.settings.smtp.enabled:
-            smtp = service.smtp
-            if smtp is not None and smtp.running:
-                host, port = smtp.address
-                out.append(Check("smtp", True, f"listening on {host}:{port}"))
-            else:
-                out.append(Check("smtp", False, "not listening"))
-        now = time.time()
-        for poller in service.pollers:
-            name = f"imap:{poller.key}"
-            state = poller.state
-            if poller.connected.is_set():
-                out.append(Check(name, True, "connected"))
-            elif poller.standby_for is not None:  # another instance polls this folder
-                out.append(Check(name, True, f"standing by: polled by {poller.standby_for}"))
-            elif state.last_error:
-                wait = (
-                    f" (next attempt in {max(0.0, state.retry_at - now):.0f}s)"
-                    if (state.retry_at)
-                    else ""
-                )
-                out.append(Check(name, False, f"backing off after: {state.last_error}{wait}"))
-            else:
-                out.append(Check(name, False, "connecting"))
-        worker = service.worker
-        if worker is not None:
-            out.append(Check("worker", *worker.health()))
-        if service.outbound is not None:
-            interval = self.settings.outbound.poll_interval_seconds
-            limit = max(60.0, 10 * interval)
-            tick = service.outbound.last_tick
-            if tick is None:
-                out.append(Check("scheduler", False, "no round yet"))
-            else:
-                since = now - tick
-                out.append(
-                    Check(
-                        "scheduler",
-                        since <= limit,
-                        f"last outbox round {since:.0f}s ago (limit {limit:.0f}s)",
-                    )
-                )
-        sla_jobs = service.sla_jobs
-        if sla_jobs is not None:
-            limit = max(60.0, 3 * self.settings.sla.job_interval_seconds)
-            tick = sla_jobs.last_tick
-            if tick is None:
-                out.append(Check("sla_jobs", False, "no round yet"))
-            else:
-                since = now - tick
-                detail = f"last SLA round {since:.0f}s ago (limit {limit:.0f}s)"
-                out.append(Check("sla_jobs", since <= limit, detail))
-        return out
+        return [Check(r.check, r.ok, r.detail) for r in role_report(self.service)]
+
+
+@dataclass(frozen=True)
+class RoleState:
+    """One role of this daemon as /readyz and ``Service.role_states`` see it: ``check``
+    its /readyz name, ``role`` its name in role_states ("" : not listed there),
+    ``state`` ("running", "failed", "restarting", "standby", "backing off",
+    "connecting"), ``ok`` and ``detail`` the /readyz verdict."""
+
+    check: str
+    role: str
+    state: str
+    ok: bool
+    detail: str
+
+
+def role_report(service: Service) -> list[RoleState]:
+    """The state of every enabled role (the one source of /readyz's role checks and of
+    ``Service.role_states``)."""
+    settings = service.settings
+    failed = set(service.failed_roles())
+    out: list[RoleState] = []
+    if settings.smtp.enabled:
+        smtp = service.smtp
+        if smtp is not None and smtp.running:
+            host, port = smtp.address
+            out.append(RoleState("smtp", "smtp", "running", True, f"listening on {host}:{port}"))
+        else:
+            out.append(RoleState("smtp", "smtp", "failed", False, "not listening"))
+    now = time.time()
+    for role, poller in zip(service.imap_roles(), service.pollers, strict=True):
+        name = f"imap:{poller.key}"
+        state = poller.state
+        if role in failed:
+            out.append(RoleState(name, role, "failed", False, "stopped with an error"))
+        elif poller.connected.is_set():
+            out.append(RoleState(name, role, "running", True, "connected"))
+        elif poller.standby_for is not None:  # another instance polls this folder
+            detail = f"standing by: polled by {poller.standby_for}"
+            out.append(RoleState(name, role, "standby", True, detail))
+        elif state.last_error:
+            wait = (
+                f" (next attempt in {max(0.0, state.retry_at - now):.0f}s)"
+                if (state.retry_at)
+                else ""
+            )
+            detail = f"backing off after: {state.last_error}{wait}"
+            out.append(RoleState(name, role, "backing off", False, detail))
+        else:
+            out.append(RoleState(name, role, "connecting", False, "connecting"))
+    worker = service.worker
+    if worker is not None:
+        out.append(RoleState("worker", "worker", worker.state, *worker.health()))
+    if service.outbound is not None:
+        interval = settings.outbound.poll_interval_seconds
+        limit = max(60.0, 10 * interval)
+        tick = service.outbound.last_tick
+        if tick is None:
+            out.append(RoleState("scheduler", "", "starting", False, "no round yet"))
+        else:
+            since = now - tick
+            detail = f"last outbox round {since:.0f}s ago (limit {limit:.0f}s)"
+            out.append(RoleState("scheduler", "", "running", since <= limit, detail))
+    sla_jobs = service.sla_jobs
+    if sla_jobs is not None:
+        limit = max(60.0, 3 * settings.sla.job_interval_seconds)
+        tick = sla_jobs.last_tick
+        if tick is None:
+            out.append(RoleState("sla_jobs", "", "starting", False, "no round yet"))
+        else:
+            since = now - tick
+            detail = f"last SLA round {since:.0f}s ago (limit {limit:.0f}s)"
+            out.append(RoleState("sla_jobs", "", "running", since <= limit, detail))
+    return out
 
 
 def _first_line(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,29 @@ def _touch_labels() -> None:
         RECEIVED.labels(source=source)
 
 
+@dataclass(frozen=True)
+class InboxState:
+    """What /readyz and /metrics say about the inbox, read by one query."""
+
+    depth: dict[str, int]  # messages not processed yet, by status (UNPROCESSED)
+    oldest: datetime | None  # when the oldest of them was received
+    quarantined: int
+
+
+def inbox_state(session: Session) -> InboxState:
+    """The inbox's depth by status, its oldest unprocessed message and the quarantine's
+    size, in one statement (the source of /readyz and /metrics)."""
+    rows = session.execute(
+        select(Inbound.status, func.count(), func.min(Inbound.received_at))
+        .where(Inbound.status.in_((*UNPROCESSED, InboundStatus.QUARANTINED)))
+        .group_by(Inbound.status)
+    ).all()
+    depth = {str(status): int(n) for status, n, _ in rows if status in UNPROCESSED}
+    waiting = [first for status, _, first in rows if status in UNPROCESSED and first is not None]
+    quarantined = sum(int(n) for status, n, _ in rows if status == InboundStatus.QUARANTINED)
+    return InboxState(depth, min(waiting, default=None), quarantined)
+
+
 class DatabaseCollector(Collector):
     """State that lives in the database, read at scrape time."""
 
@@ -122,33 +146,20 @@ class DatabaseCollector(Collector):
             "Messages received but not processed yet, by status",
             labels=["status"],
         )
-        counts = dict(
-            session.execute(
-                select(Inbound.status, func.count())
-                .where(Inbound.status.in_(UNPROCESSED))
-                .group_by(Inbound.status)
-            ).all()
-        )
+        inbox = inbox_state(session)
         for status in UNPROCESSED:
-            depth.add_metric([status], counts.get(status, 0))
+            depth.add_metric([status], inbox.depth.get(status, 0))
         yield depth
-        oldest = session.scalar(
-            select(func.min(Inbound.received_at)).where(Inbound.status.in_(UNPROCESSED))
-        )
         age = GaugeMetricFamily(
             "mailtriage_inbox_oldest_age_seconds",
             "Age of the oldest message not processed yet (0: none waiting)",
         )
-        age.add_metric([], _age(oldest, now))
+        age.add_metric([], _age(inbox.oldest, now))
         yield age
         quarantined = GaugeMetricFamily(
             "mailtriage_quarantined_messages", "Messages in quarantine (mailtriage quarantine list)"
         )
-        quarantined.add_metric(
-            [],
-            session.scalar(select(func.count()).where(Inbound.status == InboundStatus.QUARANTINED))
-            or 0,
-        )
+        quarantined.add_metric([], inbox.quarantined)
         yield quarantined
         yield self._outbox(session)
         yield self._open_tickets(session)
@@ -295,9 +306,11 @@ __all__: list[Any] = [
     "PROCESSED",
     "RECEIVED",
     "DatabaseCollector",
+    "InboxState",
     "ServiceCollector",
     "count_processed",
     "count_received",
+    "inbox_state",
     "registry_for",
     "render",
 ]

@@ -38,6 +38,7 @@ from mailtriage.pipeline.classify import Classification
 from mailtriage.pipeline.conversation import is_own_address
 from mailtriage.pipeline.reply_token import AGENT, REPLY
 from mailtriage.pipeline.subject_tag import ticket_reference as reference
+from mailtriage.portal.links import strip_page_links
 from mailtriage.store.apply import NewTicket
 from mailtriage.store.models import Article, Attachment, Event, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox
@@ -57,6 +58,7 @@ __all__ = [
     "queue_command_error",
     "queue_feedback_request",
     "queue_relay",
+    "staff_quote",
 ]
 
 NOTICE = "notice"
@@ -160,6 +162,13 @@ def notice_agents(
         if found:
             return found
     return []
+
+
+def staff_quote(text: str) -> str:
+    """An article's text as quoted in mail to staff: without the customer page links
+    it may carry (our mail to the customer, or the customer quoting it); such a link is
+    a capability made for the customer's address. Every staff mail quotes through here."""
+    return strip_page_links(text)
 
 
 def notice_step(article_id: int, agent_index: int) -> int:
@@ -309,7 +318,7 @@ def _notice_values(
     return {
         "customer_name": clean_header_value(article.sender_name or "", 200),
         "customer_address": article.sender,
-        "text": article.text,
+        "text": staff_quote(article.text),
         "level": level,
         "category": category,
         "priority": priority,

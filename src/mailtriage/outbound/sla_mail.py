@@ -34,6 +34,7 @@ from mailtriage.outbound.conversation_mail import (
     _subject,
     attachment_list,
     notice_agents,
+    staff_quote,
 )
 from mailtriage.outbound.headers import AUTO_GENERATED, clean_header_value, safe_address
 from mailtriage.pipeline.reply_token import AGENT, REPLY
@@ -157,7 +158,7 @@ def _conversation(session: Session, ticket_id: int) -> list[dict[str, Any]]:
                 "internal": bool(a.internal),
                 "who": clean_header_value(who, 200),
                 "date": (a.date or a.created_at).isoformat(timespec="minutes"),
-                "text": a.text[:MAX_TEXT],
+                "text": staff_quote(a.text)[:MAX_TEXT],
             }
         )
     return out

@@ -15,6 +15,7 @@ can offer a new link to the address it was made for, and to no other).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -31,12 +32,21 @@ __all__ = [
     "make_ticket_token",
     "read_org_token",
     "read_ticket_token",
+    "strip_page_links",
     "ticket_url",
 ]
 
 _TICKET_SALT = "mailtriage portal ticket v1"
 _ORG_SALT = "mailtriage portal organisation v1"
 _MAX_TOKEN = 600  # characters; anything longer is not ours
+# A page link as made here, wherever the pages are: [scheme://host[/prefix]]/t|o/ then
+# the token (payload "." HMAC-SHA256 signature, base64url; "." first when compressed),
+# then any sub-page or query (/feedback, ?rate=5).
+_PAGE_LINK = re.compile(
+    r"(?:https?://[^\s<>\"'()]*?)?/[to]/\.?[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{40,}"
+    r"(?:[/?#][^\s<>\"']*)?"
+)
+REMOVED_LINK = "[link to the customer's page removed]"
 
 
 @dataclass(frozen=True)
@@ -143,3 +153,10 @@ def ticket_url(
     expires = now + timedelta(days=settings.portal.link_days)
     token = make_ticket_token(secret, ticket_id, address, expires)
     return f"{base or base_url(settings)}/t/{token}"
+
+
+def strip_page_links(text: str) -> str:
+    """``text`` with every customer page link replaced by a note. A link is a
+    capability made for one address: text quoted to anyone else (staff) must not
+    carry it."""
+    return _PAGE_LINK.sub(REMOVED_LINK, text)

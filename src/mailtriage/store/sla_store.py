@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, literal_column, null, select, true, union_all, update
+from sqlalchemy import Select, bindparam, literal_column, null, select, true, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -19,7 +19,14 @@ from mailtriage.sla import Evaluation, EventFact, SlaRules, TicketFacts, evaluat
 from mailtriage.store.models import Article, Event, Organisation, Ticket, utcnow
 from mailtriage.store.tables import table
 
-__all__ = ["SLA_EVENTS", "due_ticket_ids", "new_ticket_facts", "refresh_sla", "ticket_facts"]
+__all__ = [
+    "SLA_EVENTS",
+    "due_ticket_ids",
+    "due_tickets_query",
+    "new_ticket_facts",
+    "refresh_sla",
+    "ticket_facts",
+]
 
 # The events the clocks read (status changes, level corrections, what was sent).
 SLA_EVENTS = (
@@ -180,16 +187,20 @@ def refresh_sla(
     return ev
 
 
+def due_tickets_query(now: datetime, limit: int) -> Select[int]:
+    """The due-work scan of the SLA jobs (``due_ticket_ids`` runs it; bench/sla.py
+    EXPLAINs it)."""
+    return (
+        select(Ticket.id)
+        .where(Ticket.sla_next_at <= now)
+        .order_by(Ticket.sla_next_at, Ticket.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 def due_ticket_ids(session: Session, now: datetime, limit: int) -> list[int]:
     """Tickets whose next SLA action is due, earliest first, locked for this
     transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: another instance takes
     the others; SQLite's write lock at BEGIN serialises instances instead)."""
-    return list(
-        session.scalars(
-            select(Ticket.id)
-            .where(Ticket.sla_next_at <= now)
-            .order_by(Ticket.sla_next_at, Ticket.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    return list(session.scalars(due_tickets_query(now, limit)))
