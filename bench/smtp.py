@@ -166,17 +166,25 @@ class Daemon:
             )
         self.config = config
         self.port = self._port()
+        if worker:
+            # Steady state: the worker and its parser processes loaded (they take a
+            # second or two of both cores), not the start-up.
+            self._wait_for(r"worker \S+ ready", "the worker did not get ready")
 
     def _port(self) -> int:
+        found = self._wait_for(r"listening on 127\.0\.0\.1:(\d+)", "did not start listening")
+        return int(found.group(1))
+
+    def _wait_for(self, pattern: str, failure: str) -> re.Match[str]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"mailtriage run exited:\n{self.log.read_text()}")
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log.read_text())
+            found = re.search(pattern, self.log.read_text())
             if found:
-                return int(found.group(1))
+                return found
             time.sleep(0.05)
-        raise SystemExit("mailtriage run did not start listening")
+        raise SystemExit(f"mailtriage run {failure}")
 
     def stop(self) -> None:
         self.proc.terminate()

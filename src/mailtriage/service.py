@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 # How often the main thread looks whether a role died.
 WATCH_SECONDS = 1.0
+# How long a starting worker waits for its parser processes to load before it takes
+# mail (then "ready"; it goes on anyway after this long).
+POOL_LOAD_SECONDS = 60.0
 
 
 class WorkerProcess:
@@ -275,7 +278,8 @@ def worker_main(
             # Load rules, language model and parser processes now: the first messages
             # should not wait seconds for them.
             worker.processor.warm_up()
-            worker.start_pool()
+            worker.start_pool(wait_seconds=POOL_LOAD_SECONDS)
+            log.info("worker %s ready", owner)
             worker.run_forever(stop, functools.partial(_after_round, settings, heartbeat))
         finally:
             worker.close()  # releases whatever it still leases

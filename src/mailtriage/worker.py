@@ -25,11 +25,13 @@ import multiprocessing
 import os
 import socket
 import threading
+import time
 import traceback
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -516,8 +518,10 @@ def _pool_analyse(claimed: list[Claimed]) -> list[_Analysed]:
     return _pool_processor.analyse_claimed(claimed)
 
 
-def _pool_ready() -> bool:
-    return _pool_processor is not None
+def _pool_pid() -> int:
+    """Answered by a pool process once it has loaded."""
+    assert _pool_processor is not None, "pool process not initialised"
+    return os.getpid()
 
 
 class Worker:
@@ -594,15 +598,26 @@ class Worker:
             )
         return self._pool
 
-    def start_pool(self) -> None:
+    def start_pool(self, *, wait_seconds: float = 0.0) -> None:
         """Start the pool processes now (they take a moment to load), not on the
-        first batch."""
+        first batch. ``wait_seconds``: wait up to that long until every pool process
+        has loaded (the daemon: ready means ready to work at full speed)."""
         if self._pool is not None:
             return
         executor = self._executor()
-        if executor is not None:
-            for _ in range(self._processes()):
-                executor.submit(_pool_ready)
+        if executor is None:
+            return
+        for _ in range(self._processes()):
+            executor.submit(_pool_pid)
+        deadline = time.monotonic() + wait_seconds
+        loaded: set[int] = set()
+        while len(loaded) < self._processes() and time.monotonic() < deadline:
+            # a process takes tasks only after loading; the pids tell them apart
+            job = executor.submit(_pool_pid)
+            try:
+                loaded.add(job.result(max(deadline - time.monotonic(), 0.0)))
+            except FuturesTimeout:
+                return  # still loading: the first batches wait for it instead
 
     # -- work -----------------------------------------------------------------------
 
