@@ -646,7 +646,8 @@ class Worker:
         Stores at least the oldest chunk, in claim order (a reply claimed after its
         first message is filed after it)."""
         waiting = sum(len(chunk) for chunk, _ in self._in_flight)
-        if waiting < limit:
+        # top up in large steps: every claim is a write transaction of its own
+        if waiting <= limit // 2:
             claimed = self.inbox.claim(
                 self.owner, limit - waiting, self.settings.worker.lease_seconds
             )
