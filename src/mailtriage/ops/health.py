@@ -149,28 +149,23 @@ def role_report(service: Service) -> list[RoleState]:
     if worker is not None:
         out.append(RoleState("worker", "worker", worker.state, *worker.health()))
     if service.outbound is not None:
-        interval = settings.outbound.poll_interval_seconds
-        limit = max(60.0, 10 * interval)
-        tick = service.outbound.last_tick
-        if tick is None:
-            out.append(RoleState("scheduler", "", "starting", False, "no round yet"))
-        else:
-            since = now - tick
-            detail = f"last outbox round {since:.0f}s ago (limit {limit:.0f}s)"
-            out.append(RoleState("scheduler", "", "running", since <= limit, detail))
-    sla_jobs = service.sla_jobs
-    if sla_jobs is not None:
+        limit = max(60.0, 10 * settings.outbound.poll_interval_seconds)
+        out.append(_rounds("scheduler", "outbox", service.outbound.last_tick, limit, now))
+    if service.sla_jobs is not None:
         limit = max(60.0, 3 * settings.sla.job_interval_seconds)
-        tick = sla_jobs.last_tick
-        if tick is None:
-            out.append(RoleState("sla_jobs", "", "starting", False, "no round yet"))
-        else:
-            since = now - tick
-            detail = f"last SLA round {since:.0f}s ago (limit {limit:.0f}s)"
-            out.append(RoleState("sla_jobs", "", "running", since <= limit, detail))
+        out.append(_rounds("sla_jobs", "SLA", service.sla_jobs.last_tick, limit, now))
     return out
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else ""
+
+
+def _rounds(name: str, what: str, tick: float | None, limit: float, now: float) -> RoleState:
+    """A role that goes round on a timer: ready while its last round is recent."""
+    if tick is None:
+        return RoleState(name, "", "starting", False, "no round yet")
+    since = now - tick
+    detail = f"last {what} round {since:.0f}s ago (limit {limit:.0f}s)"
+    return RoleState(name, "", "running", since <= limit, detail)
