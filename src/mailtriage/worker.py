@@ -3,9 +3,11 @@
 claim (lease) -> read raw blob -> analyse (pure) -> store_analysis: facts from the
 store -> conversation.match (pure) -> store.apply -> outbound mail, one transaction.
 The Worker claims; a Processor analyses and stores what was claimed, in this process
-or, when there is work for several cores, in each process of a pool (every pool
-process has its own database connection, so parsing, classifying and writing all
-run in parallel). The Processor is the only place that catches broad exceptions.
+or, when there is work for several cores, with a pool of processes: on PostgreSQL each
+pool process analyses and stores (own connection, row locks); on SQLite, which has
+one writer, the pool only analyses and this process stores in claim order while the
+pool works on the next chunks. The Processor is the only place that catches broad
+exceptions.
 
 What is retried and what is not: the analysis is a pure function of the raw bytes,
 the rules and the model, so an exception from it (other than running out of memory)
