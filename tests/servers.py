@@ -287,6 +287,13 @@ def swaks(port: int, *args: str, timeout: float = 30) -> subprocess.CompletedPro
 # -- `mailtriage run` as a child process ----------------------------------------------
 
 
+def _inherited_env() -> dict[str, str]:
+    """This process's environment for a daemon, without the metrics directory that an
+    in-process service of an earlier test set here: a daemon started as ops start it
+    makes its own (a test that wants a shared one passes it in ``env``)."""
+    return {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+
+
 class Daemon:
     """``python -m mailtriage --config FILE run`` with its log read on a thread."""
 
@@ -299,7 +306,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**_inherited_env(), **(env or {})},
             cwd=ROOT,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
