@@ -199,11 +199,11 @@ def store_analysis(
     if policy.sla is not None and decision.action in ("create", "append"):
         # the ticket's clocks follow its history; merged tickets have none any more (a
         # duplicate or an ignored automatic answer changes no clock)
+        new = applied.ticket
+        written = new.id if new is not None and new.clocks_written else None
         for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
-            new = applied.ticket
-            if ticket_id is None or (new and new.id == ticket_id and new.clocks_written):
-                continue  # (written with the new ticket)
-            refresh_sla(session, ticket_id, policy.sla)
+            if ticket_id is not None and ticket_id != written:  # (written with it)
+                refresh_sla(session, ticket_id, policy.sla)
     return applied
 
 
@@ -303,8 +303,9 @@ class Processor:
         return self.store_analysed(claimed, self.analyse_claimed(claimed))
 
     def analyse_claimed(self, claimed: list[Claimed]) -> list[_Analysed]:
-        """The analysis of each claimed message (or why there is none); writes nothing,
-        so it may run in a pool process while another process stores."""
+        """The analysis of each claimed message (or why there is none); it writes
+        attachment blobs but nothing to the database, so it may run in a pool process
+        while another process stores."""
         # Outside the per-message handling: a broken rules file is not the messages'
         # fault (the caller fails; closing the worker hands the leases back).
         analyser = self.analysers.current() if claimed else None
@@ -655,8 +656,7 @@ class Worker:
             )
             if claimed:
                 executor = self._executor()
-                if executor is None:  # pragma: no cover - a pool exists on this path
-                    return self.processor.process(claimed)
+                assert executor is not None  # the pool exists on this path
                 self._submit(executor, claimed)
         return self._store_ready()
 

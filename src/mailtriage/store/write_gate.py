@@ -54,16 +54,9 @@ class WriteGate:
             os.close(fd)
 
 
-_gates: dict[str, WriteGate] = {}
-
-
 def gate_for(database: Path) -> WriteGate:
-    """The gate of one SQLite database file (one per file in this process)."""
-    key = str(database.resolve())
-    gate = _gates.get(key)
-    if gate is None:
-        gate = _gates[key] = WriteGate(Path(key + "-gate"))
-    return gate
+    """The gate of one SQLite database file (the lock file is its whole state)."""
+    return WriteGate(Path(str(database.resolve()) + "-gate"))
 
 
 @contextlib.contextmanager
