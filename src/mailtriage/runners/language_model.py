@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mailtriage.cache_dir import ENV_CACHE_DIR, default_cache_dir
+from mailtriage.cache_dir import ENV_CACHE_DIR, default_cache_dir, publish_directory
 from mailtriage.pipeline import language
 
 log = logging.getLogger(__name__)
@@ -68,9 +65,7 @@ def _cache_name() -> str:
 def _write(path: Path, ident: Any) -> None:
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".langid-"))
-    try:
+    def fill(tmp: Path) -> None:
         arrays = {
             "ptc": np.ascontiguousarray(ident.nb_ptc),
             "pc": np.asarray(ident.nb_pc),
@@ -81,13 +76,8 @@ def _write(path: Path, ident: Any) -> None:
         }
         for name, values in arrays.items():
             np.save(tmp / f"{name}.npy", values, allow_pickle=False)
-        os.rename(tmp, path)  # complete or absent, also with several processes
-    except OSError:
-        if path.is_dir():  # another process was first: its copy is as good
-            return
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_directory(path, fill)
 
 
 def _read(path: Path) -> Any:

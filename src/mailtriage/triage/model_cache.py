@@ -14,14 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from mailtriage.cache_dir import default_cache_dir
+from mailtriage.cache_dir import default_cache_dir, publish_directory
 from mailtriage.pipeline.classify.linear import LabelModel, LinearModel
 
 __all__ = ["cached_model"]
@@ -52,9 +50,7 @@ def cached_model(raw: bytes, cache_dir: Path | None = None) -> LinearModel:
 
 
 def _write(path: Path, model: LinearModel) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".linear-"))
-    try:
+    def fill(tmp: Path) -> None:
         labels = list(model.labels.items())
         meta = {
             "vocabulary": model.vocabulary,
@@ -68,13 +64,8 @@ def _write(path: Path, model: LinearModel) -> None:
         for i, (_, lab) in enumerate(labels):
             np.save(tmp / f"coef-{i}.npy", lab.coef, allow_pickle=False)
             np.save(tmp / f"intercept-{i}.npy", lab.intercept, allow_pickle=False)
-        os.rename(tmp, path)  # complete or absent, also with several processes
-    except OSError:
-        if path.is_dir():  # another process was first: its copy is as good
-            return
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_directory(path, fill)
 
 
 def _read(path: Path) -> LinearModel:
