@@ -447,3 +447,31 @@ def test_maildir_delivery_is_exactly_once_per_message_id(tmp_path: Path) -> None
     assert not list((tmp_path / "md" / "new").iterdir())
     box.deliver("support@dataandmore.com", "erika@kunde.example", raw, "id-2@x")
     assert len(list((tmp_path / "md" / "new").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("requester", "expected"),
+    [
+        ("erika@kunde.example", "erika@kunde.example"),
+        ("support@dataandmore.com", None),
+        ("Support+DM-000001@DataAndMore.com", None),  # our plus address
+        ("kollege@dataandmore.de", None),  # a domain of mail.own_domains
+        ("not an address", None),
+    ],
+)
+def test_mail_for_the_requester_alone_never_goes_to_one_of_our_addresses(
+    requester: str, expected: str | None, tmp_path: Path
+) -> None:
+    """The feedback request and the SLA mails to the customer (escalation note,
+    reminder, auto-close) go to the requester only: never to our own addresses, which
+    would make us write to ourselves."""
+    from mailtriage.config import load_settings
+    from mailtriage.outbound.ack import outbound_policy
+    from mailtriage.outbound.conversation_mail import requester_address
+    from mailtriage.store.models import Contact, Ticket
+
+    config = tmp_path / "c.toml"
+    config.write_text('[mail]\nown_domains = ["dataandmore.de"]\n', encoding="utf-8")
+    policy = outbound_policy(load_settings(config))
+    ticket = Ticket(requester=Contact(email=requester, name="Erika"))
+    assert requester_address(ticket, policy) == expected

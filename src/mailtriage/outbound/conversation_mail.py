@@ -158,10 +158,17 @@ def notice_agents(
     """(index in ``[[agents]]``, agent) of the agents of ``level``; with none, those of
     L1; no agents configured: none."""
     for wanted in (level, "L1"):
-        found = [(i, a) for i, a in enumerate(agents) if a.level == wanted and i < MAX_AGENTS]
-        if found:
+        if found := agents_of(agents, wanted):
             return found
     return []
+
+
+def agents_of(
+    agents: tuple[AgentSettings, ...], level: str | None
+) -> list[tuple[int, AgentSettings]]:
+    """(index in ``[[agents]]``, agent) of the agents of ``level`` (the first
+    MAX_AGENTS of the list count)."""
+    return [(i, a) for i, a in enumerate(agents) if a.level == level and i < MAX_AGENTS]
 
 
 def staff_quote(text: str) -> str:
@@ -367,6 +374,16 @@ def queue_relay(
     return _queue(session, ticket.id, plan)
 
 
+def requester_address(ticket: Ticket, policy: OutboundPolicy) -> str | None:
+    """Where mail for the ticket's requester alone goes; None when the address is
+    unusable or one of ours (we never write to ourselves: a loop)."""
+    requester = ticket.requester
+    address = safe_address(requester.email) if requester else None
+    if address is None or is_own_address(address, policy):
+        return None
+    return address
+
+
 def queue_feedback_request(session: Session, ticket: Ticket, policy: OutboundPolicy) -> int | None:
     """Ask the requester how we did, once per ticket (the links to rate are on the
     ticket's page; a reply with a number counts too). None when there is nobody to ask
@@ -374,7 +391,7 @@ def queue_feedback_request(session: Session, ticket: Ticket, policy: OutboundPol
     if not policy.ask_feedback:
         return None
     requester = ticket.requester
-    address = safe_address(requester.email) if requester else None
+    address = requester_address(ticket, policy)
     if address is None:
         return None
     parent, refs = _thread(session, ticket.id)

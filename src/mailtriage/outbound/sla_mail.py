@@ -32,8 +32,10 @@ from mailtriage.outbound.conversation_mail import (
     _plan,
     _queue,
     _subject,
+    agents_of,
     attachment_list,
     notice_agents,
+    requester_address,
     staff_quote,
 )
 from mailtriage.outbound.headers import AUTO_GENERATED, clean_header_value, safe_address
@@ -193,8 +195,7 @@ def queue_escalation(
         "commands": list(COMMANDS),
     }
     ids = []
-    l2 = [(i, a) for i, a in enumerate(policy.agents) if a.level == "L2" and i < MAX_AGENTS]
-    for index, agent in l2:
+    for index, agent in agents_of(policy.agents, "L2"):
         address = safe_address(agent.address)
         if address is None:
             continue
@@ -230,8 +231,8 @@ def _to_customer(
 ) -> int | None:
     """Mail to the requester only (never a participant or anyone else)."""
     requester = ticket.requester
-    address = safe_address(requester.email) if requester else None
-    if address is None or address.casefold() == policy.support_address.casefold():
+    address = requester_address(ticket, policy)
+    if address is None:
         return None
     language = choose_language(ticket.language, policy)
     name = requester.name if requester else ""
