@@ -199,10 +199,11 @@ def store_analysis(
     if policy.sla is not None and decision.action in ("create", "append"):
         # the ticket's clocks follow its history; merged tickets have none any more (a
         # duplicate or an ignored automatic answer changes no clock)
+        # a new ticket that adopted no early replies was written with its due times
         new = applied.ticket
-        written = new.id if new is not None and new.clocks_written else None
+        written = new.id if new is not None and not new.adopted else None
         for ticket_id in (applied.ticket_id, *decision.merge_ticket_ids):
-            if ticket_id is not None and ticket_id != written:  # (written with it)
+            if ticket_id is not None and ticket_id != written:
                 refresh_sla(session, ticket_id, policy.sla)
     return applied
 

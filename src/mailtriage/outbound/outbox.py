@@ -24,7 +24,7 @@ from mailtriage.pipeline.conversation import OurMail
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.pipeline.subject_tag import ticket_reference
-from mailtriage.store.apply import NewTicket
+from mailtriage.store.apply import NewTicket, add_event
 from mailtriage.store.leases import release_all, take_due
 from mailtriage.store.models import Article, Event, utcnow
 from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
@@ -48,7 +48,6 @@ _INSERT_OUTBOX = insert(table(Outbox))
 _INSERT_OUTBOX_IDS = _INSERT_OUTBOX.returning(
     table(Outbox).c.kind, table(Outbox).c.step, table(Outbox).c.id
 )
-_INSERT_EVENT = insert(table(Event))
 
 
 def queue_ack(
@@ -86,7 +85,7 @@ def queue_ack(
         promise=promise,
     )
     if plan is None:
-        _add_event(session, ticket.id, inbound_id, "ack_skipped", {"reason": why_not})
+        add_event(session, ticket.id, inbound_id, "ack_skipped", {"reason": why_not})
         return None
     return enqueue(session, ticket.id, plan, inbound_id=inbound_id, policy=policy)
 
@@ -120,7 +119,7 @@ def enqueue(
             detail["why"] = (
                 f"no article in {plan.language!r} scored {policy.kb_min_score:g} or more"
             )
-        _add_event(session, ticket_id, inbound_id, "kb_articles", detail)
+        add_event(session, ticket_id, inbound_id, "kb_articles", detail)
     return int(key[0])
 
 
@@ -154,19 +153,6 @@ def _outbox_row(ticket_id: int, plan: OutboxPlan) -> dict[str, Any]:
         "deadline": plan.deadline,
         "created_at": now,
     }
-
-
-def _add_event(
-    session: Session,
-    ticket_id: int,
-    inbound_id: int | None,
-    kind: str,
-    detail: dict[str, Any],
-) -> None:
-    session.connection().execute(
-        _INSERT_EVENT,
-        {"ticket_id": ticket_id, "inbound_id": inbound_id, "kind": kind, "detail": detail},
-    )
 
 
 def note_automated_answer(

@@ -66,13 +66,6 @@ _INSERT_EVENT = insert(_EVENT)
 _INSERT_PARTICIPANT = insert(_PARTICIPANT)
 _INSERT_CONTACT = insert(_CONTACT)
 _INSERT_ORGANISATION = insert(_ORGANISATION)
-# The requester's organisation (by domain) and contact (by address), in one query.
-_FIND_REQUESTER = select(
-    select(_ORGANISATION.c.id)
-    .where(_ORGANISATION.c.domain == bindparam("domain"))
-    .scalar_subquery(),
-    select(_CONTACT.c.id).where(_CONTACT.c.email == bindparam("email")).scalar_subquery(),
-)
 # One row per Message-ID the article carries; ``first`` when no article carried it
 # before (decided in the INSERT: one statement for all of an article's rows).
 _INSERT_REF = insert(_REF).from_select(
@@ -148,11 +141,9 @@ class NewTicket:
     classification_reasons: list[Any] | None
     created_at: datetime
     domain: str | None  # its organisation's domain
-    # Early replies' tickets may have been merged into it (their articles moved here).
+    # Early replies' tickets may have been merged into it (their articles moved here);
+    # when not, it was written with its SLA due times (given the rules).
     adopted: bool = False
-    # Its SLA due times were written with it (it was created with the rules and
-    # adopted nothing): the caller need not refresh them.
-    clocks_written: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +171,7 @@ def apply_decision(
     """Create or append (merging early replies), and mark the inbound row done.
     ``sla``: the SLA rules; a new ticket that adopts no early replies is written with
     its due times (its clocks start with it). ``requester``: found by the lookups in
-    this transaction (None: look here).
+    this transaction (required to create a ticket).
 
     Raises LeaseLost when another worker owns the row now (roll back)."""
     parsed = analysis.parsed
@@ -481,12 +472,10 @@ def _create_ticket(
         sla = None
     domain = parsed.sender_domain
     wants_organisation = bool(domain) and domain not in freemail
-    if requester is None:
-        organisation_id, contact_id = conn.execute(
-            _FIND_REQUESTER, {"domain": domain or None, "email": parsed.sender or None}
-        ).one()
-    else:
-        organisation_id, contact_id = requester.organisation_id, requester.contact_id
+    # the lookups found them in this transaction (automated mail, which has none,
+    # never opens a ticket: conversation.match ignores it)
+    assert requester is not None, "a new ticket needs the lookups' requester"
+    organisation_id, contact_id = requester.organisation_id, requester.contact_id
     if not wants_organisation:
         organisation_id = None
     if wants_organisation and organisation_id is None:
@@ -537,7 +526,6 @@ def _create_ticket(
         created_at=now,
         domain=organisation_domain,
         adopted=adopted,
-        clocks_written=sla is not None,
     )
 
 
@@ -668,6 +656,13 @@ def _add_refs(conn: Connection, article_id: int, keys: tuple[str, ...]) -> None:
     wanted = [k for k in dict.fromkeys(keys) if k and len(k) <= 1000]
     if wanted:
         conn.execute(_INSERT_REF, [{"article_id": article_id, "message_key": k} for k in wanted])
+
+
+def add_event(
+    session: Session, ticket_id: int, inbound_id: int | None, kind: str, detail: dict[str, Any]
+) -> None:
+    """One system event on the ticket, in the caller's transaction."""
+    session.connection().execute(_INSERT_EVENT, _event_row(ticket_id, inbound_id, kind, detail))
 
 
 def _event_row(
