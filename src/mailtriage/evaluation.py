@@ -119,7 +119,7 @@ def label_metrics(gold: Sequence[str], predicted: Sequence[str]) -> LabelMetrics
     )
 
 
-def _within_one(gold: Sequence[str], predicted: Sequence[str]) -> float:
+def within_one(gold: Sequence[str], predicted: Sequence[str]) -> float:
     order = {p: i for i, p in enumerate(PRIORITIES)}
     pairs = list(zip(gold, predicted, strict=True))
     if not pairs:
@@ -137,7 +137,7 @@ def evaluate_predictions(predictions: Iterable[Prediction]) -> EvalReport:
         gold = [p.gold[key] for p in preds]
         got = [(p.predicted or {}).get(key, "<error>") for p in preds]
         labels[key] = label_metrics(gold, got)
-    within = _within_one(
+    within = within_one(
         [p.gold["priority"] for p in preds],
         [(p.predicted or {}).get("priority", "<error>") for p in preds],
     )
@@ -242,7 +242,7 @@ def evaluate(
         except Exception as exc:  # one broken file must not stop the evaluation
             preds.append(Prediction(row["file"], gold, None, error=f"{type(exc).__name__}: {exc}"))
             continue
-        preds.append(Prediction(row["file"], gold, _predicted(c), reasons=c.reasons))
+        preds.append(Prediction(row["file"], gold, predicted_labels(c), reasons=c.reasons))
     return evaluate_predictions(preds)
 
 
@@ -322,7 +322,7 @@ class CorrectionsEval:
         }
 
 
-def _predicted(c: Classification) -> dict[str, str]:
+def predicted_labels(c: Classification) -> dict[str, str]:
     return {
         "level": c.level,
         "category": c.category,
@@ -337,11 +337,14 @@ def eval_corrections(
     model: CategoryModel | None = None,
 ) -> CorrectionsEval:
     """Score corrected tickets ``(number, input, corrected labels)``. Pure."""
-    plain = [Prediction(n, gold, _predicted(classify(inp, rules))) for n, inp, gold in examples]
+    plain = [
+        Prediction(n, gold, predicted_labels(classify(inp, rules))) for n, inp, gold in examples
+    ]
     if model is None:
         return CorrectionsEval(evaluate_predictions(plain), None, (), ())
     modelled = [
-        Prediction(n, gold, _predicted(classify(inp, rules, model))) for n, inp, gold in examples
+        Prediction(n, gold, predicted_labels(classify(inp, rules, model)))
+        for n, inp, gold in examples
     ]
     now_right: list[dict[str, str]] = []
     still_wrong: list[dict[str, str]] = []

@@ -26,8 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from mailtriage.evaluation import holdout_files, label_metrics, read_labels
-from mailtriage.pipeline.classify import ClassifierInput, classify, scoring
+from mailtriage.evaluation import (
+    holdout_files,
+    label_metrics,
+    predicted_labels,
+    read_labels,
+    within_one,
+)
+from mailtriage.pipeline.classify import ClassifierInput, classify
 from mailtriage.pipeline.classify.linear import LabelModel, LinearModel, tokens
 from mailtriage.pipeline.classify.scoring import combine_features, decide_by_rules
 from mailtriage.triage.eml import parse_input
@@ -175,27 +181,16 @@ def _train_model(
     return LinearModel(vocabulary, [float(v) for v in vectorizer.idf_], meta, 1.0, labels, info)
 
 
-PRIORITY_ORDER = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
-
-
 def fold_figures(rows: Sequence[Row], predicted: Sequence[Mapping[str, str]]) -> dict[str, float]:
     """The issue's figures of predictions against the rows' gold labels."""
+    gold = {k: [r.gold[k] for r in rows] for k in ("level", "category", "priority")}
+    guess = {k: [p[k] for p in predicted] for k in gold}
     out = {
-        "level_f1": label_metrics(
-            [r.gold["level"] for r in rows], [p["level"] for p in predicted]
-        ).macro_f1,
-        "category": label_metrics(
-            [r.gold["category"] for r in rows], [p["category"] for p in predicted]
-        ).accuracy,
-        "priority": label_metrics(
-            [r.gold["priority"] for r in rows], [p["priority"] for p in predicted]
-        ).accuracy,
+        "level_f1": label_metrics(gold["level"], guess["level"]).macro_f1,
+        "category": label_metrics(gold["category"], guess["category"]).accuracy,
+        "priority": label_metrics(gold["priority"], guess["priority"]).accuracy,
     }
-    near = sum(
-        abs(PRIORITY_ORDER[r.gold["priority"]] - PRIORITY_ORDER[p["priority"]]) <= 1
-        for r, p in zip(rows, predicted, strict=True)
-    )
-    out["within_one"] = round(near / max(1, len(rows)), 4)
+    out["within_one"] = within_one(gold["priority"], guess["priority"])
     return out
 
 
@@ -208,8 +203,6 @@ class Setting:
     priority_meta: float = DEFAULT_META_WEIGHTS["priority"]
     dev_weight: float = DEFAULT_DEV_WEIGHT
     rule_features: bool = RULE_FEATURES
-    min_p: float = scoring.MIN_CATEGORY_P
-    margin: float = scoring.MIN_CATEGORY_MARGIN
 
     def train(self, rows: Sequence[Row]) -> LinearModel:
         weights = {"category": self.category_meta, "priority": self.priority_meta}
@@ -234,31 +227,19 @@ def cross_validate(
 
     rules = load_rules(with_model=False)
     strata = [f"{r.source}/{r.gold['priority']}" for r in rows]
-    saved = scoring.MIN_CATEGORY_P, scoring.MIN_CATEGORY_MARGIN
-    scoring.MIN_CATEGORY_P, scoring.MIN_CATEGORY_MARGIN = setting.min_p, setting.margin
     out = []
-    try:
-        for seed in range(repeats):
-            splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-            for train_idx, test_idx in splitter.split(strata, strata):
-                model = setting.train([rows[i] for i in train_idx])
-                with_model = replace(rules, model=model)
-                tested = [rows[i] for i in test_idx]
-                predicted = []
-                for row in tested:
-                    got = classify(row.inp, with_model)
-                    predicted.append(
-                        {"category": got.category, "level": got.level, "priority": got.priority}
-                    )
-                fold = {"all": fold_figures(tested, predicted)}
-                for part in ("dev", "train"):
-                    pairs = [
-                        (r, p) for r, p in zip(tested, predicted, strict=True) if r.source == part
-                    ]
-                    fold[part] = fold_figures([r for r, _ in pairs], [p for _, p in pairs])
-                out.append(fold)
-    finally:
-        scoring.MIN_CATEGORY_P, scoring.MIN_CATEGORY_MARGIN = saved
+    for seed in range(repeats):
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        for train_idx, test_idx in splitter.split(strata, strata):
+            model = setting.train([rows[i] for i in train_idx])
+            with_model = replace(rules, model=model)
+            tested = [rows[i] for i in test_idx]
+            predicted = [predicted_labels(classify(r.inp, with_model)) for r in tested]
+            fold = {"all": fold_figures(tested, predicted)}
+            for part in ("dev", "train"):
+                pairs = [(r, p) for r, p in zip(tested, predicted, strict=True) if r.source == part]
+                fold[part] = fold_figures([r for r, _ in pairs], [p for _, p in pairs])
+            out.append(fold)
     return out
 
 
