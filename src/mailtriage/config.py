@@ -130,6 +130,13 @@ class MailSettings:
         "freenet.de",
     )
 
+    @property
+    def message_domain(self) -> str:
+        """The domain of the Message-IDs we make: the first of own_domains, else the
+        support address's."""
+        own = self.own_domains
+        return own[0] if own else self.support_address.rpartition("@")[2]
+
     def problems(self) -> list[tuple[str, str]]:
         out = []
         if not _ADDRESS_RE.fullmatch(self.support_address):

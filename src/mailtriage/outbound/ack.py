@@ -321,12 +321,11 @@ def outbound_policy(
             kb = _load_kb(settings.kb.index_file, _mtime(settings.kb.index_file))
         except KbError as exc:
             raise ConfigError(f"kb.index_file: {exc}") from None
-    own = settings.mail.own_domains
     support = settings.mail.support_address
     return OutboundPolicy(
         acknowledge=settings.outbound.acknowledge,
         prefix=settings.mail.ticket_prefix,
-        message_domain=own[0] if own else support.rpartition("@")[2],
+        message_domain=settings.mail.message_domain,
         support_address=support,
         default_language=settings.triage.default_language,
         languages=languages,
@@ -343,7 +342,7 @@ def outbound_policy(
         from_name=settings.outbound.from_name,
         ask_feedback=settings.portal.enabled and settings.portal.feedback,
         feedback_change_days=settings.portal.feedback_change_days,
-        own_domains=own,
+        own_domains=settings.mail.own_domains,
         sla=rules_from_settings(settings.sla),
         team_lead_address=settings.sla.team_lead_address,
     )

@@ -81,6 +81,8 @@ class PortalPages:
         self.env = Environment(
             loader=FileSystemLoader(str(_templates_dir())),
             autoescape=select_autoescape(default=True),
+            # the pages render on the event loop: no stat of the template files each time
+            auto_reload=False,
         )
         self.blobs = BlobStore(self.settings.storage_dir / "blobs")
         self.prefix = self.settings.mail.ticket_prefix

@@ -24,8 +24,7 @@ def link_sender(settings: Settings, mailer: Mailer | None = None) -> SendMail:
     templates = Templates(settings.outbound.templates_dir or None)
     chosen = mailer or mailer_from_settings(settings)
     support = settings.mail.support_address
-    own = settings.mail.own_domains
-    domain = own[0] if own else support.rpartition("@")[2]
+    domain = settings.mail.message_domain
 
     def send(kind: str, recipient: str, language: str, link: str) -> None:
         template = KINDS[kind]
