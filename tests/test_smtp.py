@@ -732,3 +732,46 @@ def test_swaks_to_ticket_through_the_service(database_url: str, tmp_path: Path) 
         stop.set()
         thread.join(15)
     assert result == {"code": 0}
+
+
+ADDRESSES = [
+    "<a@b.c>",
+    "a@b.c",
+    "<>",
+    '<"a> b"@c.d>',
+    "<a\\> b@c>",
+    "<bad",
+    "<@x,@y:a@b.c>",
+    "<" + "x" * 70 + "@b.c>",
+    "<a b@c>",
+    " <a@b.c>",
+    "<a@b.c>>",
+    "<<a@b.c>",
+    "<a@[1.2.3.4]>",
+    "<ü@ö.de>",
+    "<a@b.c >",
+    "< a@b.c>",
+]
+PARAMETERS = ["", " SIZE=1", "  SIZE=1 BODY=8BITMIME", " x", " ", "\tSIZE=3"]
+
+
+@pytest.mark.parametrize("limit", [0, 64])
+def test_the_remembered_address_parse_answers_as_aiosmtpd_does(limit: int) -> None:
+    """MAIL FROM / RCPT TO arguments: our cached parse gives aiosmtpd's own answer,
+    malformed and quoted addresses included, on the first and on a repeated call."""
+    from aiosmtpd.smtp import SMTP
+
+    from mailtriage.intake.smtp import IntakeSMTP
+
+    loop = asyncio.new_event_loop()
+    try:
+        ours, theirs = IntakeSMTP(object(), loop=loop), SMTP(object(), loop=loop)
+        ours.local_part_limit = theirs.local_part_limit = limit
+        for address in ADDRESSES:
+            for params in PARAMETERS:
+                arg = address + params
+                expected = theirs._getaddr(arg)
+                assert ours._getaddr(arg) == expected, arg
+                assert ours._getaddr(arg) == expected, arg
+    finally:
+        loop.close()

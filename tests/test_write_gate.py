@@ -10,12 +10,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from mailtriage.blobs import BlobStore
 from mailtriage.inbox import Inbox
 from mailtriage.store import db
-from mailtriage.store.write_gate import intake_first
+from mailtriage.store.write_gate import GateTimeout, intake_first
 
 
 def _engine(tmp_path: Path):
@@ -94,3 +95,71 @@ def test_another_process_waits_too_and_intake_is_never_held_up_by_the_gate(
 def test_no_gate_for_postgresql_or_memory() -> None:
     assert db.write_gate(db.make_engine("sqlite://")) is None
     assert db.write_gate(db.make_engine("postgresql+psycopg://u@127.0.0.1:1/x")) is None
+
+
+def test_intake_waits_for_a_transaction_in_progress_and_gets_in_right_after(
+    tmp_path: Path,
+) -> None:
+    """A transaction that is not intake keeps the gate until its commit: intake waits
+    for the gate (in steps of at most a millisecond), not in SQLite's lock wait (sleeps
+    of up to 100 ms), and is in right after the commit."""
+    engine = _engine(tmp_path)
+    gate = db.write_gate(engine)
+    assert gate is not None
+    factory = db.session_factory(engine)
+    inbox = Inbox(factory, BlobStore(tmp_path / "blobs"), fsync=False)
+    began = threading.Event()
+    committed: list[float] = []
+    accepted_at: list[float] = []
+
+    def worker() -> None:
+        with factory() as session, session.begin():
+            session.execute(text("select 1"))
+            began.set()
+            time.sleep(0.5)
+        committed.append(time.monotonic())
+
+    t_worker = threading.Thread(target=worker)
+    t_worker.start()
+    assert began.wait(10)
+    accepted = inbox.accept(b"Subject: hi\r\n\r\nhello\r\n", "test")
+    accepted_at.append(time.monotonic())
+    t_worker.join(10)
+    assert accepted.created
+    assert committed and accepted_at[0] >= committed[0]
+    assert accepted_at[0] - committed[0] < 0.05, "intake did not get in right after the commit"
+    engine.dispose()
+
+
+def test_a_rollback_or_a_failed_transaction_lets_go_of_the_gate(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    gate = db.write_gate(engine)
+    assert gate is not None
+    factory = db.session_factory(engine)
+    try:
+        with factory() as session, session.begin():
+            session.execute(text("select 1"))
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    with gate.intake(wait_seconds=1):
+        pass  # not held by the rolled-back transaction
+    with factory() as session:
+        session.execute(text("select 1"))  # begins; the session's close rolls back
+    with gate.intake(wait_seconds=1):
+        pass
+    engine.dispose()
+
+
+def test_intake_gives_up_with_a_clear_error_when_a_transaction_holds_on(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    gate = db.write_gate(engine)
+    assert gate is not None
+    factory = db.session_factory(engine)
+    with factory() as session, session.begin():
+        session.execute(text("select 1"))
+        started = time.monotonic()
+        with pytest.raises(GateTimeout, match="stayed busy"), gate.intake(wait_seconds=0.3):
+            pass
+        assert 0.3 <= time.monotonic() - started < 2
+    engine.dispose()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
-import tempfile
 from pathlib import Path
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -24,6 +24,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._dirs: set[Path] = set()  # directories known to exist (none is ever removed)
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.fullmatch(sha256):
@@ -43,10 +44,11 @@ class BlobStore:
         target = self.path(sha)
         if target.exists():
             return sha
-        new_dirs = not target.parent.exists()
+        new_dirs = target.parent not in self._dirs and not target.parent.exists()
         if new_dirs:  # (a mkdir of an existing directory still locks its parent)
             target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        self._dirs.add(target.parent)
+        fd, tmp = _create_temporary(target.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -65,6 +67,21 @@ class BlobStore:
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+
+_names = itertools.count()
+
+
+def _create_temporary(directory: Path) -> tuple[int, Path]:
+    """A new file for writing: unique in this process by its counter, across processes
+    and hosts by pid and O_EXCL (tempfile.mkstemp's random names cost more CPU than
+    the write of a small message)."""
+    while True:
+        path = directory / f".tmp-{os.getpid()}-{next(_names)}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:  # left by a crashed process whose pid came round again
+            continue
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailtriage.store.write_gate import WriteGate, gate_for
+from mailtriage.store.write_gate import GatedConnection, WriteGate, gate_for
 
 ENV_MIGRATIONS_DIR = "MAILTRIAGE_MIGRATIONS_DIR"
 
@@ -32,7 +32,7 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+        kwargs["connect_args"] = {"timeout": 30, "factory": GatedConnection}
     else:
         kwargs["pool_pre_ping"] = True
         if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
@@ -53,8 +53,14 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
         else:
 
             def begin_after_intake(conn: Any) -> None:
-                gate.wait_for_intake()
-                _sqlite_begin_immediate(conn)
+                dbapi_conn = conn.connection.dbapi_connection
+                gate.hold(dbapi_conn)  # until this transaction's commit or rollback
+                try:
+                    _sqlite_begin_immediate(conn)
+                except BaseException:
+                    if isinstance(dbapi_conn, GatedConnection):
+                        dbapi_conn.release_gate()
+                    raise
 
             event.listen(engine, "begin", begin_after_intake)
     return engine

@@ -3,11 +3,16 @@
 SQLite lets one connection write at a time, and a connection that finds the lock taken
 polls for it with growing sleeps (1, 2, 5 ... 100 ms). A worker that stores batch after
 batch holds the lock nearly all the time, so an SMTP commit or an import's next rows
-poll through many sleeps while the sender waits for its 250. The gate is a lock file
-next to the database: whoever accepts mail holds it shared while its transaction runs,
-and every other transaction waits at BEGIN until no intake holds it. So intake waits at
-most for the transaction in progress; processing waits for the mail it is about to
-process. (PostgreSQL has row locks and needs no gate.)
+would sleep through many of those polls while the sender waits for its 250.
+
+The gate is a lock file next to the database. Every transaction that is not intake
+holds it exclusively from its BEGIN until its COMMIT or ROLLBACK has returned (the
+connection class below lets go right after either), and it takes the gate only when no
+intake holds it: processing waits for the mail it is about to process. Whoever accepts
+mail holds it shared while its transaction runs (several intakes at once), so its own
+BEGIN never meets a writer inside SQLite's lock; it waits for the gate instead, in short
+steps, and is in within a fraction of a millisecond of the writer's commit. (PostgreSQL
+has row locks and needs no gate.)
 """
 
 from __future__ import annotations
@@ -15,11 +20,51 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 _local = threading.local()
+
+# Intake waits at most this long for a transaction in progress (SQLite's busy_timeout).
+INTAKE_WAIT_SECONDS = 30.0
+# ... looking again after 0.1 ms, then doubling up to this step.
+_MAX_STEP = 0.001
+
+
+class GateTimeout(TimeoutError):
+    """Intake could not get in: another transaction held the database too long."""
+
+
+class GatedConnection(sqlite3.Connection):
+    """A SQLite connection that lets go of the write gate when its transaction ends."""
+
+    _gate_fd: int | None = None
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_gate()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_gate()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_gate()
+
+    def release_gate(self) -> None:
+        fd, self._gate_fd = self._gate_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 class WriteGate:
@@ -30,11 +75,14 @@ class WriteGate:
         return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     @contextlib.contextmanager
-    def intake(self) -> Iterator[None]:
-        """Hold the gate for an intake transaction (several intakes may hold it)."""
+    def intake(self, wait_seconds: float = INTAKE_WAIT_SECONDS) -> Iterator[None]:
+        """Hold the gate for an intake transaction (several intakes may hold it).
+
+        Raises GateTimeout when a transaction in progress keeps it past ``wait_seconds``.
+        """
         fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            _lock_shared(fd, wait_seconds)
             _local.intake = getattr(_local, "intake", 0) + 1
             try:
                 yield
@@ -43,15 +91,41 @@ class WriteGate:
         finally:
             os.close(fd)  # releases the lock
 
-    def wait_for_intake(self) -> None:
-        """Before a transaction that is not intake: let pending intake go first."""
+    def hold(self, connection: sqlite3.Connection) -> None:
+        """Before a transaction that is not intake: wait until no intake holds the gate,
+        then keep it until ``connection``'s transaction ends (a GatedConnection lets go
+        at its commit or rollback; any other connection only waits)."""
         if getattr(_local, "intake", 0):
+            return  # inside intake on this thread: intake goes first anyway
+        if isinstance(connection, GatedConnection) and connection._gate_fd is not None:
             return
         fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        if isinstance(connection, GatedConnection):
+            connection._gate_fd = fd
+        else:
+            os.close(fd)
+
+
+def _lock_shared(fd: int, wait_seconds: float) -> None:
+    """flock(LOCK_SH) with a deadline: poll in steps of 0.1 ms growing to 1 ms."""
+    step = 0.0001
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise GateTimeout(
+                    f"the database stayed busy for {wait_seconds:g} s (write gate)"
+                ) from None
+            time.sleep(step)
+            step = min(step * 2, _MAX_STEP)
 
 
 def gate_for(database: Path) -> WriteGate:
