@@ -120,3 +120,13 @@ def replace_settings(settings: Settings, section: str, **values: Any) -> Setting
     return dataclasses.replace(
         settings, **{section: dataclasses.replace(getattr(settings, section), **values)}
     )
+
+
+def stored_raw(app: App, inbound_id: int) -> bytes:
+    """The raw bytes the inbox keeps for a message (in its row or the blob store)."""
+    from mailtriage.store.models import Inbound
+
+    with app.factory() as session:
+        row = session.get(Inbound, inbound_id)
+        assert row is not None
+        return app.inbox.raw(row)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from mailtriage.app import App
+from mailtriage.config import Settings
 from mailtriage.inbox import Incoming
 from mailtriage.store.models import Inbound, utcnow
 
@@ -17,10 +19,36 @@ def test_accept_is_durable_and_idempotent(app: App) -> None:
     again = app.inbox.accept(b"Subject: a\r\n\r\nx", "test-again")
     assert first.created and not again.created
     assert again.id == first.id
-    assert app.blobs.get(first.raw_sha256) == b"Subject: a\r\n\r\nx"
     with app.factory() as session:
         rows = session.scalars(select(Inbound)).all()
-    assert len(rows) == 1 and rows[0].status == "received" and rows[0].source == "test"
+        assert len(rows) == 1 and rows[0].status == "received" and rows[0].source == "test"
+        # a small message travels in its row: no blob file
+        assert rows[0].raw == b"Subject: a\r\n\r\nx"
+        assert app.inbox.raw(rows[0]) == b"Subject: a\r\n\r\nx"
+    assert not app.blobs.exists(first.raw_sha256)
+
+
+def test_messages_over_inline_max_are_blob_files(settings: Settings) -> None:
+    """storage.inline_max_kb: larger messages are fsynced files in the blob store (their
+    rows hold no bytes); 0 makes every message a file. Claims carry the kept bytes."""
+    small, large = b"Subject: s\r\n\r\nx", b"Subject: l\r\n\r\n" + b"y" * 3000
+    configured = replace(settings, storage=replace(settings.storage, inline_max_kb=2))
+    with App.from_settings(configured) as app:
+        app.prepare_database()
+        accepted = app.inbox.accept_many([Incoming(small, "s"), Incoming(large, "s")])
+        assert not app.blobs.exists(accepted[0].raw_sha256)
+        assert app.blobs.get(accepted[1].raw_sha256) == large
+        with app.factory() as session:
+            rows = {r.id: r for r in session.scalars(select(Inbound))}
+            assert rows[accepted[1].id].raw is None
+            assert [app.inbox.raw(rows[a.id]) for a in accepted] == [small, large]
+        claimed = {c.id: c for c in app.inbox.claim("w", 10, 60)}
+        assert claimed[accepted[0].id].raw == small
+        assert claimed[accepted[1].id].raw is None
+    configured = replace(settings, storage=replace(settings.storage, inline_max_kb=0))
+    with App.from_settings(configured) as app:
+        one = app.inbox.accept(b"Subject: t\r\n\r\nz", "s")
+        assert app.blobs.exists(one.raw_sha256)
 
 
 def test_accept_many_with_repeats_in_one_batch(app: App) -> None:

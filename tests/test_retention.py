@@ -13,14 +13,33 @@ from sqlalchemy import select, update
 
 from mailtriage.app import App
 from mailtriage.config import Settings
-from mailtriage.store.models import Event, Ticket, utcnow
+from mailtriage.store.models import Event, Inbound, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox
 
-from conftest import CLI
+from conftest import CLI, make_settings, stored_raw
 from mails import mail
 
 PDF = b"%PDF-1.4 invoice of Erika Muster, IBAN DE02 1203 0000 0000 2020 51\n" * 50
 LOG = b"2026-11-02 09:30 user erika logged in from 192.0.2.7\n" * 40
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Every raw message a blob file here (storage.inline_max_kb = 0), so the purge has
+    files to delete; test_purge_clears_raw_bytes_kept_in_the_row covers the default."""
+    return make_settings(tmp_path, database_url, storage={"inline_max_kb": 0})
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, settings: Settings) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[database]\nurl = "{settings.database_url}"\n'
+        f'[storage]\ndir = "{settings.storage.dir}"\ninline_max_kb = 0\n'
+        f"[worker]\nprocesses = 1\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def blob(settings: Settings, sha: str) -> Path:
@@ -175,3 +194,31 @@ def test_purge_human_output_and_bad_option(cli: CLI, app: App, tickets: dict[str
     assert "DM-000001 DM-000003" in out and "left for later (mail still to send): DM-000005" in out
     code, _, err = cli("purge", "--older-than-days", "0")
     assert code == 2 and "--older-than-days: expected an integer >= 1, got 0" in err
+
+
+def test_purge_clears_raw_bytes_kept_in_the_row(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the default storage.inline_max_kb a small message's bytes live in its
+    inbound row: the purge empties the row, and export then says they were purged."""
+    base = make_settings(tmp_path, database_url)
+    config = tmp_path / "inline.toml"
+    config.write_text(
+        f'[database]\nurl = "{base.database_url}"\n[storage]\ndir = "{base.storage.dir}"\n'
+        "[worker]\nprocesses = 1\n[retention]\npurge_closed_after_days = 30\n",
+        encoding="utf-8",
+    )
+    cli = CLI(config, capsys)
+    (tmp_path / "m.eml").write_bytes(mail(subject="Drucker", sender="Otto <otto@x.example>"))
+    assert cli.json("import", str(tmp_path / "m.eml"))["created"] == 1
+    assert cli.json("outbox", "send")["sent"] == 1
+    with App.from_settings(base) as app:
+        set_ticket(app, 1, status="closed", age_days=40)
+        assert stored_raw(app, 1).startswith(b"From: ")
+        assert not blob(base, raw_sha(cli, 1)).exists()  # kept in the row, no file
+        assert cli.json("purge")["tickets"] == ["DM-000001"]
+        with app.factory() as session:
+            row = session.get(Inbound, 1)
+            assert row is not None and row.purged_at is not None and row.raw is None
+    code, _, err = cli("quarantine", "export", "1", str(tmp_path / "out.eml"))
+    assert code != 0 and "purged" in err

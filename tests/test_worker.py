@@ -17,7 +17,7 @@ from mailtriage.backfill import import_paths
 from mailtriage.config import Settings
 from mailtriage.store.models import Article, Inbound, Ticket, utcnow
 
-from conftest import CLI, make_settings
+from conftest import CLI, make_settings, stored_raw
 from mails import mail
 
 
@@ -72,7 +72,7 @@ def test_unexpected_error_is_quarantined_after_max_attempts(
         row = session.scalars(select(Inbound)).one()
     assert row.status == "quarantined" and row.stage == "store"
     assert "bug in the store" in row.reason and "RuntimeError" in row.traceback
-    assert app.blobs.get(row.raw_sha256)  # the raw bytes are kept
+    assert stored_raw(app, row.id)  # the raw bytes are kept
 
 
 def test_crashed_worker_lease_is_recovered_once(app: App) -> None:

@@ -38,7 +38,12 @@ class App:
         factory = db.session_factory(engine)
         use_holiday_source(cached_holidays)  # the SLA clocks' holidays from the disk cache
         blobs = BlobStore(settings.storage_dir / "blobs")
-        inbox = Inbox(factory, blobs, fsync=settings.storage.fsync)
+        inbox = Inbox(
+            factory,
+            blobs,
+            fsync=settings.storage.fsync,
+            inline_max=settings.storage.inline_max_kb * 1024,
+        )
         return cls(settings, engine, factory, blobs, inbox, syncs_commits=durable)
 
     def prepare_database(self) -> None:

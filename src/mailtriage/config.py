@@ -97,6 +97,11 @@ class StorageSettings:
     max_attachment_mb: Positive = 48.0
     # fsync raw blobs before acknowledging; only tests and benchmarks turn this off.
     fsync: bool = True
+    # Messages up to this size (KiB) are kept in the database row that records them:
+    # that commit makes them durable, so no file and no fsyncs of their own (SMTP's
+    # group commit covers many messages with one). Larger ones are files in the blob
+    # store. 0: every message a file.
+    inline_max_kb: Annotated[int, Range(0, 16384)] = 256
 
 
 @dataclass(frozen=True)

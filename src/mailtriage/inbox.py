@@ -1,12 +1,15 @@
 """The durability boundary: accept(raw, source) -> id; claim / defer / quarantine.
 
-``accept`` returns only after the raw bytes are fsynced into the blob store and the
-inbound row is committed, so a caller may acknowledge the message (SMTP 250, IMAP
-move, backfill file counted) as soon as it returns.
+``accept`` returns only after the raw bytes are durable and the inbound row is
+committed, so a caller may acknowledge the message (SMTP 250, IMAP move, backfill file
+counted) as soon as it returns. A message of up to ``inline_max`` bytes travels in the
+row itself (that commit makes it durable); a larger one is fsynced into the blob store
+first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,16 +46,19 @@ class Claimed:
     source: str
     envelope: dict[str, Any] | None
     received_at: datetime | None = None
+    raw: bytes | None = None  # kept in the row; None: a file in the blob store
 
 
 @dataclass(frozen=True)
 class Stored:
-    """A raw message in the blob store, not yet recorded in the inbox."""
+    """A raw message ready to be recorded in the inbox: its bytes in ``raw`` (to go
+    into the row) or durably in the blob store (``raw`` None)."""
 
     sha256: str
     size: int
     source: str
     envelope: dict[str, Any] | None = None
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,23 @@ class Incoming:
     envelope: dict[str, Any] | None = None
 
 
+# storage.inline_max_kb's default
+INLINE_MAX_BYTES = 256 * 1024
+
+
 class Inbox:
     def __init__(
-        self, factory: sessionmaker[Session], blobs: BlobStore, *, fsync: bool = True
+        self,
+        factory: sessionmaker[Session],
+        blobs: BlobStore,
+        *,
+        fsync: bool = True,
+        inline_max: int = INLINE_MAX_BYTES,
     ) -> None:
         self.factory = factory
         self.blobs = blobs
         self.fsync = fsync
+        self.inline_max = inline_max
         bind = factory.kw.get("bind")
         self._gate = write_gate(bind) if isinstance(bind, Engine) else None
 
@@ -81,21 +97,34 @@ class Inbox:
         return self.record(self.write_blobs(items))
 
     def write_blobs(self, items: Sequence[Incoming]) -> list[Stored]:
-        """First half of accept_many: the raw bytes into the blob store (durably).
+        """First half of accept_many: the raw bytes of large messages into the blob
+        store (durably); small ones go into their rows at ``record``.
 
         Callers that hold large messages can drop the bytes before ``record``.
         """
-        if len(items) > 1 and self.fsync:
-            shas = list(_fsync_pool().map(self._put, items))
-        else:
-            shas = [self._put(item) for item in items]
-        return [
-            Stored(sha, len(item.raw), item.source, item.envelope)
-            for sha, item in zip(shas, items, strict=True)
-        ]
+        files = sum(1 for item in items if not self.inline(len(item.raw)))
+        if files > 1 and self.fsync:  # the fsyncs of several files at once
+            return list(_fsync_pool().map(self.prepare, items))
+        return [self.prepare(item) for item in items]
 
-    def _put(self, item: Incoming) -> str:
-        return self.blobs.put(item.raw, durable=self.fsync)
+    def inline(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes is kept in its row (no blob file)."""
+        return size <= self.inline_max
+
+    def prepare(self, item: Incoming) -> Stored:
+        """``item`` ready for ``record``: the bytes kept for the row, or written durably
+        into the blob store (then this blocks for the fsyncs)."""
+        size = len(item.raw)
+        if self.inline(size):
+            sha = hashlib.sha256(item.raw).hexdigest()
+            return Stored(sha, size, item.source, item.envelope, bytes(item.raw))
+        sha = self.blobs.put(item.raw, durable=self.fsync)
+        return Stored(sha, size, item.source, item.envelope)
+
+    def raw(self, row: Inbound) -> bytes:
+        """The raw bytes of a recorded message, from its row or the blob store."""
+        kept = row.raw
+        return kept if kept is not None else self.blobs.get(row.raw_sha256)
 
     def record(self, stored: Sequence[Stored]) -> list[Accepted]:
         """Second half of accept_many: one committed inbound row per new blob."""
@@ -131,6 +160,7 @@ class Inbox:
                     "attempts": 0,
                     "received_at": now,
                     "next_attempt_at": now,
+                    "raw": item.raw,
                 }
         if rows:
             # One multi-row INSERT ... RETURNING (SQLite >= 3.35 and PostgreSQL).
@@ -190,6 +220,7 @@ class Inbox:
                     Inbound.source,
                     Inbound.envelope,
                     Inbound.received_at,
+                    Inbound.raw,
                 )
                 .where(Inbound.id.in_(ids))
                 .order_by(Inbound.id)
@@ -265,9 +296,6 @@ class Inbox:
                 .execution_options(synchronize_session=False)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    def raw(self, raw_sha256: str) -> bytes:
-        return self.blobs.get(raw_sha256)
 
     def _update_leased(self, inbound_id: int, owner: str | None, **values: Any) -> bool:
         with self.factory() as session, session.begin():

@@ -207,6 +207,7 @@ def _purge_batch(
             continue  # purged before
         for row in inbound:
             row.purged_at = now
+            row.raw = None  # the bytes kept in the row, if any
             candidates.add(row.raw_sha256)
         for att in attachments:
             att.purged_at = now

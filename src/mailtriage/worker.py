@@ -322,7 +322,7 @@ class Processor:
                         permanent=True,
                     )
                 )
-            elif not self.blobs.exists(item.raw_sha256):
+            elif item.raw is None and not self.blobs.exists(item.raw_sha256):
                 results.append(_Analysed(None, "read", "raw message missing from the blob store"))
             else:
                 assert analyser is not None
@@ -337,7 +337,7 @@ class Processor:
     def _analyse(self, item: Claimed, analyser: Analyser) -> _Analysed:
         sender = (item.envelope or {}).get("mail_from")
         try:
-            raw = self.blobs.get(item.raw_sha256)
+            raw = item.raw if item.raw is not None else self.blobs.get(item.raw_sha256)
         except OSError as exc:  # disk trouble: worth another attempt
             return _Analysed(None, "read", f"raw message unreadable: {exc}", traceback.format_exc())
         try:

@@ -100,7 +100,7 @@ def cmd_quarantine_export(args: argparse.Namespace, settings: Settings, out: Con
         row = get_inbound(session, args.id)
         if row.purged_at is not None:
             raise UserError(f"inbound message {args.id}: its raw bytes were purged (retention)")
-        raw = app.blobs.get(row.raw_sha256)
+        raw = app.inbox.raw(row)
     try:
         args.file.write_bytes(raw)
     except OSError as exc:

@@ -30,7 +30,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from mailtriage.config import ConfigError, Settings, SmtpSettings
-from mailtriage.inbox import Accepted, Inbox, Stored
+from mailtriage.inbox import Accepted, Inbox, Incoming, Stored
 from mailtriage.ops.logs import fields
 
 log = logging.getLogger(__name__)
@@ -190,17 +190,17 @@ class IntakeHandler:
         meta = envelope_record(session, envelope, lmtp=lmtp, listener=self.listener)
         source = f"{'lmtp' if lmtp else 'smtp'}:{meta['client_address']}"
         loop = asyncio.get_running_loop()
+        item = Incoming(raw, source, meta)
         self.committer.announce()
         try:
             try:
-                sha = await loop.run_in_executor(
-                    self.executor,
-                    functools.partial(self.inbox.blobs.put, raw, durable=self.inbox.fsync),
-                )
+                if self.inbox.inline(len(raw)):
+                    stored = self.inbox.prepare(item)  # a hash: the row takes the bytes
+                else:  # a blob file and its fsyncs, off the event loop
+                    stored = await loop.run_in_executor(self.executor, self.inbox.prepare, item)
             except BaseException:
                 self.committer.withdraw()
                 raise
-            stored = Stored(sha, len(raw), source, meta)
             accepted = await asyncio.wrap_future(self.committer.submit(stored))
         except Exception as exc:  # our fault, whatever it is: the sender must retry
             log.error(

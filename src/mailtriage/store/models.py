@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -112,6 +113,12 @@ class Inbound(Base):
     # (migration 0007) When `mailtriage purge` deleted the raw bytes (retention); the
     # row, its sha256 (it still recognises a redelivery) and its ticket's text stay.
     purged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # (migration 0011) The raw bytes of a message of up to storage.inline_max_kb, kept
+    # in the row: the commit that records it makes them durable, with no file and no
+    # fsync of their own (SMTP's group commit covers many messages with one). NULL:
+    # the bytes are a file in the blob store (larger messages), or purged. Deferred:
+    # loading a row does not load them.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
 
     __table_args__ = (Index("ix_inbound_status_next", "status", "next_attempt_at"),)
 
