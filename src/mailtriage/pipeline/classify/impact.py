@@ -1,7 +1,10 @@
 """Impact facts of a support mail, the basis of its priority (GUIDELINES.md, priority).
 
 The guidelines decide priority by impact: how many are blocked, whether a workaround
-exists, whether data is being lost, whether a deadline is at risk. :func:`extract_facts`
+exists, whether data is being lost, whether a deadline is at risk, whether a flaw is only
+cosmetic, whether a wish has a date. Each fact is written from the guidelines' criteria
+in general terms (who cannot work, in the same clause; a date ahead, not one gone by),
+not from the phrasing of particular mails. :func:`extract_facts`
 reads those facts from the customer's folded text (German and English), with negations
 ("no workaround", "keine Umgehung", "kein Datenverlust", "nicht dringend"), and
 :func:`priority_from_facts` decides from them. Words like "dringend" or "ASAP" are
