@@ -38,6 +38,50 @@ def facts(text: str) -> set[str]:
         ("Die Frist für die Meldung ist Freitag.", {"deadline"}, set()),
         ("We need this before month-end close.", {"deadline"}, set()),
         ("Just a cosmetic thing: the label has a typo.", {"cosmetic"}, set()),
+        # a group that cannot do its work, in the same clause; one person is not a team
+        ("Die Buchhaltung kann dadurch keine Rechnungen freigeben.", {"team_unable"}, set()),
+        ("Without the add-in the team can't file e-mails.", {"team_unable"}, set()),
+        ("Nobody on my team can find anything.", {"team_unable"}, set()),
+        ("I can't find the export button.", set(), {"team_unable"}),
+        ("Ich kann mich nicht anmelden.", set(), {"team_unable"}),
+        # the way around is not workable
+        ("Einen Ausweg haben wir nicht.", {"no_workaround"}, {"workaround"}),
+        ("Splitting it into 40 pieces isn't realistic.", {"no_workaround"}, set()),
+        (
+            "Von Hand sind das über 1.000 Seiten, das ist nicht zu schaffen.",
+            {"no_workaround"},
+            set(),
+        ),
+        # "the rest still works" is no workaround for what fails
+        ("Uploads fail; downloading still works.", set(), {"workaround"}),
+        ("If I upload in batches of 50 it works fine, so we're managing.", {"workaround"}, set()),
+        ("Eine Kollegin springt vorerst für mich ein.", {"workaround"}, set()),
+        # everything works, it only looks wrong
+        ("Funktionieren tut der Knopf ganz normal.", {"works_anyway"}, set()),
+        (
+            "It is not blocking anything, it just looks unprofessional.",
+            {"works_anyway", "cosmetic"},
+            set(),
+        ),
+        ("Betrifft alle Filialen, ist aber nur optisch.", {"cosmetic", "many_users"}, set()),
+        # data shown to outsiders is a security incident
+        (
+            "Damit können jetzt Außenstehende die Unterlagen von 300 Patienten sehen.",
+            {"security"},
+            set(),
+        ),
+        ("The folder was publicly accessible for two days.", {"security"}, set()),
+        # nobody else can do it
+        ("Ich bin diesen Monat die Einzige, die den Lauf machen kann.", {"only_one"}, set()),
+        ("Nobody else on my team has these files set up.", {"only_one"}, set()),
+        # a date ahead, not one gone by
+        ("We need an estimate by 21 October for the budget meeting.", {"dated"}, set()),
+        ("Bis Freitag muss die Meldung raus.", {"dated"}, set()),
+        ("Seit Montag geht der Export nicht.", set(), {"dated"}),
+        # a wish for the product, not "it would be great if you fixed it today"
+        ("Schön wäre eine Fristenübersicht in einer künftigen Version.", {"wish"}, {"deadline"}),
+        ("Wäre super, wenn das heute noch klappt.", set(), {"wish"}),
+        ("Die Fristen für Rechnungen sind 10 Jahre, welche Regel greift?", set(), {"deadline"}),
     ],
 )
 def test_facts_with_negations(text: str, present: set[str], absent: set[str]) -> None:
@@ -56,6 +100,11 @@ def test_facts_with_negations(text: str, present: set[str], absent: set[str]) ->
         ("Dringend! ASAP! Wie ändere ich mein Profilbild?", "normal"),
         ("URGENT: where do I find the export button?", "normal"),
         ("Kleiner Schönheitsfehler, nicht dringend.", "low"),
+        ("Das Logo ist unscharf, betrifft alle Filialen, ist aber nur optisch.", "low"),
+        ("Without the add-in the team can't file e-mails; there is no other way.", "high"),
+        ("Außenstehende können die Unterlagen sehen.", "urgent"),
+        ("Would be nice to have a dashboard in a future version.", "low"),
+        ("Would be nice to have a dashboard; we need an estimate by 17 April.", "normal"),
     ],
 )
 def test_priority_by_impact_not_by_words(text: str, priority: str) -> None:

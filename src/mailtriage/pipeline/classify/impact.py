@@ -1,7 +1,10 @@
 """Impact facts of a support mail, the basis of its priority (GUIDELINES.md, priority).
 
 The guidelines decide priority by impact: how many are blocked, whether a workaround
-exists, whether data is being lost, whether a deadline is at risk. :func:`extract_facts`
+exists, whether data is being lost, whether a deadline is at risk, whether a flaw is only
+cosmetic, whether a wish has a date. Each fact is written from the guidelines' criteria
+in general terms (who cannot work, in the same clause; a date ahead, not one gone by),
+not from the phrasing of particular mails. :func:`extract_facts`
 reads those facts from the customer's folded text (German and English), with negations
 ("no workaround", "keine Umgehung", "kein Datenverlust", "nicht dringend"), and
 :func:`priority_from_facts` decides from them. Words like "dringend" or "ASAP" are
@@ -60,6 +63,14 @@ _MANY = _p(
     r"(?:from|at|in) all (?:\w+ )?(?:sites|branches|depots|offices|locations|pcs|machines)",
     r"(?:whole|entire) \w+ team",
     r"ganze[nr]? (?:haus|verwaltung|standort|niederlassung|station|kanzlei)",
+    r"\d[\d.,]* (?:leute\w*|kolleginnen|anwaelt\w*|sachbearbeit\w*|lawyers|advisers|advisors|"
+    r"clerks|agents|drivers|fahrer\w*|monteure\w*|researchers|nurses|pflegekraefte|"
+    r"schueler\w*|students|stores|filialen|offices|depots)",
+    r"(?:team|abteilung|department) (?:of|mit|von) \d+",
+    r"(?:zwei|drei|vier|fuenf|sechs|sieben|acht|neun|zehn|elf|zwoelf|two|three|four|five|six|"
+    r"seven|eight|nine|ten|eleven|twelve) (?:\w+ )?(?:kolleg\w*|mitarbeite\w*|nutzer\w*|"
+    r"benutzer\w*|anwaelt\w*|colleagues|users|people|staff|members|agents|pcs|arbeitsplaetze)",
+    r"(?:alle|all) (?:unsere[nr]? |our |the )?(?:abteilungen|departments|teams|bereiche|areas)",
 )
 _SINGLE = _p(
     r"nur (?:ich|bei mir|mein\w*|ein\w* (?:kolleg\w*|nutzer\w*|benutzer\w*|mitarbeite\w*|rechner))",
@@ -135,9 +146,18 @@ _SECURITY = _p(
     r"(?:from|in|aus) (?:an? )?(?:unknown|unbekannt\w*) "
     r"(?:country|location|device|land|ort|geraet)",
     r"fremde[nr]? (?:anmeldung|login|zugriff)",
+    r"(?:aussenstehende|unbefugte|dritte|fremde|outsiders|third parties|strangers|"
+    r"unauthori[sz]ed (?:people|persons|users)) (?:\w+ ){0,7}(?:sehen|einsehen|zugreifen|"
+    r"oeffnen|herunterladen|see|access|open|view|download)",
+    r"(?:oeffentlich|oeffentlichen|publicly|public) (?:\w+ )?(?:zugaenglich|sichtbar|"
+    r"einsehbar|accessible|visible|available)",
+    r"(?:an|to) (?:den |die |the )?(?:falschen|wrong) "
+    r"(?:empfaenger|recipient|person|kunden|customer)",
+    r"(?:exposed|leaked|offengelegt|abgeflossen)",
+    r"ransomware|malware|trojaner|virus (?:found|gefunden)|verschluesselt worden",
 )
 _DEADLINE = _p(
-    r"frist\w*",
+    r"frist(?!en)\w*",  # not "fristen": retention periods, a list of deadlines
     r"deadline",
     r"stichtag",
     r"bis (?:spaetestens )?(?:morgen|heute|freitag|montag|dienstag|mittwoch|donnerstag|"
@@ -163,7 +183,13 @@ _WORKAROUND = _p(
     r"(?:we|i|they) can (?:still )?(?:use|work around|get around)",
     r"(?:koennen|kann) (?:\w+ ){0,2}(?:trotzdem|weiterhin|noch) (?:arbeiten|weiterarbeiten|"
     r"nutzen)",
-    r"(?:still|otherwise) (?:works|working|usable)",
+    r"otherwise (?:works|working|usable)",
+    r"works (?:fine |ok |okay )?(?:if|when) (?:i|we|you|they)",
+    r"funktioniert(?: es)?,? wenn (?:ich|wir|man)",
+    r"(?:we're|we are|we can) (?:managing|manage|get by|cope)",
+    r"(?:covers|cover|covering|fills in) for",
+    r"spring\w* (?:\w+ ){0,3}ein\b",
+    r"(?:kommen|behelfen) (?:\w+ ){0,3}(?:zurecht|aus|uns)",
     r"funktioniert (?:aber |ansonsten |sonst )?(?:alles|normal)",
     r"alternativ",
 )
@@ -174,6 +200,39 @@ _NO_WORKAROUND = _p(
     r"without (?:a |any )?(?:workaround|alternative)",
     r"nicht (?:umgehen|ausweichen)",
     r"(?:cannot|can't) (?:be )?work(?:ed)? around",
+    r"kein(?:en)? (?:\w+ )?ausweg",
+    r"(?:einen )?ausweg haben wir nicht",
+    r"no (?:other )?way (?:to|around|of)",
+    r"keine (?:andere )?moeglichkeit",
+    r"(?:isn't|is not|not|wasn't) (?:really |very )?(?:realistic|feasible|practical|practicable|"
+    r"workable|an option|a real option|a solution)",
+    r"(?:nicht|kaum) (?:\w+ )?(?:zu schaffen|machbar|praktikabel|realistisch|zumutbar)",
+    r"(?:hours|days|stunden|tage) "
+    r"(?:of (?:manual )?work|of extra work|(?:\w+ )?(?:arbeit|aufwand))",
+    r"(?:forbidden|not allowed|nicht erlaubt|verboten|untersagt)",
+)
+# Nobody else can do it: the work depends on the person who is stuck.
+_ONLY_ONE = _p(
+    r"(?:ich bin|i'm|i am) (?:\w+ ){0,3}(?:die |der )?(?:einzige|only one|only person)",
+    r"(?:nobody|no one|niemand|keiner) (?:\w+ ){0,3}(?:else|sonst|anderes?)",
+    r"(?:the only one|die einzige|der einzige) (?:\w+ ){0,4}(?:who|die|der)",
+)
+# A named date or time still ahead ("by Friday", "bis 16 Uhr", "am 28.09.", "on 17 June").
+_DAY = (
+    r"(?:montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|monday|tuesday|wednesday|"
+    r"thursday|friday|saturday|sunday)"
+)
+_MONTH = (
+    r"(?:januar|jaenner|februar|maerz|april|mai|juni|juli|august|september|oktober|november|"
+    r"dezember|january|february|march|may|june|july|october|december)"
+)
+_DATED = _p(
+    r"(?:bis|by|until|till|before|vor|on|am|zum|ab|from|at|um|spaetestens|deadline) "
+    r"(?:\w+ ){0,2}(?:" + _DAY + r"|morgen|tomorrow|heute|today|tonight|\d{1,2}(?:[.:/]\d{1,2})?"
+    r"(?:\.| ?uhr| ?am| ?pm|\b)|(?:the )?(?:end of|ende) (?:the )?(?:day|week|month|woche|monats)|"
+    r"" + _MONTH + r")",
+    r"(?:heute|today|this) (?:nachmittag|abend|afternoon|evening|morning|noch)",
+    r"(?:diese|this|naechste|next) (?:woche|week)",
 )
 _NOT_URGENT = _p(
     r"nicht (?:\w+ )?(?:dringend|eilig|zeitkritisch)",
@@ -200,16 +259,57 @@ _COSMETIC = _p(
     r"alignment",
     r"(?:looks|look) (?:odd|off|strange|wrong|weird)",
     r"sieht (?:\w+ )?(?:komisch|seltsam|unschoen|falsch) aus",
+    r"(?:nur|rein|purely|only|just) (?:ein )?(?:optisch|visual|aesthetic|a visual|a display)\w*",
+    r"(?:looks|look|looking) (?:\w+ ){0,2}(?:unprofessional|not (?:very )?professional|ugly|"
+    r"embarrassing|pixelated|blurry)",
+    r"(?:sieht|aussieht|aussehen) (?:\w+ ){0,3}(?:peinlich|unprofessionell|nicht schoen|"
+    r"haesslich|pixelig|unscharf)",
+    r"(?:peinlich|unprofessionell|nicht schoen|unschoen) (?:\w+ )?(?:aus|wirkt)",
+)
+# Everything still works: the flaw stops nothing (the guidelines' "everything still works").
+_WORKS_ANYWAY = _p(
+    r"(?:funktioniert|funktionieren|geht|gehen|laeuft|laufen) (?:\w+ ){0,3}(?:ganz |voellig )?"
+    r"(?:normal|einwandfrei|problemlos|ohne probleme)",
+    r"(?:alles|sonst alles|ansonsten alles) (?:andere )?(?:geht|funktioniert|laeuft)",
+    r"(?:works|working|function|functions|button) (?:\w+ ){0,2}(?:normally|fine|as (?:it )?should|"
+    r"as expected|perfectly)",
+    r"everything (?:else )?(?:still )?(?:works|is working|runs)",
+    r"(?:not|isn't|doesn't|does not|nothing) (?:really )?(?:block|blocking|stop|stopping|"
+    r"affect|affecting) (?:\w+ )?(?:anything|anyone|us|our work|the work|work)",
+    r"(?:blockiert|behindert|stoert) (?:\w+ )?(?:nichts|niemanden|nicht)",
+    r"(?:keine|ohne) (?:\w+ )?(?:auswirkung|einschraenkung|beeintraechtigung)\w*",
+    r"no (?:real )?(?:impact|effect) on",
 )
 _WISH = _p(
-    r"(?:waere|ist) (?:es )?(?:schoen|toll|hilfreich|super|praktisch)",
+    r"(?:waere|ist) es (?:schoen|toll|hilfreich|super|praktisch)",
+    r"schoen waere",
     r"wunsch",
+    r"(?:kuenftige|naechste|zukuenftige) version",
+    r"(?:future|next|upcoming) (?:version|release)",
+    r"roadmap",
     r"anregung",
     r"verbesserungsvorschlag",
     r"feature[ -]request",
     r"(?:would|it'd) be (?:nice|great|helpful|useful)",
     r"(?:suggestion|idea) for",
     r"(?:could|can) you (?:add|consider adding|build|develop)",
+)
+# Inability ("we can't file", "koennen ... nicht anlegen") and who is unable: a group
+# ("we", "the team", "nobody", "staff") in the same clause makes it a team's work.
+_UNABLE = _p(
+    r"(?:can ?not|can't|unable to|not able to|no longer able|are not able|aren't able)",
+    r"(?:koenne?n|kann|konnten|kommen|komme|kommt) (?:\w+ ){0,6}(?:nicht|nichts|keine\w*)",
+    r"(?:nicht|keine?) (?:mehr )?(?:moeglich|arbeiten|weiterarbeiten)",
+    r"(?:nobody|no one|niemand|keiner) (?:\w+ ){0,4}(?:can|could|is able|kann|konnte)\b",
+)
+_GROUP = _p(
+    r"we\b",
+    r"wir\b",
+    r"(?:our|the|unsere?\w*|die|das) (?:\w+ )?(?:team|abteilung|department|buchhaltung|office|"
+    r"buero|staff|drivers|fahrer|kolleg\w*|colleagues|mitarbeite\w*|users|nutzer|benutzer)",
+    r"(?:nobody|no one|niemand|keiner)\b",
+    r"(?:they|staff|colleagues|kolleg\w*|mitarbeite\w*|users|nutzer|benutzer|anwender|people|"
+    r"leute)\b",
 )
 _PRESSURE = _p(r"dringend\w*", r"eilt", r"sofort\w*", r"asap", r"urgent\w*", r"immediately")
 
@@ -229,6 +329,10 @@ class ImpactFacts:
     cosmetic: bool = False  # how it looks, typos
     wish: bool = False  # a wish, a suggestion
     pressure: bool = False  # "dringend", "ASAP" (never decisive on its own)
+    team_unable: bool = False  # a group says it cannot do its work ("we can't bill")
+    only_one: bool = False  # nobody else can do it ("ich bin die einzige")
+    works_anyway: bool = False  # everything (else) still works; it blocks nothing
+    dated: bool = False  # a date or time ahead is named ("by Friday", "am 28.09.")
 
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self) if getattr(self, f.name))
@@ -250,6 +354,19 @@ def _found(pattern: re.Pattern[str], text: str, negatable: bool = True) -> bool:
     return any(not negatable or not _negated(text, m.start()) for m in pattern.finditer(text))
 
 
+def _clause(text: str, start: int, end: int) -> str:
+    """The clause around ``text[start:end]`` (between sentence or clause ends)."""
+    before = list(_CLAUSE_END.finditer(text, max(0, start - 200), start))
+    after = _CLAUSE_END.search(text, end, end + 200)
+    first = before[-1].end() if before else max(0, start - 200)
+    return text[first : after.start() if after else end + 200]
+
+
+def _together(pattern: re.Pattern[str], company: re.Pattern[str], text: str) -> bool:
+    """``pattern`` with ``company`` in the same clause."""
+    return any(company.search(_clause(text, m.start(), m.end())) for m in pattern.finditer(text))
+
+
 def extract_facts(text: str) -> ImpactFacts:
     """The impact facts stated in ``text`` (folded: lower case, ä = ae)."""
     no_workaround = _found(_NO_WORKAROUND, text, negatable=False)
@@ -268,6 +385,10 @@ def extract_facts(text: str) -> ImpactFacts:
         cosmetic=_found(_COSMETIC, text),
         wish=_found(_WISH, text),
         pressure=not not_urgent and _found(_PRESSURE, text),
+        team_unable=_together(_UNABLE, _GROUP, text),
+        only_one=_found(_ONLY_ONE, text),
+        works_anyway=_found(_WORKS_ANYWAY, text, negatable=False),
+        dated=_found(_DATED, text),
     )
 
 
@@ -275,20 +396,28 @@ def priority_from_facts(facts: ImpactFacts, default: str = "normal") -> tuple[st
     """(priority, why) by the guidelines' impact criteria; ``default`` when no fact
     decides (the category's default)."""
     f = facts
+    stopped = f.blocked or f.team_unable
     if f.security:
         return "urgent", "security incident"
     if (f.down or f.data_loss) and not f.workaround:
         return "urgent", "outage or data loss"
     if f.many_users and f.blocked and not f.workaround:
         return "urgent", "many users blocked"
-    if f.not_urgent and not f.blocked:
+    if f.not_urgent and not stopped:
         return "low", "the sender says it is not urgent"
-    if (f.blocked or f.many_users or f.deadline or f.no_workaround) and not f.workaround:
-        if f.single_user and not (f.deadline or f.blocked):
+    if f.cosmetic and not stopped:
+        return "low", "cosmetic: everything still works"
+    if f.wish and not stopped:
+        if f.dated or f.deadline:
+            return "normal", "a wish with a date"
+        return "low", "a wish without a date"
+    impaired = stopped or f.many_users or f.deadline or f.no_workaround or f.only_one
+    if impaired and not f.workaround:
+        if f.single_user and not (f.deadline or stopped):
             return "normal", "one user affected"
         return "high", "work or deadline impaired, no workaround"
-    if f.not_urgent or f.cosmetic or f.wish:
-        return "low", "no time pressure / cosmetic / wish"
+    if f.wish:
+        return "low", "a wish"
     if f.workaround:
         return "normal", "a workaround exists"
     return default, "no impact fact"
