@@ -88,6 +88,7 @@ def config_file(tmp_path: Path, settings: Settings) -> Path:
     path.write_text(
         f'[database]\nurl = "{settings.database_url}"\n'
         f'[storage]\ndir = "{settings.storage.dir}"\n'
+        f"inline_max_kb = {settings.storage.inline_max_kb}\n"
         f"[worker]\nprocesses = 1\n",
         encoding="utf-8",
     )

@@ -30,18 +30,6 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url, storage={"inline_max_kb": 0})
 
 
-@pytest.fixture
-def config_file(tmp_path: Path, settings: Settings) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[database]\nurl = "{settings.database_url}"\n'
-        f'[storage]\ndir = "{settings.storage.dir}"\ninline_max_kb = 0\n'
-        f"[worker]\nprocesses = 1\n",
-        encoding="utf-8",
-    )
-    return path
-
-
 def blob(settings: Settings, sha: str) -> Path:
     return settings.storage_dir / "blobs" / sha[:2] / sha
 

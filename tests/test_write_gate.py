@@ -8,21 +8,41 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.blobs import BlobStore
 from mailtriage.inbox import Inbox
 from mailtriage.store import db
-from mailtriage.store.write_gate import GateTimeout, intake_first
+from mailtriage.store.write_gate import GateTimeout, WriteGate, intake_first
 
 
 def _engine(tmp_path: Path):
     engine = db.make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
     db.prepare(engine)
     return engine
+
+
+@dataclass
+class Gated:
+    engine: Engine
+    gate: WriteGate
+    factory: sessionmaker[Session]
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[Gated]:
+    """A SQLite database with its write gate."""
+    engine = _engine(tmp_path)
+    gate = db.write_gate(engine)
+    assert gate is not None
+    yield Gated(engine, gate, db.session_factory(engine))
+    engine.dispose()
 
 
 def test_a_worker_transaction_waits_for_intake_in_progress(tmp_path: Path) -> None:
@@ -131,11 +151,8 @@ def test_intake_waits_for_a_transaction_in_progress_and_gets_in_right_after(
     engine.dispose()
 
 
-def test_a_rollback_or_a_failed_transaction_lets_go_of_the_gate(tmp_path: Path) -> None:
-    engine = _engine(tmp_path)
-    gate = db.write_gate(engine)
-    assert gate is not None
-    factory = db.session_factory(engine)
+def test_a_rollback_or_a_failed_transaction_lets_go_of_the_gate(gated: Gated) -> None:
+    gate, factory = gated.gate, gated.factory
     try:
         with factory() as session, session.begin():
             session.execute(text("select 1"))
@@ -148,18 +165,13 @@ def test_a_rollback_or_a_failed_transaction_lets_go_of_the_gate(tmp_path: Path) 
         session.execute(text("select 1"))  # begins; the session's close rolls back
     with gate.intake(wait_seconds=1):
         pass
-    engine.dispose()
 
 
-def test_intake_gives_up_with_a_clear_error_when_a_transaction_holds_on(tmp_path: Path) -> None:
-    engine = _engine(tmp_path)
-    gate = db.write_gate(engine)
-    assert gate is not None
-    factory = db.session_factory(engine)
+def test_intake_gives_up_with_a_clear_error_when_a_transaction_holds_on(gated: Gated) -> None:
+    gate, factory = gated.gate, gated.factory
     with factory() as session, session.begin():
         session.execute(text("select 1"))
         started = time.monotonic()
         with pytest.raises(GateTimeout, match="stayed busy"), gate.intake(wait_seconds=0.3):
             pass
         assert 0.3 <= time.monotonic() - started < 2
-    engine.dispose()
