@@ -175,3 +175,38 @@ def test_intake_gives_up_with_a_clear_error_when_a_transaction_holds_on(gated: G
         with pytest.raises(GateTimeout, match="stayed busy"), gate.intake(wait_seconds=0.3):
             pass
         assert 0.3 <= time.monotonic() - started < 2
+
+
+def test_a_writer_beginning_again_at_once_cannot_keep_intake_waiting(
+    gated: Gated, tmp_path: Path
+) -> None:
+    """A worker storing chunk after chunk commits and begins again within microseconds;
+    intake waiting for the gate (in steps of up to a millisecond) still gets in after
+    the transaction in progress, not after the whole run."""
+    factory = gated.factory
+    inbox = Inbox(factory, BlobStore(tmp_path / "blobs"), fsync=False)
+    stop = threading.Event()
+    transactions = 0
+
+    def writer() -> None:
+        nonlocal transactions
+        while not stop.is_set():
+            with factory() as session, session.begin():
+                session.execute(text("select 1"))
+                time.sleep(0.01)
+            transactions += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        waits = []
+        for n in range(10):
+            started = time.monotonic()
+            inbox.accept(f"Subject: {n}\r\n\r\nhello\r\n".encode(), "test")
+            waits.append(time.monotonic() - started)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert transactions > 5  # the writer kept going meanwhile
+    assert max(waits) < 0.2, waits

@@ -8,11 +8,13 @@ would sleep through many of those polls while the sender waits for its 250.
 The gate is a lock file next to the database. Every transaction that is not intake
 holds it exclusively from its BEGIN until its COMMIT or ROLLBACK has returned (the
 connection class below lets go right after either), and it takes the gate only when no
-intake holds it: processing waits for the mail it is about to process. Whoever accepts
-mail holds it shared while its transaction runs (several intakes at once), so its own
-BEGIN never meets a writer inside SQLite's lock; it waits for the gate instead, in short
-steps, and is in within a fraction of a millisecond of the writer's commit. (PostgreSQL
-has row locks and needs no gate.)
+intake holds it or waits for it: processing waits for the mail it is about to process.
+Whoever accepts mail holds it shared while its transaction runs (several intakes at
+once), so its own BEGIN never meets a writer inside SQLite's lock; it waits for the gate
+instead, in short steps, and is in within a fraction of a millisecond of the writer's
+commit. While it waits it holds a second lock file shared, which a writer must take
+before the gate: a writer that commits and begins again cannot take the gate back from
+waiting intake. (PostgreSQL has row locks and needs no gate.)
 """
 
 from __future__ import annotations
@@ -70,9 +72,10 @@ class GatedConnection(sqlite3.Connection):
 class WriteGate:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.waiting_path = Path(f"{path}-intake")  # held shared by intake waiting
 
-    def _open(self) -> int:
-        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def _open(self, path: Path | None = None) -> int:
+        return os.open(path or self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     @contextlib.contextmanager
     def intake(self, wait_seconds: float = INTAKE_WAIT_SECONDS) -> Iterator[None]:
@@ -82,7 +85,13 @@ class WriteGate:
         """
         fd = self._open()
         try:
-            _lock_shared(fd, wait_seconds)
+            waiting = self._open(self.waiting_path)
+            try:
+                # (a writer holds this only for the instant it takes the gate)
+                fcntl.flock(waiting, fcntl.LOCK_SH)
+                _lock_shared(fd, wait_seconds)
+            finally:
+                os.close(waiting)
             _local.intake = getattr(_local, "intake", 0) + 1
             try:
                 yield
@@ -101,7 +110,12 @@ class WriteGate:
             return
         fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            waiting = self._open(self.waiting_path)
+            try:
+                fcntl.flock(waiting, fcntl.LOCK_EX)  # no intake waiting for the gate
+                fcntl.flock(fd, fcntl.LOCK_EX)  # none inside
+            finally:
+                os.close(waiting)
         except BaseException:
             os.close(fd)
             raise
