@@ -371,7 +371,11 @@ class Processor:
             return _Analysed(None, "store", f"blob store: {exc}", traceback.format_exc())
 
     def _store(self, group: list[tuple[Claimed, _Analysed]]) -> dict[int, Processed]:
-        """One transaction for the group, one savepoint per message."""
+        """One transaction for the group. Usually every message stores, so they are
+        first stored together without a savepoint per message (two statements each);
+        when one of them fails, that transaction is rolled back and the group stored
+        again with a savepoint per message, so the failure stays with its message and
+        the others are filed."""
         out: dict[int, Processed] = {}
         failed: list[tuple[Claimed, str, str, str | None, bool]] = []
         ready: list[tuple[Claimed, Analysis]] = []
@@ -387,48 +391,11 @@ class Processor:
             conversation_policy(self.settings, self.analysers.current().rules) if ready else None
         )
         try:
-            with self.factory() as session, session.begin():
-                for item, analysis in ready:
-                    try:
-                        with session.begin_nested():
-                            applied = store_analysis(
-                                session,
-                                item.id,
-                                self.owner,
-                                analysis,
-                                freemail_domains=self.settings.mail.freemail_domains,
-                                outbound=cached_policy(self.settings),
-                                conversation=conversation,
-                                envelope=item.envelope,
-                            )
-                        out[item.id] = Processed(
-                            item.id,
-                            applied.outcome,
-                            applied.ticket_id,
-                            reason=(analysis.loop.kind or "other")
-                            if applied.outcome == "ignored"
-                            else "",
-                            message_id=analysis.parsed.message_id,
-                            received_at=item.received_at,
-                        )
-                    except LeaseLost:
-                        log.warning("inbound %s: lease lost; another worker owns it now", item.id)
-                        out[item.id] = Processed(item.id, "lost", received_at=item.received_at)
-                    except IntegrityError as exc:
-                        # Someone else stored the same thing concurrently: a retry sees it.
-                        concurrent.append((item, f"concurrent write: {exc.orig}"))
-                    except (OperationalError, DBAPIError):
-                        raise
-                    except Exception as exc:
-                        failed.append(
-                            (
-                                item,
-                                "store",
-                                f"{type(exc).__name__}: {exc}",
-                                traceback.format_exc(),
-                                False,
-                            )
-                        )
+            together = self._store_together(ready, conversation) if ready else {}
+            if together is not None:
+                out.update(together)
+            else:
+                out.update(self._store_each(ready, conversation, concurrent, failed))
         except (OperationalError, DBAPIError) as exc:
             # The transaction is gone: every message of the group is retried later.
             reason = f"database error: {exc.orig}"
@@ -445,6 +412,92 @@ class Processor:
         for item, stage, reason, tb, permanent in failed:
             out[item.id] = self._fail(item, stage, reason, tb, permanent=permanent)
         return out
+
+    def _store_together(
+        self, ready: list[tuple[Claimed, Analysis]], conversation: ConversationPolicy | None
+    ) -> dict[int, Processed] | None:
+        """Store ``ready`` in one transaction without savepoints; None when a message
+        failed (nothing of the group is stored then). Database errors other than an
+        IntegrityError (the database, not a message: see _store) pass."""
+        out: dict[int, Processed] = {}
+        try:
+            with self.factory() as session, session.begin():
+                for item, analysis in ready:
+                    out[item.id] = self._store_one(session, item, analysis, conversation)
+                    # what releasing a savepoint did: the next message's lookups (Core
+                    # statements, which do not autoflush) see this one's ORM writes
+                    session.flush()
+        except IntegrityError:
+            pass
+        except (OperationalError, DBAPIError):
+            raise
+        except Exception:  # LeaseLost, a failing message: each on its own, see _store_each
+            pass
+        else:
+            return out
+        log.debug("a message of %d failed to store: storing them one by one", len(ready))
+        return None
+
+    def _store_each(
+        self,
+        ready: list[tuple[Claimed, Analysis]],
+        conversation: ConversationPolicy | None,
+        concurrent: list[tuple[Claimed, str]],
+        failed: list[tuple[Claimed, str, str, str | None, bool]],
+    ) -> dict[int, Processed]:
+        """Store ``ready`` in one transaction, a savepoint per message: what fails is
+        added to ``concurrent`` (retry soon) or ``failed``, the others are stored."""
+        out: dict[int, Processed] = {}
+        with self.factory() as session, session.begin():
+            for item, analysis in ready:
+                try:
+                    with session.begin_nested():
+                        out[item.id] = self._store_one(session, item, analysis, conversation)
+                except LeaseLost:
+                    log.warning("inbound %s: lease lost; another worker owns it now", item.id)
+                    out[item.id] = Processed(item.id, "lost", received_at=item.received_at)
+                except IntegrityError as exc:
+                    # Someone else stored the same thing concurrently: a retry sees it.
+                    concurrent.append((item, f"concurrent write: {exc.orig}"))
+                except (OperationalError, DBAPIError):
+                    raise
+                except Exception as exc:
+                    failed.append(
+                        (
+                            item,
+                            "store",
+                            f"{type(exc).__name__}: {exc}",
+                            traceback.format_exc(),
+                            False,
+                        )
+                    )
+        return out
+
+    def _store_one(
+        self,
+        session: Session,
+        item: Claimed,
+        analysis: Analysis,
+        conversation: ConversationPolicy | None,
+    ) -> Processed:
+        applied = store_analysis(
+            session,
+            item.id,
+            self.owner,
+            analysis,
+            freemail_domains=self.settings.mail.freemail_domains,
+            outbound=cached_policy(self.settings),
+            conversation=conversation,
+            envelope=item.envelope,
+        )
+        return Processed(
+            item.id,
+            applied.outcome,
+            applied.ticket_id,
+            reason=(analysis.loop.kind or "other") if applied.outcome == "ignored" else "",
+            message_id=analysis.parsed.message_id,
+            received_at=item.received_at,
+        )
 
     def _fail(
         self, item: Claimed, stage: str, reason: str, tb: str | None, *, permanent: bool
