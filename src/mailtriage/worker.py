@@ -62,6 +62,7 @@ from mailtriage.pipeline.feedback_reply import rating_in_reply, replies_to_feedb
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
+from mailtriage.runners.pool import POOL_THRESHOLD, pool_context, pool_processes
 from mailtriage.sla.settings import rules_from_settings
 from mailtriage.store.apply import Applied, LeaseLost, NewTicket, apply_decision
 from mailtriage.store.lookups import lookup_message
@@ -71,8 +72,6 @@ from mailtriage.store.sla_store import refresh_sla
 
 log = logging.getLogger(__name__)
 
-# Below this many claimed messages, processing in this process beats a pool round trip.
-POOL_THRESHOLD = 4
 # Messages per pool job; each job stores its results in one transaction.
 JOB_SIZE = 8
 # With one writer (SQLite), the pool processes run this much nicer than the writer.
@@ -607,6 +606,7 @@ class Worker:
         # One writer: chunks claimed and sent to the pool, not stored yet, oldest first.
         self._in_flight: deque[tuple[list[Claimed], Future[list[_Analysed]]]] = deque()
         self._pool: Executor | None = None
+        self._starter: threading.Thread | None = None  # starting the pool processes
         # The public-holiday tables take about half a second on first use: load them
         # now, not inside the first ticket's transaction (its acknowledgement's clock
         # is running then).
@@ -615,6 +615,9 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._starter is not None:  # (its submits would fail after the shutdown)
+            self._starter.join()
+            self._starter = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -629,20 +632,15 @@ class Worker:
         self.close()
 
     def _processes(self) -> int:
-        wanted = self.settings.worker.processes
-        return wanted if wanted > 0 else (os.cpu_count() or 1)
+        return pool_processes(self.settings.worker.processes)
 
     def _executor(self) -> Executor | None:
         if self._processes() <= 1 or self._pool_processor is None:
             return None
         if self._pool is None:
-            # forkserver: children fork from a clean server that has already imported
-            # the pipeline, not from this process with its threads and connections.
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["mailtriage.app", "mailtriage.runners.preload"])
             self._pool = ProcessPoolExecutor(
                 max_workers=self._processes(),
-                mp_context=ctx,
+                mp_context=pool_context(),
                 initializer=_pool_init,
                 # One writer: it is the bottleneck, so it goes before the analysis
                 # that only feeds it.
@@ -658,14 +656,21 @@ class Worker:
     def start_pool(self, *, wait_seconds: float = 0.0) -> None:
         """Start the pool processes now (they take a moment to load), not on the
         first batch. ``wait_seconds``: wait up to that long until every pool process
-        has loaded (the daemon: ready means ready to work at full speed)."""
+        has loaded (the daemon: ready means ready to work at full speed); without
+        it, this returns at once and a thread starts them (each start waits for the
+        fork server's imports), so an import reads its first files meanwhile."""
         if self._pool is not None:
             return
         executor = self._executor()
         if executor is None:
             return
-        for _ in range(self._processes()):
-            executor.submit(_pool_pid)
+        if wait_seconds <= 0:
+            self._starter = threading.Thread(
+                target=self._start_processes, args=(executor,), name="pool-start", daemon=True
+            )
+            self._starter.start()
+            return
+        self._start_processes(executor)
         deadline = time.monotonic() + wait_seconds
         loaded: set[int] = set()
         while len(loaded) < self._processes() and time.monotonic() < deadline:
@@ -675,6 +680,13 @@ class Worker:
                 loaded.add(job.result(max(deadline - time.monotonic(), 0.0)))
             except FuturesTimeout:
                 return  # still loading: the first batches wait for it instead
+
+    def _start_processes(self, executor: Executor) -> None:
+        try:
+            for _ in range(self._processes()):
+                executor.submit(_pool_pid)  # a process per task until there are enough
+        except Exception as exc:  # the first batch meets it again, in the worker's thread
+            log.warning("worker: starting the pool processes failed: %s", exc)
 
     # -- work -----------------------------------------------------------------------
 
