@@ -419,6 +419,7 @@ class Processor:
         failed (nothing of the group is stored then). Database errors other than an
         IntegrityError (the database, not a message: see _store) pass."""
         out: dict[int, Processed] = {}
+        failure: Exception
         try:
             with self.factory() as session, session.begin():
                 for item, analysis in ready:
@@ -426,15 +427,19 @@ class Processor:
                     # what releasing a savepoint did: the next message's lookups (Core
                     # statements, which do not autoflush) see this one's ORM writes
                     session.flush()
-        except IntegrityError:
-            pass
+        except IntegrityError as exc:
+            failure = exc
         except (OperationalError, DBAPIError):
             raise
-        except Exception:  # LeaseLost, a failing message: each on its own, see _store_each
-            pass
+        except Exception as exc:  # LeaseLost, a failing message: see _store_each
+            failure = exc
         else:
             return out
-        log.debug("a message of %d failed to store: storing them one by one", len(ready))
+        log.debug(
+            "storing %d messages together failed (%s): one by one now",
+            len(ready),
+            type(failure).__name__,
+        )
         return None
 
     def _store_each(
