@@ -66,7 +66,8 @@ def count_statements(app: App, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         statements = [0]
 
         def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            # (the transaction and the worker's savepoint per message are not the store's)
+            # (the transaction, and the savepoints of a group redone message by message,
+            # are not the store's)
             if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
                 statements[0] += 1
 
