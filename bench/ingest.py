@@ -2,7 +2,7 @@
 large messages and memory.
 
 Usage: python bench/ingest.py [--corpus DIR | --count N --seed S] [--big-mb MB]
-                              [--text-mb MB] [--flat N] [--ocr-messages N]
+                              [--text-mb MB] [--no-one] [--flat N] [--ocr-messages N]
 
 Without --corpus it writes the shared benchmark corpus with
 ``../shared/bench/make_corpus.py --count 2400 --seed 11`` (610 MB) into a temporary
@@ -11,10 +11,10 @@ directory. Then, in one run (machines here are noisy, 2 cores: compare ratios):
      before and once after the import; the baseline is the mean of the two;
   2. import: the whole `mailtriage import DIR --json` process into a fresh SQLite
      database and blob store (start-up included), and its counts (`pending` must be 0);
-  3. importing one message into a new database (the whole process);
+  3. importing one message into a new database (the whole process; --no-one skips it);
   4. peak RSS of importing one --big-mb MB message (a base64 attachment), as a multiple
-     of its size;
-  5. the time to import one message with a --text-mb MB text/plain body;
+     of its size (--big-mb 0 skips it);
+  5. the time to import one message with a --text-mb MB text/plain body (0 skips it);
   6. with --flat N: the resident memory of an import of N small messages (the process
      and its pool), early against late, to show it stays flat.
 """
@@ -185,13 +185,47 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
+def _big(root: Path, megabytes: float) -> None:
+    """Peak RSS of importing one large message (a base64 attachment)."""
+    big = root / "big.eml"
+    big_size = big_message(big, megabytes)
+    small = root / "small.eml"
+    small.write_bytes(big.read_bytes()[:2000].split(b"\n\n")[0] + b"\n\nhello\n")
+    rss = peak_rss_import(big, root / "var-big")
+    idle = peak_rss_import(small, root / "var-small")
+    print(
+        f"peak RSS importing one {big_size / 1024 / 1024:.1f} MB message: "
+        f"{rss / 1024 / 1024:.0f} MB = {rss / big_size:.2f}x its size (goal <= 4x); "
+        f"a tiny message: {idle / 1024 / 1024:.0f} MB, so the large one adds "
+        f"{(rss - idle) / big_size:.2f}x its size"
+    )
+
+
+def _text(root: Path, megabytes: float) -> None:
+    """The time to import one message with a large text/plain body."""
+    text = root / "text.eml"
+    text_size = big_text_message(text, megabytes)
+    text_s, text_counts, _ = run_import([text], root / "var-text")
+    print(
+        f"importing one {text_size / 1024 / 1024:.0f} MB text/plain message: "
+        f"{text_s:.1f} s, {_counts(text_counts)} (goal < 10 s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--corpus", type=Path, help="a directory of .eml files (default: make one)")
     parser.add_argument("--count", type=int, default=2400)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--big-mb", type=float, default=50.0)
-    parser.add_argument("--text-mb", type=float, default=30.0)
+    parser.add_argument(
+        "--big-mb", type=float, default=50.0, help="size of the large message (0: skip)"
+    )
+    parser.add_argument(
+        "--text-mb", type=float, default=30.0, help="size of the text/plain body (0: skip)"
+    )
+    parser.add_argument(
+        "--no-one", action="store_true", help="skip importing one message into a new database"
+    )
     parser.add_argument(
         "--flat", type=int, default=0, help="RSS over an import of N small messages (0: skip)"
     )
@@ -226,31 +260,16 @@ def main() -> None:
         )
         print(f"ratio import / parse-only: {parse_s / import_s:.2f}x (goal >= 1.0x)")
 
-        one = root / "one.eml"
-        one.write_bytes(files[0].read_bytes())
-        one_s = statistics.median(run_import([one], root / f"var-one-{i}")[0] for i in range(3))
-        print(f"importing one message into a new database: {one_s:.2f} s (goal <= 1.0 s)")
+        if not args.no_one:
+            one = root / "one.eml"
+            one.write_bytes(files[0].read_bytes())
+            one_s = statistics.median(run_import([one], root / f"var-one-{i}")[0] for i in range(3))
+            print(f"importing one message into a new database: {one_s:.2f} s (goal <= 1.0 s)")
 
-        big = root / "big.eml"
-        big_size = big_message(big, args.big_mb)
-        small = root / "small.eml"
-        small.write_bytes(big.read_bytes()[:2000].split(b"\n\n")[0] + b"\n\nhello\n")
-        rss = peak_rss_import(big, root / "var-big")
-        idle = peak_rss_import(small, root / "var-small")
-        print(
-            f"peak RSS importing one {big_size / 1024 / 1024:.1f} MB message: "
-            f"{rss / 1024 / 1024:.0f} MB = {rss / big_size:.2f}x its size (goal <= 4x); "
-            f"a tiny message: {idle / 1024 / 1024:.0f} MB, so the large one adds "
-            f"{(rss - idle) / big_size:.2f}x its size"
-        )
-
-        text = root / "text.eml"
-        text_size = big_text_message(text, args.text_mb)
-        text_s, text_counts, _ = run_import([text], root / "var-text")
-        print(
-            f"importing one {text_size / 1024 / 1024:.0f} MB text/plain message: "
-            f"{text_s:.1f} s, {_counts(text_counts)} (goal < 10 s)"
-        )
+        if args.big_mb > 0:
+            _big(root, args.big_mb)
+        if args.text_mb > 0:
+            _text(root, args.text_mb)
 
         if args.flat:
             flat = root / "flat"

@@ -33,6 +33,28 @@ def test_module_and_console_script() -> None:
     assert subprocess.run([str(script), "--help"], capture_output=True).returncode == 0
 
 
+def test_the_entry_point_keeps_the_status_and_skips_the_last_collection(tmp_path: Path) -> None:
+    """run() (the console script, ``python -m mailtriage``) exits with main()'s status,
+    its output flushed and atexit handlers run, with the objects frozen for the
+    garbage collector (its last collection at exit walked all of them)."""
+    script = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "from mailtriage.cli import run\n"
+        "sys.argv = ['mailtriage', 'import', '/nonexistent/path.eml']\n"
+        "run()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MAILTRIAGE_STORAGE_DIR": str(tmp_path)},
+        timeout=120,
+    )
+    assert result.returncode == 2 and "no such file" in result.stderr
+    assert result.stdout.strip() == "frozen True"
+
+
 @pytest.mark.parametrize(
     ("env", "args", "expected"),
     [

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import CLI, LABELED
 from mails import mail, png
@@ -181,3 +185,56 @@ def test_replies_in_later_chunks_find_their_tickets(cli: CLI, tmp_path: Path) ->
     report = cli.json("import", str(src))
     assert (report["created"], report["appended"], report["pending"]) == (30, 30, 0)
     assert sorted(t["article_count"] for t in cli.json("tickets", "list")) == [2] * 30
+
+
+# `mailtriage import` in a child process that notes what was imported when the fork
+# server was started, and which fork server the pool used.
+_OBSERVED = """
+import json, sys
+from multiprocessing import forkserver
+from mailtriage.cli import main
+from mailtriage.runners import pool
+seen = []
+real = pool.start_fork_server
+def start():
+    heavy = ("mailtriage.app", "mailtriage.pipeline.analyse", "sqlalchemy")
+    seen.append(sorted(name for name in heavy if name in sys.modules))
+    real()
+    seen.append(forkserver._forkserver._forkserver_pid)
+pool.start_fork_server = start
+code = main(sys.argv[1:])
+print(json.dumps({"seen": seen, "server": forkserver._forkserver._forkserver_pid}))
+sys.exit(code)
+"""
+
+
+def test_an_import_of_many_starts_the_fork_server_before_its_heavy_imports(
+    config_file: Path, tmp_path: Path
+) -> None:
+    """A directory: the parser pool's fork server starts before the command imports
+    the database and the pipeline (it imports them itself meanwhile), and the pool
+    forks from that server. One file is filed in-process: no fork server at all."""
+    config_file.write_text(config_file.read_text().replace("processes = 1", "processes = 2"))
+    src = tmp_path / "in"
+    for n in range(8):
+        write(src / f"m{n}.eml", mail(subject=f"Drucker {n}", message_id=f"<fs{n}@kunde.example>"))
+
+    def run(path: Path) -> tuple[dict[str, int], dict[str, Any]]:
+        command = ["--config", str(config_file), "import", str(path), "--json"]
+        done = subprocess.run(
+            [sys.executable, "-c", _OBSERVED, *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        report, observed = (json.loads(line) for line in done.stdout.splitlines())
+        return report, observed
+
+    report, observed = run(src)
+    assert (report["created"], report["pending"]) == (8, 0)
+    assert observed["seen"] == [[], observed["server"]] and observed["server"] is not None
+    one = write(tmp_path / "one" / "one.eml", mail(message_id="<fs-one@kunde.example>"))
+    report, observed = run(one)
+    assert (report["created"], report["pending"]) == (1, 0)
+    assert observed == {"seen": [], "server": None}

@@ -212,3 +212,66 @@ def test_import_waits_for_its_deferred_messages(
     report = import_paths(app, [tmp_path / "in"])
     assert failures == []
     assert (report.created, report.pending, report.quarantined) == (2, 0, 0)
+
+
+def test_a_mail_that_fails_to_store_leaves_the_others_of_its_group_stored(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group is stored in one transaction without savepoints; when one mail fails
+    (after writing its ticket), that is rolled back and the group stored again mail by
+    mail: the others are filed, nothing of the failing one stays, and it is retried
+    and in the end quarantined with its stage and reason."""
+    real = worker_module.store_analysis
+
+    def failing(session: Any, inbound_id: int, owner: str, analysis: Any, **kw: Any) -> Any:
+        applied = real(session, inbound_id, owner, analysis, **kw)
+        if analysis.parsed.subject == "Kaputt":
+            raise RuntimeError("bug in the store")
+        return applied
+
+    monkeypatch.setattr(worker_module, "store_analysis", failing)
+    subjects = ["Drucker 0", "Drucker 1", "Kaputt", "Drucker 3", "Drucker 4"]
+    for i, subject in enumerate(subjects):
+        app.inbox.accept(
+            mail(subject=subject, message_id=f"<m{i}@kunde.example>", body=f"Nummer {i}"),
+            subject,
+        )
+    worker = app.worker()
+    first = worker.run_once()
+    assert [p.outcome for p in first] == ["created", "created", "deferred", "created", "created"]
+    outcomes = []
+    for _ in range(app.settings.worker.max_attempts - 1):
+        with app.factory() as session:
+            session.execute(Inbound.__table__.update().values(next_attempt_at=utcnow()))
+            session.commit()
+        outcomes += [p.outcome for p in worker.run_once()]
+    assert outcomes[-1] == "quarantined"
+    with app.factory() as session:
+        keys = session.scalars(select(Article.message_key).order_by(Article.id)).all()
+        tickets = session.scalars(select(Ticket.subject).order_by(Ticket.id)).all()
+        row = session.scalars(select(Inbound).where(Inbound.source == "Kaputt")).one()
+    assert keys == [f"m{i}@kunde.example" for i in (0, 1, 3, 4)]
+    assert tickets == ["Drucker 0", "Drucker 1", "Drucker 3", "Drucker 4"]
+    assert row.status == "quarantined" and row.stage == "store"
+    assert "RuntimeError: bug in the store" in row.reason
+
+
+def test_a_lost_lease_in_a_group_loses_only_that_mail(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker took one mail of the group over: the others are stored."""
+    real = worker_module.store_analysis
+
+    def taken_over(session: Any, inbound_id: int, owner: str, analysis: Any, **kw: Any) -> Any:
+        if analysis.parsed.subject == "Übernommen":
+            owner = "another-worker"
+        return real(session, inbound_id, owner, analysis, **kw)
+
+    monkeypatch.setattr(worker_module, "store_analysis", taken_over)
+    for i, subject in enumerate(["Drucker 0", "Übernommen", "Drucker 2"]):
+        app.inbox.accept(mail(subject=subject, message_id=f"<l{i}@kunde.example>"), subject)
+    processed = app.worker().run_once()
+    assert [p.outcome for p in processed] == ["created", "lost", "created"]
+    with app.factory() as session:
+        tickets = session.scalars(select(Ticket.subject).order_by(Ticket.id)).all()
+    assert tickets == ["Drucker 0", "Drucker 2"]

@@ -1,5 +1,3 @@
-import sys
+from mailtriage.cli import run
 
-from mailtriage.cli import main
-
-sys.exit(main())
+run()

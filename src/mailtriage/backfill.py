@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from mailtriage.app import App
 from mailtriage.inbox import Accepted, Incoming
-from mailtriage.intake.files import FileMessage, check_paths, is_mbox, iter_messages
+from mailtriage.intake.files import FileMessage, check_paths, iter_messages, may_hold_many
 from mailtriage.store.models import Inbound, InboundStatus, utcnow
 from mailtriage.worker import POOL_THRESHOLD
 
@@ -60,7 +60,7 @@ def import_paths(
     """
     check_paths(paths)
     worker = app.worker()
-    if len(paths) >= POOL_THRESHOLD or any(path.is_dir() or is_mbox(path) for path in paths):
+    if may_hold_many(paths, POOL_THRESHOLD):
         # Many messages to come: let the pool processes load (rules, language model)
         # before this thread reads and accepts the first files. (One file: no pool,
         # it is processed here.)

@@ -62,6 +62,7 @@ from mailtriage.pipeline.feedback_reply import rating_in_reply, replies_to_feedb
 from mailtriage.pipeline.parse import ParseError
 from mailtriage.runners.analysis import AnalyserSource
 from mailtriage.runners.conversation import conversation_policy
+from mailtriage.runners.pool import POOL_THRESHOLD, pool_context, pool_processes
 from mailtriage.sla.settings import rules_from_settings
 from mailtriage.store.apply import Applied, LeaseLost, NewTicket, apply_decision
 from mailtriage.store.lookups import lookup_message
@@ -71,8 +72,6 @@ from mailtriage.store.sla_store import refresh_sla
 
 log = logging.getLogger(__name__)
 
-# Below this many claimed messages, processing in this process beats a pool round trip.
-POOL_THRESHOLD = 4
 # Messages per pool job; each job stores its results in one transaction.
 JOB_SIZE = 8
 # With one writer (SQLite), the pool processes run this much nicer than the writer.
@@ -371,7 +370,11 @@ class Processor:
             return _Analysed(None, "store", f"blob store: {exc}", traceback.format_exc())
 
     def _store(self, group: list[tuple[Claimed, _Analysed]]) -> dict[int, Processed]:
-        """One transaction for the group, one savepoint per message."""
+        """One transaction for the group. Usually every message stores, so they are
+        first stored together without a savepoint per message (two statements each);
+        when one of them fails, that transaction is rolled back and the group stored
+        again with a savepoint per message, so the failure stays with its message and
+        the others are filed."""
         out: dict[int, Processed] = {}
         failed: list[tuple[Claimed, str, str, str | None, bool]] = []
         ready: list[tuple[Claimed, Analysis]] = []
@@ -387,48 +390,11 @@ class Processor:
             conversation_policy(self.settings, self.analysers.current().rules) if ready else None
         )
         try:
-            with self.factory() as session, session.begin():
-                for item, analysis in ready:
-                    try:
-                        with session.begin_nested():
-                            applied = store_analysis(
-                                session,
-                                item.id,
-                                self.owner,
-                                analysis,
-                                freemail_domains=self.settings.mail.freemail_domains,
-                                outbound=cached_policy(self.settings),
-                                conversation=conversation,
-                                envelope=item.envelope,
-                            )
-                        out[item.id] = Processed(
-                            item.id,
-                            applied.outcome,
-                            applied.ticket_id,
-                            reason=(analysis.loop.kind or "other")
-                            if applied.outcome == "ignored"
-                            else "",
-                            message_id=analysis.parsed.message_id,
-                            received_at=item.received_at,
-                        )
-                    except LeaseLost:
-                        log.warning("inbound %s: lease lost; another worker owns it now", item.id)
-                        out[item.id] = Processed(item.id, "lost", received_at=item.received_at)
-                    except IntegrityError as exc:
-                        # Someone else stored the same thing concurrently: a retry sees it.
-                        concurrent.append((item, f"concurrent write: {exc.orig}"))
-                    except (OperationalError, DBAPIError):
-                        raise
-                    except Exception as exc:
-                        failed.append(
-                            (
-                                item,
-                                "store",
-                                f"{type(exc).__name__}: {exc}",
-                                traceback.format_exc(),
-                                False,
-                            )
-                        )
+            together = self._store_together(ready, conversation) if ready else {}
+            if together is not None:
+                out.update(together)
+            else:
+                out.update(self._store_each(ready, conversation, concurrent, failed))
         except (OperationalError, DBAPIError) as exc:
             # The transaction is gone: every message of the group is retried later.
             reason = f"database error: {exc.orig}"
@@ -445,6 +411,97 @@ class Processor:
         for item, stage, reason, tb, permanent in failed:
             out[item.id] = self._fail(item, stage, reason, tb, permanent=permanent)
         return out
+
+    def _store_together(
+        self, ready: list[tuple[Claimed, Analysis]], conversation: ConversationPolicy | None
+    ) -> dict[int, Processed] | None:
+        """Store ``ready`` in one transaction without savepoints; None when a message
+        failed (nothing of the group is stored then). Database errors other than an
+        IntegrityError (the database, not a message: see _store) pass."""
+        out: dict[int, Processed] = {}
+        failure: Exception
+        try:
+            with self.factory() as session, session.begin():
+                for item, analysis in ready:
+                    out[item.id] = self._store_one(session, item, analysis, conversation)
+                    # what releasing a savepoint did: the next message's lookups (Core
+                    # statements, which do not autoflush) see this one's ORM writes
+                    session.flush()
+        except IntegrityError as exc:
+            failure = exc
+        except (OperationalError, DBAPIError):
+            raise
+        except Exception as exc:  # LeaseLost, a failing message: see _store_each
+            failure = exc
+        else:
+            return out
+        log.debug(
+            "storing %d messages together failed (%s): one by one now",
+            len(ready),
+            type(failure).__name__,
+        )
+        return None
+
+    def _store_each(
+        self,
+        ready: list[tuple[Claimed, Analysis]],
+        conversation: ConversationPolicy | None,
+        concurrent: list[tuple[Claimed, str]],
+        failed: list[tuple[Claimed, str, str, str | None, bool]],
+    ) -> dict[int, Processed]:
+        """Store ``ready`` in one transaction, a savepoint per message: what fails is
+        added to ``concurrent`` (retry soon) or ``failed``, the others are stored."""
+        out: dict[int, Processed] = {}
+        with self.factory() as session, session.begin():
+            for item, analysis in ready:
+                try:
+                    with session.begin_nested():
+                        out[item.id] = self._store_one(session, item, analysis, conversation)
+                except LeaseLost:
+                    log.warning("inbound %s: lease lost; another worker owns it now", item.id)
+                    out[item.id] = Processed(item.id, "lost", received_at=item.received_at)
+                except IntegrityError as exc:
+                    # Someone else stored the same thing concurrently: a retry sees it.
+                    concurrent.append((item, f"concurrent write: {exc.orig}"))
+                except (OperationalError, DBAPIError):
+                    raise
+                except Exception as exc:
+                    failed.append(
+                        (
+                            item,
+                            "store",
+                            f"{type(exc).__name__}: {exc}",
+                            traceback.format_exc(),
+                            False,
+                        )
+                    )
+        return out
+
+    def _store_one(
+        self,
+        session: Session,
+        item: Claimed,
+        analysis: Analysis,
+        conversation: ConversationPolicy | None,
+    ) -> Processed:
+        applied = store_analysis(
+            session,
+            item.id,
+            self.owner,
+            analysis,
+            freemail_domains=self.settings.mail.freemail_domains,
+            outbound=cached_policy(self.settings),
+            conversation=conversation,
+            envelope=item.envelope,
+        )
+        return Processed(
+            item.id,
+            applied.outcome,
+            applied.ticket_id,
+            reason=(analysis.loop.kind or "other") if applied.outcome == "ignored" else "",
+            message_id=analysis.parsed.message_id,
+            received_at=item.received_at,
+        )
 
     def _fail(
         self, item: Claimed, stage: str, reason: str, tb: str | None, *, permanent: bool
@@ -554,6 +611,7 @@ class Worker:
         # One writer: chunks claimed and sent to the pool, not stored yet, oldest first.
         self._in_flight: deque[tuple[list[Claimed], Future[list[_Analysed]]]] = deque()
         self._pool: Executor | None = None
+        self._starter: threading.Thread | None = None  # starting the pool processes
         # The public-holiday tables take about half a second on first use: load them
         # now, not inside the first ticket's transaction (its acknowledgement's clock
         # is running then).
@@ -562,6 +620,9 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._starter is not None:  # (its submits would fail after the shutdown)
+            self._starter.join()
+            self._starter = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -576,20 +637,15 @@ class Worker:
         self.close()
 
     def _processes(self) -> int:
-        wanted = self.settings.worker.processes
-        return wanted if wanted > 0 else (os.cpu_count() or 1)
+        return pool_processes(self.settings.worker.processes)
 
     def _executor(self) -> Executor | None:
         if self._processes() <= 1 or self._pool_processor is None:
             return None
         if self._pool is None:
-            # forkserver: children fork from a clean server that has already imported
-            # the pipeline, not from this process with its threads and connections.
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["mailtriage.app", "mailtriage.runners.preload"])
             self._pool = ProcessPoolExecutor(
                 max_workers=self._processes(),
-                mp_context=ctx,
+                mp_context=pool_context(),
                 initializer=_pool_init,
                 # One writer: it is the bottleneck, so it goes before the analysis
                 # that only feeds it.
@@ -605,14 +661,21 @@ class Worker:
     def start_pool(self, *, wait_seconds: float = 0.0) -> None:
         """Start the pool processes now (they take a moment to load), not on the
         first batch. ``wait_seconds``: wait up to that long until every pool process
-        has loaded (the daemon: ready means ready to work at full speed)."""
+        has loaded (the daemon: ready means ready to work at full speed); without
+        it, this returns at once and a thread starts them (each start waits for the
+        fork server's imports), so an import reads its first files meanwhile."""
         if self._pool is not None:
             return
         executor = self._executor()
         if executor is None:
             return
-        for _ in range(self._processes()):
-            executor.submit(_pool_pid)
+        if wait_seconds <= 0:
+            self._starter = threading.Thread(
+                target=self._start_processes, args=(executor,), name="pool-start", daemon=True
+            )
+            self._starter.start()
+            return
+        self._start_processes(executor)
         deadline = time.monotonic() + wait_seconds
         loaded: set[int] = set()
         while len(loaded) < self._processes() and time.monotonic() < deadline:
@@ -622,6 +685,13 @@ class Worker:
                 loaded.add(job.result(max(deadline - time.monotonic(), 0.0)))
             except FuturesTimeout:
                 return  # still loading: the first batches wait for it instead
+
+    def _start_processes(self, executor: Executor) -> None:
+        try:
+            for _ in range(self._processes()):
+                executor.submit(_pool_pid)  # a process per task until there are enough
+        except Exception as exc:  # the first batch meets it again, in the worker's thread
+            log.warning("worker: starting the pool processes failed: %s", exc)
 
     # -- work -----------------------------------------------------------------------
 

@@ -25,6 +25,15 @@ def add_intake_commands(sub: Subparsers) -> None:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings, out: Console) -> int:
+    from mailtriage.intake.files import may_hold_many
+    from mailtriage.runners import pool
+
+    if pool.pool_processes(settings.worker.processes) > 1 and may_hold_many(
+        args.paths, pool.POOL_THRESHOLD
+    ):
+        # Many messages: the parser pool will be wanted. Its fork server imports the
+        # pipeline on the other core while this process imports the rest.
+        pool.start_fork_server()
     from mailtriage.backfill import import_paths
 
     with open_app(settings) as app:

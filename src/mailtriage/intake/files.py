@@ -36,6 +36,12 @@ def check_paths(paths: list[Path]) -> None:
             raise SourceError(f"{path}: permission denied")
 
 
+def may_hold_many(paths: list[Path], many: int) -> bool:
+    """``paths`` may hold ``many`` messages or more: as many paths, a directory or an
+    mbox (a look at each path, nothing read)."""
+    return len(paths) >= many or any(path.is_dir() or is_mbox(path) for path in paths)
+
+
 def iter_messages(paths: list[Path]) -> Iterator[FileMessage]:
     for path in paths:
         if path.is_dir():

@@ -3,11 +3,18 @@ import the pipeline and compile the default rules once, so the pool processes sh
 these pages copy-on-write instead of each spending time on them. (The language model
 is not loaded here: each pool process maps its cache, see runners.language_model,
 which the page cache shares.) Importing this module is its effect.
+
+What is loaded here is then frozen for the garbage collector: the pool processes'
+collections do not walk it (nor touch, and so copy, its pages), and the fork server
+does not walk it once more when it exits with the worker.
 """
 
 from __future__ import annotations
+
+import gc
 
 from mailtriage.pipeline import analyse as _analyse  # noqa: F401  (imported for its effect)
 from mailtriage.runners.analysis import process_rules
 
 process_rules(None)
+gc.freeze()
