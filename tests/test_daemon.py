@@ -27,6 +27,7 @@ def write_config(
     smtp: dict[str, Any] | None = None,
     imap_account: dict[str, Any] | None = None,
     grace: float = 5,
+    worker: dict[str, Any] | None = None,
 ) -> Path:
     """A TOML config for the daemon (JSON strings are valid TOML basic strings)."""
 
@@ -36,7 +37,12 @@ def write_config(
     sections = {
         "database": {"url": database_url},
         "storage": {"dir": str(path.parent / "var")},
-        "worker": {"processes": 1, "lease_seconds": 2.0, "retry_base_seconds": 0.1},
+        "worker": {
+            "processes": 1,
+            "lease_seconds": 2.0,
+            "retry_base_seconds": 0.1,
+            **(worker or {}),
+        },
         "smtp": {"port": 0, **(smtp or {})},
         "service": {"shutdown_grace_seconds": grace},
     }
@@ -241,3 +247,35 @@ def test_sigint_also_stops_cleanly(tmp_path: Path) -> None:
         daemon.proc.send_signal(signal.SIGINT)
         assert daemon.proc.wait(10) == 0
     assert "received SIGINT" in daemon.text()
+
+
+def test_while_mail_floods_in_filing_waits_and_then_catches_up(tmp_path: Path) -> None:
+    """Intake first: a burst faster than worker.flood_per_second makes the worker wait
+    between rounds (one log line says so); once the burst is over it files them all."""
+    config = write_config(
+        tmp_path / "c.toml",
+        sqlite_url(tmp_path),
+        worker={"flood_per_second": 20, "flood_pause_seconds": 30},
+    )
+    count, senders = 160, 4
+
+    def burst(offset: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            for n in range(offset, count, senders):
+                sender = f"flood{n}@kunde{n}.example"
+                client.sendmail(sender, [SUPPORT], mail(subject=f"Welle {n}", sender=sender))
+
+    with Daemon(config) as daemon:
+        port = daemon.smtp_port()
+        daemon.wait_for_line("worker")
+        threads = [threading.Thread(target=burst, args=(i,)) for i in range(senders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        daemon.wait_for_line("filing waits while the flood lasts", timeout=10)
+        filed = wait_for(
+            lambda: len(ticket_subjects(config)) == count or None, timeout=60, what="all tickets"
+        )
+        assert filed
+        daemon.wait_for_line("the flood has eased", timeout=10)

@@ -168,6 +168,12 @@ class WorkerSettings:
     retry_base_seconds: NonNegative = 5.0
     retry_max_seconds: Seconds = 3600.0
     poll_interval_seconds: Seconds = 0.5
+    # Intake first: while mail arrives faster than this (messages a second), the
+    # daemon's worker waits between its rounds, leaving the CPU and the database to
+    # accepting it, at most flood_pause_seconds in a row; it files the backlog as the
+    # flood eases. 0: never wait.
+    flood_per_second: NonNegative = 100.0
+    flood_pause_seconds: NonNegative = 5.0
 
     def problems(self) -> list[tuple[str, str]]:
         return _not_above(self, "retry_base_seconds", "retry_max_seconds")

@@ -204,6 +204,10 @@ class WorkerProcess:
                 self._wake_w = None
 
 
+# While mail floods in, the worker looks this often whether the flood has eased.
+FLOOD_CHECK_SECONDS = 0.25
+
+
 class _ChildStop(threading.Event):
     """``stop`` for ``Worker.run_forever`` in the worker process.
 
@@ -215,6 +219,11 @@ class _ChildStop(threading.Event):
         super().__init__()
         self._stopping = False
         self._wake = wake
+        os.set_blocking(wake.fileno(), False)  # read only after select, or to count
+        self._arrived = 0  # wake-ups (one per accepted message) since _counted_at
+        self._counted_at = time.monotonic()
+        self._rate = 0.0
+        self._flooding = False
         parent = multiprocessing.parent_process()
         self._parent = parent
         self._signal_r, signal_w = os.pipe()
@@ -248,7 +257,55 @@ class _ChildStop(threading.Event):
                     continue
                 if not data:  # the daemon closed its end: it is stopping or gone
                     self._stopping = True
+                elif fd == self._wake.fileno():
+                    self._arrived += len(data)
         return self.is_set()
+
+    def arrival_rate(self) -> float:
+        """Messages accepted a second lately (intake's wake-ups: one byte each)."""
+        while True:
+            try:
+                data = os.read(self._wake.fileno(), 65536)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                self._stopping = True
+                break
+            self._arrived += len(data)
+        now = time.monotonic()
+        if now - self._counted_at >= 0.1:  # shorter spans say little
+            self._rate = self._arrived / (now - self._counted_at)
+            self._arrived, self._counted_at = 0, now
+        return self._rate
+
+    def yield_to_intake(self, per_second: float, longest: float) -> None:
+        """Between the worker's rounds: while mail floods in (``per_second`` or more),
+        wait, at most ``longest`` seconds in a row (a stop ends the wait at once)."""
+        if per_second <= 0 or longest <= 0:
+            return
+        fds: list[int] = [self._signal_r]
+        if self._parent is not None:
+            fds.append(self._parent.sentinel)
+        deadline = time.monotonic() + longest
+        while (rate := self.arrival_rate()) >= per_second and not self.is_set():
+            if not self._flooding:
+                self._flooding = True
+                log.info(
+                    "worker: %.0f messages a second arriving: filing waits while the flood "
+                    "lasts (at most %g s at a time)",
+                    rate,
+                    longest,
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                select.select(fds, [], [], min(FLOOD_CHECK_SECONDS, left))
+            except (OSError, ValueError):
+                return
+        if self._flooding:
+            self._flooding = False
+            log.info("worker: the flood has eased, filing the backlog")
 
 
 def worker_main(
@@ -280,7 +337,15 @@ def worker_main(
             worker.processor.warm_up()
             worker.start_pool(wait_seconds=POOL_LOAD_SECONDS)
             log.info("worker %s ready", owner)
-            worker.run_forever(stop, functools.partial(_after_round, settings, heartbeat))
+            worker.run_forever(
+                stop,
+                functools.partial(_after_round, settings, heartbeat),
+                between_rounds=functools.partial(
+                    stop.yield_to_intake,
+                    settings.worker.flood_per_second,
+                    settings.worker.flood_pause_seconds,
+                ),
+            )
         finally:
             worker.close()  # releases whatever it still leases
     log.info("worker %s stopped", owner)

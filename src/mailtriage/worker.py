@@ -759,9 +759,11 @@ class Worker:
         self,
         stop: threading.Event,
         on_batch: Callable[[list[Processed]], None] | None = None,
+        between_rounds: Callable[[], None] | None = None,
     ) -> None:
         """The daemon loop: poll, process, sleep when idle, until ``stop`` is set.
-        ``on_batch`` sees every round's results (also an empty round: a heartbeat)."""
+        ``on_batch`` sees every round's results (also an empty round: a heartbeat);
+        ``between_rounds`` runs after a round that did work (it may pause the loop)."""
         while not stop.is_set():
             try:
                 batch = self.run_once()
@@ -773,3 +775,5 @@ class Worker:
                 on_batch(batch)
             if not batch:
                 stop.wait(self.settings.worker.poll_interval_seconds)
+            elif between_rounds is not None:
+                between_rounds()
