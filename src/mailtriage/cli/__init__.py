@@ -110,10 +110,13 @@ def run() -> None:
 
 
 def _is_database_error(exc: BaseException) -> bool:
-    """SQLAlchemy's OperationalError/DBAPIError, without importing SQLAlchemy for
-    commands that never did (then the error cannot be one)."""
+    """SQLAlchemy's OperationalError/DBAPIError or the write gate's timeout, without
+    importing them for commands that never did (then the error cannot be one)."""
     sa_exc = sys.modules.get("sqlalchemy.exc")
-    return sa_exc is not None and isinstance(exc, sa_exc.DBAPIError)
+    gate = sys.modules.get("mailtriage.store.write_gate")  # SQLite busy past its wait
+    return (sa_exc is not None and isinstance(exc, sa_exc.DBAPIError)) or (
+        gate is not None and isinstance(exc, gate.GateTimeout)
+    )
 
 
 def _first_line(exc: BaseException) -> str:
