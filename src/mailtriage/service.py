@@ -249,29 +249,28 @@ class _ChildStop(threading.Event):
             ready, _, _ = select.select(fds, [], [], timeout)
         except (OSError, ValueError):
             return self.is_set()
-        for fd in ready:
-            if fd in (self._wake.fileno(), self._signal_r):
-                try:
-                    data = os.read(fd, 4096)  # drain: one pass serves every wake-up so far
-                except OSError:
-                    continue
-                if not data:  # the daemon closed its end: it is stopping or gone
-                    self._stopping = True
-                elif fd == self._wake.fileno():
-                    self._arrived += len(data)
+        if self._wake.fileno() in ready:
+            self._drain_wake()  # one pass serves every wake-up so far
+        if self._signal_r in ready:
+            with contextlib.suppress(OSError):
+                os.read(self._signal_r, 4096)
         return self.is_set()
 
-    def arrival_rate(self) -> float:
-        """Messages accepted a second lately (intake's wake-ups: one byte each)."""
+    def _drain_wake(self) -> None:
+        """Read every pending wake-up, counting them (one byte per accepted message)."""
         while True:
             try:
                 data = os.read(self._wake.fileno(), 65536)
-            except (BlockingIOError, OSError):
-                break
-            if not data:
+            except OSError:  # (BlockingIOError: nothing more)
+                return
+            if not data:  # the daemon closed its end: it is stopping or gone
                 self._stopping = True
-                break
+                return
             self._arrived += len(data)
+
+    def arrival_rate(self) -> float:
+        """Messages accepted a second lately (intake's wake-ups: one byte each)."""
+        self._drain_wake()
         now = time.monotonic()
         if now - self._counted_at >= 0.1:  # shorter spans say little
             self._rate = self._arrived / (now - self._counted_at)

@@ -53,13 +53,12 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
         else:
 
             def begin_after_intake(conn: Any) -> None:
-                dbapi_conn = conn.connection.dbapi_connection
+                dbapi_conn: GatedConnection = conn.connection.dbapi_connection  # the factory's
                 gate.hold(dbapi_conn)  # until this transaction's commit or rollback
                 try:
                     _sqlite_begin_immediate(conn)
                 except BaseException:
-                    if isinstance(dbapi_conn, GatedConnection):
-                        dbapi_conn.release_gate()
+                    dbapi_conn.release_gate()
                     raise
 
             event.listen(engine, "begin", begin_after_intake)

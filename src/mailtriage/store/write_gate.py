@@ -100,13 +100,12 @@ class WriteGate:
         finally:
             os.close(fd)  # releases the lock
 
-    def hold(self, connection: sqlite3.Connection) -> None:
-        """Before a transaction that is not intake: wait until no intake holds the gate,
-        then keep it until ``connection``'s transaction ends (a GatedConnection lets go
-        at its commit or rollback; any other connection only waits)."""
+    def hold(self, connection: GatedConnection) -> None:
+        """Before a transaction that is not intake: wait until no intake holds the gate
+        or waits for it, then keep it until ``connection``'s transaction ends."""
         if getattr(_local, "intake", 0):
             return  # inside intake on this thread: intake goes first anyway
-        if isinstance(connection, GatedConnection) and connection._gate_fd is not None:
+        if connection._gate_fd is not None:
             return
         fd = self._open()
         try:
@@ -119,10 +118,7 @@ class WriteGate:
         except BaseException:
             os.close(fd)
             raise
-        if isinstance(connection, GatedConnection):
-            connection._gate_fd = fd
-        else:
-            os.close(fd)
+        connection._gate_fd = fd
 
 
 def _lock_shared(fd: int, wait_seconds: float) -> None:
