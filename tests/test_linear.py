@@ -129,13 +129,15 @@ def test_vector_is_exactly_tf_idf_of_the_grams() -> None:
     assert pickle.loads(pickle.dumps(model))._word_cache == {}
 
 
-def test_vector_with_a_meta_feature_on_a_gram_index() -> None:
-    """A meta index that is also a gram's replaces the gram's value in place."""
+def test_a_model_with_a_meta_feature_on_a_gram_index_is_refused() -> None:
+    """Training numbers meta features after the grams; a model file that does not is
+    refused when it is loaded, not mixed up in every vector."""
     model = tiny_model()
-    model.meta["clash"] = model.vocabulary[" pa"]
-    vec = model.vector("passwort", {"clash": 1.0, "rules.category=how_to": 1.0})
-    values = dict(zip(vec.index.tolist(), vec.value.tolist(), strict=True))
-    gram = model.vocabulary[" pa"]
-    assert vec.index.tolist()[0] == gram
-    assert values[gram] == 1.0
-    assert vec.index.tolist()[-1] == model.meta["rules.category=how_to"]
+    with pytest.raises(ValueError, match="meta features on gram indices"):
+        LinearModel(
+            model.vocabulary,
+            model.idf,
+            {**model.meta, "clash": model.vocabulary[" pa"]},
+            model.meta_weight,
+            model.labels,
+        )

@@ -9,31 +9,8 @@ import numpy as np
 import pytest
 
 from mailtriage.evaluation import holdout_files
-from mailtriage.pipeline.classify import input_from_text
-from mailtriage.pipeline.classify.scoring import combine_features, decide_by_rules
-from mailtriage.triage.rules_file import load_rules
 
 LABELED = Path(__file__).parent / "labeled"
-
-
-def test_the_rules_feature_scores_reach_the_model() -> None:
-    """A mail with a problem and a question: the rules' cross-category evidence is
-    among the model's meta features, capped as the categories read it."""
-    rules = load_rules(with_model=False)
-    inp = input_from_text(
-        "Export",
-        "Der Export funktioniert nicht, es kommt ein Fehler. Wie kann ich das beheben? "
-        "Gibt es eine Lösung? Fehler Fehler Fehler, kaputt, Problem, schlägt fehl.",
-    )
-    decision, _, _ = decide_by_rules(inp, rules)
-    features = dict(decision.features)
-    assert features["problem"] > 0 and features["question"] > 0
-    _, meta, _ = combine_features(inp, decision)
-    assert meta["rules.feature.problem"] == round(min(features["problem"], 3.0), 4)
-    assert meta["rules.feature.question"] > 0
-    assert all(v <= 3.0 for k, v in meta.items() if k.startswith("rules.feature."))
-    # no evidence, no feature: a feature that scored 0 is left out
-    assert "rules.feature.helpdesk_tried" not in meta
 
 
 def test_training_rows_never_include_the_holdout() -> None:

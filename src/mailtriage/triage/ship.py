@@ -46,10 +46,6 @@ SCORED = ("category", "level", "priority")
 DEFAULT_C = 32.0
 DEFAULT_META_WEIGHTS = {"category": 0.1, "priority": 0.5}
 DEFAULT_DEV_WEIGHT = 0.3
-# The rules' feature scores (problem, question, wish ...: scoring.Decision.features) as
-# meta features of the model: the stacked "rule scores" of issue 15's third round.
-RULE_FEATURE = "rules.feature."
-RULE_FEATURES = False
 # History of the grid (every round by cross-validation on tuning mails only): the first
 # grid (C 2-32, meta 0.05-2, dev 0.3/1) led to the defaults. Issue 15's second round
 # (priority only: C 4-128, priority meta weight 0.25-2, dev weight 0-1, word vs character
@@ -128,7 +124,6 @@ def train_model(
     c: float = DEFAULT_C,
     meta_weights: Mapping[str, float] = DEFAULT_META_WEIGHTS,
     dev_weight: float = DEFAULT_DEV_WEIGHT,
-    rule_features: bool = RULE_FEATURES,
 ) -> LinearModel:
     """Fit one logistic regression per label. ``meta_weights`` (per label) is the value
     of the meta features while fitting: the smaller, the more the label must be earned
@@ -138,7 +133,7 @@ def train_model(
 
     # one thread: BLAS threads on a busy 2-core machine made each fit 20x slower
     with threadpool_limits(limits=1):
-        return _train_model(rows, c, meta_weights, dev_weight, rule_features)
+        return _train_model(rows, c, meta_weights, dev_weight)
 
 
 def _train_model(
@@ -146,7 +141,6 @@ def _train_model(
     c: float,
     meta_weights: Mapping[str, float],
     dev_weight: float,
-    rule_features: bool,
 ) -> LinearModel:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -157,9 +151,7 @@ def _train_model(
     vectorizer.fit([r.text for r in rows])
     vocabulary = {str(t): int(i) for t, i in vectorizer.vocabulary_.items()}
     offset = len(vocabulary)
-    names = sorted(
-        {m for r in rows for m in r.meta if rule_features or not m.startswith(RULE_FEATURE)}
-    )
+    names = sorted({m for r in rows for m in r.meta})
     meta = {name: offset + i for i, name in enumerate(names)}
     # the rules were written against dev/: there their decisions look better than they
     # are, so dev examples may count less
@@ -183,7 +175,6 @@ def _train_model(
         "c": c,
         "meta_weights": dict(meta_weights),
         "dev_weight": dev_weight,
-        "rule_features": rule_features,
         "min_df": MIN_DF,
         "max_features": MAX_FEATURES,
     }
@@ -211,19 +202,14 @@ class Setting:
     category_meta: float = DEFAULT_META_WEIGHTS["category"]
     priority_meta: float = DEFAULT_META_WEIGHTS["priority"]
     dev_weight: float = DEFAULT_DEV_WEIGHT
-    rule_features: bool = RULE_FEATURES
 
     def train(self, rows: Sequence[Row]) -> LinearModel:
         weights = {"category": self.category_meta, "priority": self.priority_meta}
-        return train_model(rows, self.c, weights, self.dev_weight, self.rule_features)
+        return train_model(rows, self.c, weights, self.dev_weight)
 
 
 # The first setting is the shipped one; each other is compared with it on the same folds.
-GRID = (
-    Setting(),
-    Setting(rule_features=True),
-    Setting(rule_features=True, priority_meta=0.35),
-)
+GRID = (Setting(),)
 
 
 def cross_validate(

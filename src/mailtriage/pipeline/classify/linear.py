@@ -42,12 +42,17 @@ def _grams(word: str) -> tuple[str, ...]:
     return tuple(padded[i : i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1))
 
 
+def _words(folded: str) -> list[str]:
+    """The words of folded text the model reads (its first MODEL_CHARS characters)."""
+    return _WORD.findall(folded[:MODEL_CHARS])
+
+
 def tokens(folded: str) -> list[str]:
     """Character 3-5-grams of each word of folded text (the model's analyzer): they
     carry over between compounds and inflections ("passwortaenderung", "passwoerter")
     where whole words do not."""
     out: list[str] = []
-    for word in _WORD.findall(folded[:MODEL_CHARS]):
+    for word in _words(folded):
         out.extend(_grams(word))
     return out
 
@@ -103,6 +108,9 @@ class LinearModel:
         self.vocabulary = dict(vocabulary)
         self.idf = tuple(idf)
         self.meta = dict(meta)
+        shared = set(self.vocabulary.values()) & set(self.meta.values())
+        if shared:  # training numbers meta features after the grams
+            raise ValueError(f"linear model: meta features on gram indices {sorted(shared)[:5]}")
         self.meta_weight = meta_weight
         self.labels = dict(labels)
         self.info = dict(info or {})
@@ -184,7 +192,7 @@ class LinearModel:
         the vector's entries (and the float sums over them) come in the same order as
         when counting the grams themselves."""
         indices: list[int] = []
-        for word in _WORD.findall(folded[:MODEL_CHARS]):
+        for word in _words(folded):
             indices += self._word_features(word)
         counts = Counter(indices)
         index = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
@@ -199,12 +207,6 @@ class LinearModel:
         for name, value in meta.items():
             if name in self.meta:
                 extra[self.meta[name]] = self.meta_weight * value
-        if any(i in counts for i in extra):  # a meta index among the grams' (not shipped)
-            vec = dict(zip(index.tolist(), values.tolist(), strict=True)) | extra
-            return Features(
-                np.fromiter(vec.keys(), dtype=np.intp, count=len(vec)),
-                np.fromiter(vec.values(), dtype=np.float64, count=len(vec)),
-            )
         return Features(
             np.concatenate([index, np.fromiter(extra.keys(), dtype=np.intp, count=len(extra))]),
             np.concatenate(

@@ -142,8 +142,6 @@ class Decision:
     reasons: tuple[str, ...]
     scores: tuple[tuple[str, float], ...] = ()  # every category's rule score, best first
     fallback: bool = False  # no category scored enough: the fallback category was taken
-    # every rule feature's score (problem, question, helpdesk_tried ...), where not zero
-    features: tuple[tuple[str, float], ...] = ()
 
 
 def model_text(inp: ClassifierInput) -> str:
@@ -169,10 +167,6 @@ def combine_features(
             rule = reason.split(": rule ", 1)[1].split(" ", 1)[0]
             meta[f"rules.level_rule={rule}"] = 1.0
             meta["rules.level_rule"] = 1.0
-    for name, score in rules_decision.features:
-        # the rules' cross-category evidence (a problem, a question, a wish ...), capped
-        # as the categories read it
-        meta[f"rules.feature.{name}"] = round(min(score, FEATURE_CAP), 4)
     top = max((s for _, s in rules_decision.scores), default=0.0)
     if top > 0:
         for name, score in rules_decision.scores:
@@ -430,10 +424,7 @@ def decide_by_rules(
         reasons.append(f"priority={priority}: {src}")
 
     fell_back = top < rules.min_category_score and force_category is None
-    features = tuple((name, score) for name, score in feat.items() if score)
-    decision = Decision(
-        level, category, priority, tuple(reasons), tuple(ranked), fell_back, features
-    )
+    decision = Decision(level, category, priority, tuple(reasons), tuple(ranked), fell_back)
     return decision, confidence, model_overrode
 
 
