@@ -161,10 +161,16 @@ def test_copy_of_sample_dir_round_trip(cli: CLI, tmp_path: Path) -> None:
     assert report["created"] + report["appended"] == report["read"] > 0
 
 
-def test_replies_in_later_chunks_find_their_tickets(cli: CLI, tmp_path: Path) -> None:
+def test_replies_in_later_chunks_find_their_tickets(
+    cli: CLI, config_file: Path, tmp_path: Path
+) -> None:
     """Sixty messages go through the parser pool in chunks of eight, several in flight
     at once; the thirty replies, read after the messages they answer and in other
     chunks, must each be filed on their ticket (stored in claim order)."""
+    # a pool of two (the fixture's config parses in the worker itself)
+    config_file.write_text(
+        config_file.read_text().replace("processes = 1", "processes = 2"), encoding="utf-8"
+    )
     src = tmp_path / "in"
     for n in range(30):
         first = mail(

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from mailtriage.app import App
 from mailtriage.inbox import Accepted, Incoming
 from mailtriage.intake.files import FileMessage, check_paths, iter_messages, may_hold_many
+from mailtriage.runners.pool import POOL_THRESHOLD
 from mailtriage.store.models import Inbound, InboundStatus, utcnow
-from mailtriage.worker import POOL_THRESHOLD
 
 ACCEPT_BATCH = 64
 ACCEPT_BATCH_BYTES = 16 * 1024 * 1024

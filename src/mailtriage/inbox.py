@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.blobs import BlobStore
+from mailtriage.config import StorageSettings
 from mailtriage.store.db import write_gate
 from mailtriage.store.leases import release_all, take_due
 from mailtriage.store.models import Inbound, InboundStatus, utcnow
@@ -69,7 +70,7 @@ class Incoming:
 
 
 # storage.inline_max_kb's default
-INLINE_MAX_BYTES = 256 * 1024
+INLINE_MAX_BYTES = StorageSettings.inline_max_kb * 1024
 
 
 class Inbox:

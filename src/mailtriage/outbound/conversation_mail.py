@@ -39,8 +39,8 @@ from mailtriage.pipeline.conversation import is_own_address
 from mailtriage.pipeline.reply_token import AGENT, REPLY
 from mailtriage.pipeline.subject_tag import ticket_reference as reference
 from mailtriage.portal.links import strip_page_links
-from mailtriage.store.apply import NewTicket
-from mailtriage.store.models import Article, Attachment, Event, Participant, Ticket, utcnow
+from mailtriage.store.apply import NewTicket, add_event
+from mailtriage.store.models import Article, Attachment, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox
 from mailtriage.store.tables import table
 
@@ -352,7 +352,7 @@ def queue_relay(
     address = safe_address(requester.email) if requester else None
     if address is None:
         why = {"article": article_id, "reason": "the requester has no address to write to"}
-        _note(session, ticket.id, None, "relay_skipped", why)
+        add_event(session, ticket.id, None, "relay_skipped", why)
         return None
     parent, refs = _thread(session, ticket.id)
     name = clean_header_value(agent_name, 100)
@@ -495,9 +495,3 @@ def _article(session: Session, ticket: Ticket | NewTicket, article_id: int) -> A
     if article is None or article.ticket_id != ticket.id:
         raise ValueError(f"article {article_id} is not one of ticket {ticket.id}")
     return article
-
-
-def _note(
-    session: Session, ticket_id: int, inbound_id: int | None, kind: str, detail: dict[str, Any]
-) -> None:
-    session.add(Event(ticket_id=ticket_id, inbound_id=inbound_id, kind=kind, detail=detail))

@@ -1,7 +1,7 @@
 """Which conversation a message belongs to, and who may join it (pure).
 
 Input: the parsed message, the loop guard's verdict, :class:`ConversationFacts`
-(``store.lookups.lookup_conversation``: what the database knows about the tickets and
+(``store.lookups.lookup_message``: what the database knows about the tickets and
 Message-IDs the message names) and a :class:`ConversationPolicy` (config values and the
 token secret, built once by the runner). Output: a :class:`Decision` with the reasons.
 

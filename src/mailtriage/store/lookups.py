@@ -1,11 +1,10 @@
 """Facts for the pure pipeline: what the database knows about one message.
 
-``lookup_conversation`` reads (never writes) and returns a frozen
-:class:`~mailtriage.pipeline.conversation.ConversationFacts`; the pure
-``conversation.match`` decides from it, and ``store.apply`` writes the decision.
-All three run in the caller's transaction. ``lookup_message`` (the worker's) also
-returns the sender's contact and organisation rows, found by the same first query, so
-that a new ticket is written without looking for them again.
+``lookup_message`` reads (never writes) and returns a frozen
+:class:`~mailtriage.pipeline.conversation.ConversationFacts`, with the sender's contact
+and organisation rows found by the same first query (so a new ticket is written without
+looking for them again); the pure ``conversation.match`` decides from the facts, and
+``store.apply`` writes the decision. All three run in the caller's transaction.
 
 Every message costs one query for its Message-ID (duplicates, early replies) and its
 sender (the new-ticket cap, contact, organisation); a reply adds its thread candidates
@@ -153,16 +152,6 @@ _TICKET_FACTS = (
     .where(_TICKET.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_TICKET.c.id, _PARTICIPANT.c.address)
 )
-
-
-def lookup_conversation(
-    session: Session,
-    parsed: ParsedMessage,
-    loop: LoopVerdict,
-    policy: ConversationPolicy = DEFAULT_POLICY,
-    envelope_recipients: tuple[str, ...] = (),
-) -> ConversationFacts:
-    return lookup_message(session, parsed, loop, policy, envelope_recipients)[0]
 
 
 def lookup_message(
