@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 
 # Messages per pool job; each job stores its results in one transaction.
 JOB_SIZE = 8
+# While a starting pool loads, how often it is asked again which processes are ready.
+POOL_LOAD_POLL_SECONDS = 0.05
 # With one writer (SQLite), the pool processes run this much nicer than the writer.
 POOL_NICE = 5
 
@@ -682,9 +684,12 @@ class Worker:
             # a process takes tasks only after loading; the pids tell them apart
             job = executor.submit(_pool_pid)
             try:
-                loaded.add(job.result(max(deadline - time.monotonic(), 0.0)))
+                pid = job.result(max(deadline - time.monotonic(), 0.0))
             except FuturesTimeout:
                 return  # still loading: the first batches wait for it instead
+            if pid in loaded:  # a loaded one answered again: let the others load
+                time.sleep(POOL_LOAD_POLL_SECONDS)
+            loaded.add(pid)
 
     def _start_processes(self, executor: Executor) -> None:
         try:
