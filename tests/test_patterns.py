@@ -48,6 +48,9 @@ def group(terms: list[str], index: int = 0, max_hits: int = 3) -> SignalGroup:
 
 def test_default_rules_on_the_labelled_mails_and_tricky_text():
     rules = load_rules()
+    # the prefix index covers nearly every group: a pass below compares the index, not
+    # a whole-text scan with itself
+    assert len(rules.scanner._whole) <= 2
     texts = [
         "",
         "a",

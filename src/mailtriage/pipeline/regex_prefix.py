@@ -152,12 +152,7 @@ class LeftmostSearch:
         starts = self.prefixes
         if starts is None:
             return self.regex.search(text)
-        positions: list[int] = []
-        for prefix in starts:
-            pos = text.find(prefix)
-            while pos >= 0:
-                positions.append(pos)
-                pos = text.find(prefix, pos + 1)
+        positions = [pos for prefix in starts for pos in occurrences(text, prefix)]
         if not positions:
             return None
         match = self.regex.match
@@ -166,3 +161,13 @@ class LeftmostSearch:
             if found is not None:
                 return found
         return None
+
+
+def occurrences(text: str, literal: str) -> list[int]:
+    """Every position where ``literal`` starts in ``text`` (overlapping ones too)."""
+    found: list[int] = []
+    pos = text.find(literal)
+    while pos >= 0:
+        found.append(pos)
+        pos = text.find(literal, pos + 1)
+    return found

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mailtriage.pipeline.classify.fold import FOLD_TABLE
-from mailtriage.pipeline.regex_prefix import PREFIX_CHARS, Unbounded, prefixes
+from mailtriage.pipeline.regex_prefix import PREFIX_CHARS, Unbounded, occurrences, prefixes
 
 __all__ = ["Scanner", "SignalGroup", "compile_terms"]
 
@@ -243,13 +243,9 @@ class _Index:
                 else:
                     positions[i] = list(where)
         for prefix, indices in self.anywhere:
-            pos = text.find(prefix)
-            if pos < 0:
+            found = occurrences(text, prefix)
+            if not found:
                 continue
-            found = []
-            while pos >= 0:
-                found.append(pos)
-                pos = text.find(prefix, pos + 1)
             for i in indices:
                 positions.setdefault(i, []).extend(found)
         return positions
