@@ -34,13 +34,16 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def put(self, data: bytes | bytearray, *, durable: bool = True) -> str:
+    def put(
+        self, data: bytes | bytearray, *, durable: bool = True, sha256: str | None = None
+    ) -> str:
         """Store ``data``; return its sha256. ``durable`` fsyncs file and directory.
 
         Raw messages are durable; derived blobs (attachments, which can be cut out
-        of the raw message again) skip the fsync.
+        of the raw message again) skip the fsync. ``sha256``: the digest of ``data``
+        when the caller has it already (the parser hashes every attachment).
         """
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
         target = self.path(sha)
         if target.exists():
             return sha

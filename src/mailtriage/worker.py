@@ -106,7 +106,7 @@ def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
     not fsynced); the analysis is returned without them."""
     stored = []
     for att in analysis.parsed.attachments:
-        blobs.put(att.data, durable=False)
+        blobs.put(att.data, durable=False, sha256=att.sha256)
         stored.append(att.without_data())
     parsed = dataclasses.replace(analysis.parsed, attachments=tuple(stored))
     return dataclasses.replace(analysis, parsed=parsed)

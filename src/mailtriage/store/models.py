@@ -189,6 +189,8 @@ class Ticket(Base):
         Index("ix_ticket_status", "status"),
         Index("ix_ticket_sla_next_at", "sla_next_at"),
         Index("ix_ticket_sla_due_at", "sla_due_at"),
+        # a sender's tickets of the last minutes, read for every message it sends
+        Index("ix_ticket_requester", "requester_id", "created_at"),
     )
 
 
