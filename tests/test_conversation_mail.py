@@ -26,6 +26,7 @@ from mailtriage.outbound.conversation_mail import (
 )
 from mailtriage.outbound.sender import Sender
 from mailtriage.pipeline import reply_token
+from mailtriage.portal import links
 from mailtriage.pipeline.reply_token import AGENT, REPLY
 from mailtriage.store.models import Article, Attachment, Event, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox, Suppression
@@ -317,6 +318,34 @@ def test_relay_hides_the_agent_cc_the_participant_attachment_kept(
         assert f"<{sent['message_id']}>" == msg["Message-ID"]
         assert sent["to"] == CUSTOMER and sent["cc"] == ["chef@kunde.example"]
         assert sent["article"] == article_id
+
+
+def test_a_relay_shared_with_cc_carries_no_page_link(app: App, relay: Relay) -> None:
+    """A page link is a capability made for one address. The relay goes to the
+    requester and the participants as one mail, so it carries none: neither the
+    requester's (a participant could act on the page as the requester) nor one the
+    agent quoted from the customer's mail. Alone, the requester gets theirs."""
+    new_ticket(app)
+    own = links.ticket_url(app.settings, secret(), 1, CUSTOMER, utcnow())
+    assert "/t/" in own
+    queue_reply(app, agent_reply(app, "Bitte sehen Sie nach.", with_file=False))
+    send(app)
+    [alone] = by_kind(relay, "reply")
+    assert alone.rcpt_tos == (CUSTOMER,)
+    [link] = [w for w in alone.text().split() if "/t/" in w]
+    claim = links.read_ticket_token(secret(), link.rsplit("/t/", 1)[1])
+    assert claim is not None and claim.address == CUSTOMER
+    add_participant(app, "chef@kunde.example")
+    with app.factory() as session, session.begin():
+        session.execute(delete(Article).where(Article.message_key.like("agent-reply-%")))
+    quoted = f"Ihr Stand: {own}\n\nBernd"
+    queue_reply(app, agent_reply(app, quoted, with_file=False))
+    send(app)
+    shared = by_kind(relay, "reply")[-1]
+    assert set(shared.rcpt_tos) == {CUSTOMER, "chef@kunde.example"}
+    assert b"/t/" not in shared.data
+    assert "/t/" not in shared.text() + shared.html()
+    assert "Ihr Stand: [link to the customer's page removed]" in shared.text()
 
 
 def suppress(session: Session, address: str) -> None:

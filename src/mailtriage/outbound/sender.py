@@ -53,7 +53,7 @@ from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settin
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
 from mailtriage.outbound.render import RenderError, Templates
 from mailtriage.outbound.sla_mail import CUSTOMER_KINDS, SLA_KINDS
-from mailtriage.portal.links import ticket_url
+from mailtriage.portal.links import strip_page_links, ticket_url
 from mailtriage.server_secret import load_secret
 from mailtriage.store.models import utcnow
 from mailtriage.store.outbound_models import OutboxStatus
@@ -181,7 +181,8 @@ class Sender:
 
     def ticket_url(self, job: OutboxJob) -> str:
         """The link to the ticket's page for a customer recipient ("" for an agent, or
-        with the portal off): every mail to a customer carries one."""
+        with the portal off): every mail to a customer alone carries one (a mail with
+        Cc recipients none: see _render_conversation)."""
         if not self.settings.portal.enabled or job.recipient.lower() in self.agent_addresses:
             return ""
         if self._secret is None:
@@ -277,11 +278,22 @@ class Sender:
     ) -> tuple[EmailMessage, dict[str, Any]]:
         ctx = ConversationContext.from_json(job.context)
         support = self.settings.mail.support_address
-        rendered = self.templates.render(
-            job.kind,
-            job.language,
-            ctx.variables(support_address=support, ticket_url=self.ticket_url(job)),
+        cc = tuple(
+            (address, name)
+            for address, name in ctx.cc
+            if safe_address(address)
+            and address.lower() not in exclude
+            and address.lower() != job.recipient.lower()
         )
+        variables = ctx.variables(
+            support_address=support, ticket_url="" if cc else self.ticket_url(job)
+        )
+        if cc and "text" in variables:
+            # Everyone on Cc reads the same text: a page link is a capability made for
+            # one address (the requester's), so a shared mail carries none, not even
+            # one the agent quoted.
+            variables["text"] = strip_page_links(str(variables["text"]))
+        rendered = self.templates.render(job.kind, job.language, variables)
         mail = OutgoingMail(
             from_name=ctx.from_name or self.settings.outbound.from_name,
             from_address=support,
@@ -299,13 +311,7 @@ class Sender:
             language=job.language,
             ticket_reference=ctx.reference,
             kind=job.kind,
-            cc=tuple(
-                (address, name)
-                for address, name in ctx.cc
-                if safe_address(address)
-                and address.lower() not in exclude
-                and address.lower() != job.recipient.lower()
-            ),
+            cc=cc,
             attachments=self._attachments(ctx),
         )
         article = _article(mail)
