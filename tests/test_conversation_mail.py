@@ -26,8 +26,8 @@ from mailtriage.outbound.conversation_mail import (
 )
 from mailtriage.outbound.sender import Sender
 from mailtriage.pipeline import reply_token
-from mailtriage.portal import links
 from mailtriage.pipeline.reply_token import AGENT, REPLY
+from mailtriage.portal import links
 from mailtriage.store.models import Article, Attachment, Event, Participant, Ticket, utcnow
 from mailtriage.store.outbound_models import Outbox, Suppression
 from relay import Received, Relay
