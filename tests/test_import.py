@@ -244,3 +244,46 @@ def test_an_import_of_many_starts_the_fork_server_before_its_heavy_imports(
     report, observed = run(one)
     assert (report["created"], report["pending"]) == (1, 0)
     assert observed == {"seen": [], "server": None}
+
+
+def test_a_database_held_past_the_wait_is_one_line_and_loses_nothing(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    """SQLite: while another process keeps a write transaction open (it holds the write
+    gate), intake waits WAIT_SECONDS (30 s; 0.3 s here), then the command ends
+    with one line naming the cause, no traceback; the file is imported once the
+    database is free again."""
+    import fcntl
+    import os
+
+    from mailtriage.cli import main
+    from mailtriage.store import write_gate
+
+    config = tmp_path / "sqlite.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "mt.db"}"\n'
+        f'[storage]\ndir = "{tmp_path / "var"}"\n[triage]\nocr = false\n',
+        encoding="utf-8",
+    )
+    source = write(tmp_path / "in" / "one.eml", mail(subject="Drucker", body="Geht nicht."))
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    monkeypatch.setattr(write_gate, "WAIT_SECONDS", 0.3)
+    gate = write_gate.gate_for(tmp_path / "mt.db")
+    fd = os.open(gate.path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a writer in the middle of its transaction holds
+        capsys.readouterr()
+        code = main(["--config", str(config), "import", str(source)])
+        out, err = capsys.readouterr()
+    finally:
+        os.close(fd)
+    assert code == 2
+    assert (
+        err
+        == "mailtriage: error: database error: the database stayed busy for 0.3 s (write gate)\n"
+    )
+    assert "Traceback" not in out + err
+    assert source.exists()
+    assert main(["--config", str(config), "import", str(source), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["read"], report["created"], report["pending"]) == (1, 1, 0)

@@ -177,6 +177,47 @@ def test_intake_gives_up_with_a_clear_error_when_a_transaction_holds_on(gated: G
         assert 0.3 <= time.monotonic() - started < 2
 
 
+def test_a_writer_gives_up_like_a_locked_database_when_the_gate_is_never_let_go(
+    gated: Gated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder that never ends (a stopped process in its transaction) is an error
+    after the wait, not a hang: the writer's BEGIN raises SQLAlchemy's OperationalError,
+    which the worker loop, the sender and the CLI already treat as the database being
+    unavailable for now; then the worker files the message once the gate is free."""
+    import fcntl
+    import os
+
+    from sqlalchemy.exc import OperationalError
+
+    from mailtriage.config import settings_from_dict
+    from mailtriage.store import write_gate
+    from mailtriage.worker import Worker
+
+    monkeypatch.setattr(write_gate, "WAIT_SECONDS", 0.3)
+    fd = os.open(gated.gate.path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(OperationalError, match=r"stayed busy for 0\.3 s") as raised,
+            gated.factory() as session,
+            session.begin(),
+        ):
+            session.execute(text("select 1"))
+        assert isinstance(raised.value.orig, GateTimeout)
+        assert 0.3 <= time.monotonic() - started < 2
+    finally:
+        os.close(fd)
+    # free again: intake and the worker go on
+    settings = settings_from_dict(
+        {"storage": {"dir": str(tmp_path / "var")}, "worker": {"processes": 1}}
+    )
+    inbox = Inbox(gated.factory, BlobStore(tmp_path / "blobs"))
+    inbox.accept(b"From: a@kunde.example\r\nSubject: x\r\n\r\nHallo\r\n", "test")
+    worker = Worker(inbox, gated.factory, inbox.blobs, settings)
+    assert [p.outcome for p in worker.run_once()] == ["created"]
+
+
 def test_a_writer_beginning_again_at_once_cannot_keep_intake_waiting(
     gated: Gated, tmp_path: Path
 ) -> None:

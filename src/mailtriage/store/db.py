@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailtriage.store.write_gate import GatedConnection, WriteGate, gate_for
+from mailtriage.store.write_gate import GatedConnection, GateTimeout, WriteGate, gate_for
 
 ENV_MIGRATIONS_DIR = "MAILTRIAGE_MIGRATIONS_DIR"
 
@@ -54,7 +54,12 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
 
             def begin_after_intake(conn: Any) -> None:
                 dbapi_conn: GatedConnection = conn.connection.dbapi_connection  # the factory's
-                gate.hold(dbapi_conn)  # until this transaction's commit or rollback
+                try:
+                    gate.hold(dbapi_conn)  # until this transaction's commit or rollback
+                except GateTimeout as exc:
+                    # what SQLAlchemy makes of "database is locked": every caller already
+                    # treats it as the database being unavailable for now
+                    raise OperationalError("BEGIN (write gate)", None, exc) from None
                 try:
                     _sqlite_begin_immediate(conn)
                 except BaseException:
@@ -171,9 +176,18 @@ def schema_is_current(engine: Engine) -> bool:
     try:
         with engine.connect() as conn:
             stored = set(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
-    except DBAPIError:
+    except DBAPIError as exc:
+        if isinstance(exc.orig, GateTimeout):  # it can be told, just not now
+            raise unavailable(exc) from None
         return False
     return stored == heads
+
+
+def unavailable(exc: DBAPIError) -> DatabaseError:
+    """The one-line error for a database that cannot be used now: busy past the write
+    gate's wait (SQLite), or not reachable at all."""
+    what = "database error" if isinstance(exc.orig, GateTimeout) else "database unreachable"
+    return DatabaseError(f"{what}: {_first_line(exc)}")
 
 
 def prepare(engine: Engine) -> None:
@@ -188,7 +202,7 @@ def prepare(engine: Engine) -> None:
         if _create_if_empty(engine):
             return
     except OperationalError as exc:
-        raise DatabaseError(f"database unreachable: {_first_line(exc)}") from None
+        raise unavailable(exc) from None
     upgrade(engine)
 
 
@@ -225,7 +239,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         command.upgrade(_alembic_config(engine), revision)
     except OperationalError as exc:
-        raise DatabaseError(f"database unreachable: {_first_line(exc)}") from None
+        raise unavailable(exc) from None
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -248,7 +262,7 @@ def check_schema(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except OperationalError as exc:
-        raise DatabaseError(f"database unreachable: {_first_line(exc)}") from None
+        raise unavailable(exc) from None
     head = head_revision(engine)
     if current != head:
         raise DatabaseError(

@@ -30,14 +30,16 @@ from pathlib import Path
 
 _local = threading.local()
 
-# Intake waits at most this long for a transaction in progress (SQLite's busy_timeout).
-INTAKE_WAIT_SECONDS = 30.0
+# A transaction waits at most this long for the gate (SQLite's busy_timeout).
+WAIT_SECONDS = 30.0
 # ... looking again after 0.1 ms, then doubling up to this step.
 _MAX_STEP = 0.001
 
 
-class GateTimeout(TimeoutError):
-    """Intake could not get in: another transaction held the database too long."""
+class GateTimeout(sqlite3.OperationalError):
+    """A transaction could not get in: another one held the database too long. A
+    SQLite OperationalError like "database is locked", so SQLAlchemy wraps it as one
+    and every caller treats it as the database being unavailable for now."""
 
 
 class GatedConnection(sqlite3.Connection):
@@ -78,18 +80,22 @@ class WriteGate:
         return os.open(path or self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     @contextlib.contextmanager
-    def intake(self, wait_seconds: float = INTAKE_WAIT_SECONDS) -> Iterator[None]:
+    def intake(self, wait_seconds: float | None = None) -> Iterator[None]:
         """Hold the gate for an intake transaction (several intakes may hold it).
 
-        Raises GateTimeout when a transaction in progress keeps it past ``wait_seconds``.
+        Raises GateTimeout when a transaction in progress keeps it past ``wait_seconds``
+        (default WAIT_SECONDS).
         """
+        if wait_seconds is None:
+            wait_seconds = WAIT_SECONDS
         fd = self._open()
         try:
             waiting = self._open(self.waiting_path)
             try:
                 # (a writer holds this only for the instant it takes the gate)
                 fcntl.flock(waiting, fcntl.LOCK_SH)
-                _lock_shared(fd, wait_seconds)
+                deadline = time.monotonic() + wait_seconds
+                _lock(fd, fcntl.LOCK_SH, wait_seconds, deadline)
             finally:
                 os.close(waiting)
             _local.intake = getattr(_local, "intake", 0) + 1
@@ -111,8 +117,11 @@ class WriteGate:
         try:
             waiting = self._open(self.waiting_path)
             try:
-                fcntl.flock(waiting, fcntl.LOCK_EX)  # no intake waiting for the gate
-                fcntl.flock(fd, fcntl.LOCK_EX)  # none inside
+                # a deadline, like SQLite's busy timeout: a holder that never ends (a
+                # stopped process) is an error, not a hang
+                deadline = time.monotonic() + WAIT_SECONDS
+                _lock(waiting, fcntl.LOCK_EX, WAIT_SECONDS, deadline)  # none waiting
+                _lock(fd, fcntl.LOCK_EX, WAIT_SECONDS, deadline)  # none inside
             finally:
                 os.close(waiting)
         except BaseException:
@@ -121,18 +130,18 @@ class WriteGate:
         connection._gate_fd = fd
 
 
-def _lock_shared(fd: int, wait_seconds: float) -> None:
-    """flock(LOCK_SH) with a deadline: poll in steps of 0.1 ms growing to 1 ms."""
+def _lock(fd: int, kind: int, seconds: float, deadline: float) -> None:
+    """flock(``kind``) by the monotonic ``deadline`` (``seconds`` after the wait began):
+    poll in steps of 0.1 ms growing to _MAX_STEP; GateTimeout after it."""
     step = 0.0001
-    deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise GateTimeout(
-                    f"the database stayed busy for {wait_seconds:g} s (write gate)"
+                    f"the database stayed busy for {seconds:g} s (write gate)"
                 ) from None
             time.sleep(step)
             step = min(step * 2, _MAX_STEP)
