@@ -72,3 +72,23 @@ def test_waits_at_most_the_longest_and_a_stop_ends_it(pipe: tuple[_ChildStop, in
     assert _timed(stop, 100, 10.0) < 0.1
     feeder.join()
     assert _timed(stop, 0, 10.0) < 0.1  # 0: never wait
+
+
+def test_a_wait_ended_by_its_cap_still_says_when_the_flood_eases(
+    pipe: tuple[_ChildStop, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wait ends at its cap while mail still floods in (the worker files a round):
+    the end of the flood is said later, by a round's check, once and only once."""
+    stop, fd = pipe
+    caplog.set_level("INFO", logger="mailtriage.service")
+    feeder = _feed(fd, 400, 1.0)
+    time.sleep(0.2)
+    assert _timed(stop, 100, 0.3) < 0.6  # the cap, the flood goes on
+    stop.flood_over(100)  # a round during the flood: not over
+    assert "filing waits while the flood lasts" in caplog.text
+    assert "eased" not in caplog.text
+    feeder.join()
+    for _ in range(5):  # the rounds after it (the rate is counted over the time between)
+        time.sleep(0.15)
+        stop.flood_over(100)
+    assert caplog.text.count("the flood has eased") == 1

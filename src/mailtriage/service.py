@@ -302,7 +302,12 @@ class _ChildStop(threading.Event):
                 select.select(fds, [], [], min(FLOOD_CHECK_SECONDS, left))
             except (OSError, ValueError):
                 return
-        if self._flooding:
+        self.flood_over(per_second)
+
+    def flood_over(self, per_second: float) -> None:
+        """Say once that a flood has eased: after the wait above, or after any round
+        (also an empty one) once the wait ended at its cap and the rate fell later."""
+        if self._flooding and self.arrival_rate() < per_second:
             self._flooding = False
             log.info("worker: the flood has eased, filing the backlog")
 
@@ -338,7 +343,7 @@ def worker_main(
             log.info("worker %s ready", owner)
             worker.run_forever(
                 stop,
-                functools.partial(_after_round, settings, heartbeat),
+                functools.partial(_after_round, settings, heartbeat, stop),
                 between_rounds=functools.partial(
                     stop.yield_to_intake,
                     settings.worker.flood_per_second,
@@ -350,10 +355,14 @@ def worker_main(
     log.info("worker %s stopped", owner)
 
 
-def _after_round(settings: Settings, heartbeat: Any, batch: list[Processed]) -> None:
-    """In the worker process after each round: heartbeat, metrics, one line per message."""
+def _after_round(
+    settings: Settings, heartbeat: Any, stop: _ChildStop, batch: list[Processed]
+) -> None:
+    """In the worker process after each round: heartbeat, the end of a flood, metrics,
+    one line per message."""
     if heartbeat is not None:
         heartbeat.value = time.time()
+    stop.flood_over(settings.worker.flood_per_second)
     if not batch:
         return
     metrics.count_processed(batch)

@@ -186,16 +186,20 @@ def apply_decision(
         "create": Outcome.CREATED,
     }[decision.action]
     if decision.action == "create":
+        if requester is None:
+            # (automated mail, which has none, never opens a ticket: conversation.match
+            # ignores it; a caller that skipped the lookups is a bug, not the message's)
+            raise ValueError("a new ticket needs the requester the lookups found")
         adopted = bool(decision.merge_ticket_ids)
         ticket = _create_ticket(
             conn,
             parsed,
             analysis,
             freemail_domains,
+            requester,
             decision.subject,
             sla,
             adopted=adopted,
-            requester=requester,
         )
         ticket_id = ticket.id
         article_id = _add_article(conn, ticket.id, inbound_id, parsed, dict(analysis.ocr_text))
@@ -460,21 +464,19 @@ def _create_ticket(
     parsed: ParsedMessage,
     analysis: Analysis,
     freemail: Collection[str],
+    requester: Requester,
     subject: str | None = None,
     sla: SlaRules | None = None,
     *,
     adopted: bool = False,
-    requester: Requester | None = None,
 ) -> NewTicket:
-    """``sla``: write the due times with the ticket (unless it ``adopted`` early
-    replies: their history changes the clocks)."""
+    """``requester``: the sender's contact and organisation rows as the lookups found
+    them in this transaction. ``sla``: write the due times with the ticket (unless it
+    ``adopted`` early replies: their history changes the clocks)."""
     if adopted:
         sla = None
     domain = parsed.sender_domain
     wants_organisation = bool(domain) and domain not in freemail
-    # the lookups found them in this transaction (automated mail, which has none,
-    # never opens a ticket: conversation.match ignores it)
-    assert requester is not None, "a new ticket needs the lookups' requester"
     organisation_id, contact_id = requester.organisation_id, requester.contact_id
     if not wants_organisation:
         organisation_id = None
