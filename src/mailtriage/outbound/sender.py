@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -46,7 +45,7 @@ from mailtriage.outbound.headers import (
     MailAttachment,
     OutgoingMail,
     UnsendableAddress,
-    build_message,
+    message_bytes,
     safe_address,
 )
 from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settings
@@ -232,14 +231,14 @@ class Sender:
 
     def render(
         self, job: OutboxJob, exclude: frozenset[str] = frozenset()
-    ) -> tuple[EmailMessage, dict[str, Any]]:
-        """The message as it goes out, and the outgoing article to record.
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The message as it goes out (bytes), and the outgoing article to record.
         ``exclude``: Cc addresses to leave out (suppressed ones)."""
         if job.kind in CONVERSATION_KINDS or job.kind in SLA_KINDS:
             return self._render_conversation(job, exclude)
         return self._render_ack(job)
 
-    def _render_ack(self, job: OutboxJob) -> tuple[EmailMessage, dict[str, Any]]:
+    def _render_ack(self, job: OutboxJob) -> tuple[bytes, dict[str, Any]]:
         ctx = MailContext.from_json(job.context)
         support = self.settings.mail.support_address
         reply = ctx.reply_to or reply_address(
@@ -270,11 +269,11 @@ class Sender:
             ticket_reference=ctx.reference,
             kind=job.kind,
         )
-        return build_message(mail), _article(mail)
+        return message_bytes(mail), _article(mail)
 
     def _render_conversation(
         self, job: OutboxJob, exclude: frozenset[str]
-    ) -> tuple[EmailMessage, dict[str, Any]]:
+    ) -> tuple[bytes, dict[str, Any]]:
         ctx = ConversationContext.from_json(job.context)
         support = self.settings.mail.support_address
         rendered = self.templates.render(
@@ -315,7 +314,7 @@ class Sender:
             article["internal"] = False  # a mail to the customer (feedback, reminder, ...)
         else:
             article["internal"] = True  # mail to an agent: never shown to a customer
-        return build_message(mail), article
+        return message_bytes(mail), article
 
     def _attachments(self, ctx: ConversationContext) -> tuple[MailAttachment, ...]:
         """The bytes of the attachments to attach, from the blob store; a missing blob
@@ -362,7 +361,7 @@ class Sender:
             self.mailer.deliver(
                 self.envelope_sender,
                 job.recipient,
-                bytes(message),
+                message,
                 job.message_id,
                 cc=article["cc"],
             )
