@@ -402,11 +402,13 @@ def test_temporary_errors_give_up_at_the_deadline(open_app: Callable[..., App]) 
 KILL_AFTER_SEND = """
 import os, signal, sys
 from mailtriage.outbound import mailer
-for cls in (mailer.RelayMailer, mailer.MaildirMailer):
-    def deliver(self, *args, _orig=cls.deliver, **kwargs):
-        _orig(self, *args, **kwargs)  # the relay said 250 / the file is in new/
+# The relay's deliver returns after its 250; the Maildir's sync after the batch's files
+# are durable in new/ (the sender records them after that).
+for cls, method in ((mailer.RelayMailer, "deliver"), (mailer.MaildirMailer, "sync")):
+    def delivered(self, *args, _orig=getattr(cls, method), **kwargs):
+        _orig(self, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)  # ... and we die before the commit
-    cls.deliver = deliver
+    setattr(cls, method, delivered)
 from mailtriage.cli import main
 sys.exit(main(["--config", sys.argv[1], "outbox", "send"]))
 """

@@ -228,12 +228,17 @@ class MaildirMailer:
     """Writes each mail into a Maildir's ``new/`` (tmp, fsync, rename).
 
     The file name is derived from the Message-ID, so delivering the same mail twice
-    (a resend after a crash) leaves one file: the Maildir is exactly-once.
+    (a resend after a crash) leaves one file: the Maildir is exactly-once. That lets
+    the sender ``write`` a batch of mails and make their renames durable with one
+    ``sync`` of the directory before it records them as sent: a crash before the
+    record leaves the rows leased, and sending them again finds or rewrites the same
+    files.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.via = f"maildir {self.path}"
+        self._made = False
 
     def file_name(self, message_id: str) -> str:
         return f"{sha256(message_id.encode()).hexdigest()[:32]}.mailtriage"
@@ -246,10 +251,19 @@ class MaildirMailer:
         message_id: str,
         cc: Sequence[str] = (),
     ) -> None:
-        """One file per Message-ID; ``cc`` changes nothing (the headers name them)."""
+        """One file per Message-ID, durable when this returns; ``cc`` changes nothing
+        (the headers name them)."""
+        self.write(sender, message, message_id)
+        self.sync()
+
+    def write(self, sender: str, message: bytes, message_id: str) -> None:
+        """The file, written and fsynced, in ``new/``; its rename is durable after the
+        next ``sync``."""
         try:
-            for sub in ("tmp", "new", "cur"):
-                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            if not self._made:
+                for sub in ("tmp", "new", "cur"):
+                    (self.path / sub).mkdir(parents=True, exist_ok=True)
+                self._made = True
             name = self.file_name(message_id)
             if (self.path / "new" / name).exists() or any(
                 p.name.split(":")[0] == name for p in (self.path / "cur").glob(f"{name}*")
@@ -267,6 +281,15 @@ class MaildirMailer:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path / "new" / name)
+        except OSError as exc:
+            self._made = False  # the directory may have gone: make it again next time
+            raise DeliveryError(
+                f"maildir {self.path}: {exc.strerror or exc}", permanent=False
+            ) from exc
+
+    def sync(self) -> None:
+        """Make the renames into ``new/`` durable (one fsync of the directory)."""
+        try:
             dir_fd = os.open(self.path / "new", os.O_RDONLY)
             try:
                 os.fsync(dir_fd)

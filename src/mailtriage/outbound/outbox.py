@@ -309,82 +309,110 @@ class OutboxStore:
 
     def guard_facts(
         self,
-        job: OutboxJob,
+        jobs: Sequence[OutboxJob],
         now: datetime,
         ticket_window: timedelta,
         address_window: timedelta,
-    ) -> GuardFacts:
+    ) -> dict[int, GuardFacts]:
+        """The send guard's facts of a claimed batch, by job id, in three queries: the
+        recipient's suppression and the mail sent (``sent``, so never a claimed row)
+        to the ticket and to the address in their windows. Mail the batch itself
+        sends is the caller's to count."""
+        if not jobs:
+            return {}
+        sent = Outbox.status == OutboxStatus.SENT
         with self.factory() as session:
-            suppression = session.execute(
-                select(Suppression.until, Suppression.reason).where(
-                    Suppression.address == job.recipient.lower(), Suppression.until > now
+            suppressions = {
+                address: (until, reason)
+                for address, until, reason in session.execute(
+                    select(Suppression.address, Suppression.until, Suppression.reason).where(
+                        Suppression.address.in_({j.recipient.lower() for j in jobs}),
+                        Suppression.until > now,
+                    )
                 )
-            ).first()
-            sent = (Outbox.status == OutboxStatus.SENT) & (Outbox.id != job.id)
-            ticket_sent = session.scalar(
-                select(func.count())
-                .select_from(Outbox)
-                .where(
-                    sent, Outbox.ticket_id == job.ticket_id, Outbox.sent_at >= now - ticket_window
+            }
+            per_ticket: dict[int, int] = {
+                ticket_id: int(n)
+                for ticket_id, n in session.execute(
+                    select(Outbox.ticket_id, func.count())
+                    .where(
+                        sent,
+                        Outbox.ticket_id.in_({j.ticket_id for j in jobs}),
+                        Outbox.sent_at >= now - ticket_window,
+                    )
+                    .group_by(Outbox.ticket_id)
                 )
+            }
+            per_address: dict[str, int] = {
+                recipient: int(n)
+                for recipient, n in session.execute(
+                    select(Outbox.recipient, func.count())
+                    .where(
+                        sent,
+                        Outbox.recipient.in_({j.recipient for j in jobs}),
+                        Outbox.sent_at >= now - address_window,
+                    )
+                    .group_by(Outbox.recipient)
+                )
+            }
+        facts = {}
+        for job in jobs:
+            until, reason = suppressions.get(job.recipient.lower(), (None, ""))
+            facts[job.id] = GuardFacts(
+                until,
+                reason,
+                per_ticket.get(job.ticket_id, 0),
+                per_address.get(job.recipient, 0),
             )
-            address_sent = session.scalar(
-                select(func.count())
-                .select_from(Outbox)
-                .where(
-                    sent, Outbox.recipient == job.recipient, Outbox.sent_at >= now - address_window
-                )
-            )
-        return GuardFacts(
-            suppression[0] if suppression else None,
-            suppression[1] if suppression else "",
-            int(ticket_sent or 0),
-            int(address_sent or 0),
-        )
+        return facts
 
     def mark_sent(
         self,
-        job: OutboxJob,
         owner: str,
+        sent: Sequence[tuple[OutboxJob, dict[str, Any]]],
         *,
         via: str,
-        article: dict[str, Any],
         now: datetime | None = None,
-    ) -> bool:
-        """Record a delivered mail: the row, an outgoing article, an event; one commit."""
+    ) -> list[bool]:
+        """Record delivered mail (job, article): each row, an outgoing article and an
+        event, all in one commit; per mail, False when its lease had been taken over."""
         now = now or utcnow()
+        recorded = []
         with self.factory() as session, session.begin():
-            if not self._update_leased(
-                session,
-                job,
-                owner,
-                status=OutboxStatus.SENT,
-                sent_at=now,
-                sent_via=via[:500],
-                last_error=None,
-            ):
-                return False
-            self._record_article(session, job, article, now)
-            session.add(
-                Event(
-                    ticket_id=job.ticket_id,
-                    kind="mail_sent",
-                    detail={
-                        "kind": job.kind,
-                        "step": job.step,
-                        "message_id": job.message_id,
-                        "to": job.recipient,
-                        "cc": list(article.get("cc") or []),
-                        "article": article.get("sends_article"),
-                        "via": via,
-                        "attempts": job.attempts,
-                        "language": job.language,
-                        "due_at": job.context.get("due_at"),
-                        "timezone": job.context.get("timezone"),
-                    },
+            for job, article in sent:
+                if not self._update_leased(
+                    session,
+                    job,
+                    owner,
+                    status=OutboxStatus.SENT,
+                    sent_at=now,
+                    sent_via=via[:500],
+                    last_error=None,
+                ):
+                    recorded.append(False)
+                    continue
+                recorded.append(True)
+                self._record_article(session, job, article, now)
+                session.add(
+                    Event(
+                        ticket_id=job.ticket_id,
+                        kind="mail_sent",
+                        detail={
+                            "kind": job.kind,
+                            "step": job.step,
+                            "message_id": job.message_id,
+                            "to": job.recipient,
+                            "cc": list(article.get("cc") or []),
+                            "article": article.get("sends_article"),
+                            "via": via,
+                            "attempts": job.attempts,
+                            "language": job.language,
+                            "due_at": job.context.get("due_at"),
+                            "timezone": job.context.get("timezone"),
+                        },
+                    )
                 )
-            )
-        return True
+        return recorded
 
     def _record_article(
         self, session: Session, job: OutboxJob, article: dict[str, Any], now: datetime

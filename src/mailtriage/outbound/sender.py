@@ -14,12 +14,14 @@ window exactly-once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -48,7 +50,7 @@ from mailtriage.outbound.headers import (
     message_bytes,
     safe_address,
 )
-from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settings
+from mailtriage.outbound.mailer import DeliveryError, MaildirMailer, Mailer, mailer_from_settings
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
 from mailtriage.outbound.render import RenderError, Templates
 from mailtriage.outbound.sla_mail import CUSTOMER_KINDS, SLA_KINDS
@@ -190,7 +192,14 @@ class Sender:
     # -- loop -----------------------------------------------------------------------
 
     def run_once(self, limit: int | None = None, due_before: datetime | None = None) -> SendReport:
-        """Claim one batch of due mail and send it."""
+        """Claim one batch of due mail and send it.
+
+        The guard's facts are read once for the batch (mail the batch sends is
+        counted as it goes). Into the Maildir, the delivered mails are recorded
+        together after one sync of its directory: it is exactly-once per Message-ID,
+        so a crash before that record only writes the same files again. Through a
+        relay each mail is recorded right after its ``250``, so a crash sends at
+        most one mail twice."""
         report = SendReport()
         jobs = self.store.claim(
             self.owner,
@@ -199,9 +208,68 @@ class Sender:
             self.clock(),
             due_before,
         )
+        if not jobs:
+            return report
+        now = self.clock()
+        facts = self.store.guard_facts(
+            jobs, now, self.limits.ticket_window, self.limits.address_window
+        )
+        per_ticket: Counter[int] = Counter()
+        per_address: Counter[str] = Counter()
+        delivered: list[tuple[OutboxJob, dict[str, Any]]] = []
         for job in jobs:
-            report.add(self._send(job))
+            known = facts[job.id]
+            outcome = self._send(
+                job,
+                dataclasses.replace(
+                    known,
+                    ticket_sent=known.ticket_sent + per_ticket[job.ticket_id],
+                    address_sent=known.address_sent + per_address[job.recipient],
+                ),
+            )
+            if isinstance(outcome, str):
+                report.add(outcome)
+                continue
+            per_ticket[job.ticket_id] += 1
+            per_address[job.recipient] += 1
+            delivered.append((job, outcome))
+            if not isinstance(self.mailer, MaildirMailer):
+                report.add(self._record(delivered)[0])
+                delivered = []
+        if delivered:
+            assert isinstance(self.mailer, MaildirMailer)
+            try:
+                self.mailer.sync()
+            except DeliveryError as err:  # not recorded: sent again when the leases end
+                log.error("outbox: %s; %d mails are written again later", err, len(delivered))
+                report.retrying += len(delivered)
+                return report
+            for outcome in self._record(delivered):
+                report.add(outcome)
         return report
+
+    def _record(self, delivered: list[tuple[OutboxJob, dict[str, Any]]]) -> list[str]:
+        """Record delivered mail (one commit); "sent" or "lost" for each."""
+        via = self.mailer.via
+        outcomes = []
+        for (job, _), ok in zip(
+            delivered,
+            self.store.mark_sent(self.owner, delivered, via=via, now=self.clock()),
+            strict=True,
+        ):
+            if ok:
+                log.info(
+                    "outbox %s: %s sent via %s", job.id, job.kind, via, extra=self._fields(job)
+                )
+                outcomes.append("sent")
+            else:
+                log.warning(
+                    "outbox %s: sent, but its lease had expired and another sender "
+                    "took it over (it may be sent twice)",
+                    job.id,
+                )
+                outcomes.append("lost")
+        return outcomes
 
     def flush(self, stop: threading.Event | None = None) -> SendReport:
         """Send what is due now, each mail at most once (what fails again waits for
@@ -330,20 +398,19 @@ class Sender:
             out.append(MailAttachment(str(att["filename"]), str(att["content_type"]), data))
         return tuple(out)
 
-    def _send(self, job: OutboxJob) -> str:
+    def _send(self, job: OutboxJob, facts: GuardFacts) -> str | dict[str, Any]:
+        """Guard, render and deliver one mail: its article once delivered (the
+        caller records it), else the outcome ("skipped", "failed", "retrying")."""
         try:
-            return self._send_one(job)
+            return self._send_one(job, facts)
         except (OperationalError, DBAPIError):
             raise
         except Exception as exc:  # a bug: count it as a try, the deadline ends it
             log.exception("outbox %s: unexpected error", job.id)
             return self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", None)
 
-    def _send_one(self, job: OutboxJob) -> str:
+    def _send_one(self, job: OutboxJob, facts: GuardFacts) -> str | dict[str, Any]:
         now = self.clock()
-        facts = self.store.guard_facts(
-            job, now, self.limits.ticket_window, self.limits.address_window
-        )
         why = guard(facts, self.limits, now)
         if why is not None:
             log.info("outbox %s skipped: %s", job.id, why, extra=self._fields(job))
@@ -358,13 +425,16 @@ class Sender:
             self.store.mark_final(job, self.owner, OutboxStatus.FAILED, str(exc), {})
             return "failed"
         try:
-            self.mailer.deliver(
-                self.envelope_sender,
-                job.recipient,
-                message,
-                job.message_id,
-                cc=article["cc"],
-            )
+            if isinstance(self.mailer, MaildirMailer):
+                self.mailer.write(self.envelope_sender, message, job.message_id)
+            else:
+                self.mailer.deliver(
+                    self.envelope_sender,
+                    job.recipient,
+                    message,
+                    job.message_id,
+                    cc=article["cc"],
+                )
         except DeliveryError as err:
             if err.permanent:
                 log.warning("outbox %s failed: %s", job.id, err.reason, extra=self._fields(job))
@@ -373,19 +443,7 @@ class Sender:
                 )
                 return "failed"
             return self._retry_or_fail(job, err.reason, err.code)
-        if not self.store.mark_sent(
-            job, self.owner, via=self.mailer.via, article=article, now=self.clock()
-        ):
-            log.warning(
-                "outbox %s: sent, but its lease had expired and another sender "
-                "took it over (it may be sent twice)",
-                job.id,
-            )
-            return "lost"
-        log.info(
-            "outbox %s: %s sent via %s", job.id, job.kind, self.mailer.via, extra=self._fields(job)
-        )
-        return "sent"
+        return article
 
     def _retry_or_fail(self, job: OutboxJob, reason: str, code: int | None) -> str:
         o = self.settings.outbound
