@@ -228,10 +228,11 @@ _ATOM_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
 
 def _fold(name: str, tokens: list[str]) -> str:
     """``Name: token token ...`` folded before a token where a line would pass 78
-    columns (a single longer token keeps its own line: at most 998 with our limits)."""
+    columns, also right after the colon (as the email package does); a single longer
+    token keeps a line of its own (at most 998 with our limits)."""
     lines = [f"{name}:"]
     for token in tokens:
-        if len(lines[-1]) + 1 + len(token) > _MAX_LINE and lines[-1] != f"{name}:":
+        if lines[-1] and len(lines[-1]) + 1 + len(token) > _MAX_LINE:
             lines.append("")
         lines[-1] += f" {token}"
     return "\r\n".join(lines)
