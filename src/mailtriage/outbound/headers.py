@@ -55,11 +55,12 @@ def clean_header_value(value: str, limit: int = 500) -> str:
     name it is given and writes the result back as a quoted string, CR LF included:
     ``=?utf-8?q?x=0D=0ABcc:_a@b?=`` would become a ``Bcc:`` line.
     """
-    out = []
-    for ch in value:
-        cat = unicodedata.category(ch)
-        out.append(" " if cat in ("Cc", "Cf", "Zl", "Zp") or ch.isspace() else ch)
-    text = " ".join("".join(out).split()).replace("=?", "= ?")
+    if not (value.isascii() and value.isprintable()):  # printable ASCII: nothing to map
+        value = "".join(
+            " " if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
+            for ch in value
+        )
+    text = " ".join(value.split()).replace("=?", "= ?")
     return text[:limit].rstrip()
 
 

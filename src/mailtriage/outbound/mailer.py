@@ -265,9 +265,7 @@ class MaildirMailer:
                     (self.path / sub).mkdir(parents=True, exist_ok=True)
                 self._made = True
             name = self.file_name(message_id)
-            if (self.path / "new" / name).exists() or any(
-                p.name.split(":")[0] == name for p in (self.path / "cur").glob(f"{name}*")
-            ):
+            if self._has(name):
                 return
             tmp = self.path / "tmp" / f"{name}.{os.getpid()}.{time.monotonic_ns()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -286,6 +284,13 @@ class MaildirMailer:
             raise DeliveryError(
                 f"maildir {self.path}: {exc.strerror or exc}", permanent=False
             ) from exc
+
+    def _has(self, name: str) -> bool:
+        """The file is in ``new/``, or in ``cur/`` (read by a mail client, with flags)."""
+        if (self.path / "new" / name).exists():
+            return True
+        with os.scandir(self.path / "cur") as entries:
+            return any(entry.name.split(":")[0] == name for entry in entries)
 
     def sync(self) -> None:
         """Make the renames into ``new/`` durable (one fsync of the directory)."""

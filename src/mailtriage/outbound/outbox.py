@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_ack
@@ -48,6 +48,25 @@ _INSERT_OUTBOX = insert(table(Outbox))
 _INSERT_OUTBOX_IDS = _INSERT_OUTBOX.returning(
     table(Outbox).c.kind, table(Outbox).c.step, table(Outbox).c.id
 )
+# The sender records every delivered mail: Core statements, no unit of work.
+_MARK_SENT = (
+    update(table(Outbox))
+    .where(
+        table(Outbox).c.id == bindparam("job_id"),
+        table(Outbox).c.lease_owner == bindparam("owner"),
+        table(Outbox).c.status == OutboxStatus.SENDING,
+    )
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("sent_at"),
+        sent_via=bindparam("via"),
+        last_error=None,
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+_INSERT_ARTICLE = insert(table(Article))
+_INSERT_EVENT = insert(table(Event))
 
 
 def queue_ack(
@@ -375,29 +394,33 @@ class OutboxStore:
         now: datetime | None = None,
     ) -> list[bool]:
         """Record delivered mail (job, article): each row, an outgoing article and an
-        event, all in one commit; per mail, False when its lease had been taken over."""
+        event, all in one commit (Core statements: the articles and the events in one
+        statement each); per mail, False when its lease had been taken over."""
         now = now or utcnow()
         recorded = []
+        articles: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         with self.factory() as session, session.begin():
+            conn = session.connection()
             for job, article in sent:
-                if not self._update_leased(
-                    session,
-                    job,
-                    owner,
-                    status=OutboxStatus.SENT,
-                    sent_at=now,
-                    sent_via=via[:500],
-                    last_error=None,
-                ):
+                result = conn.execute(
+                    _MARK_SENT,
+                    {"job_id": job.id, "owner": owner, "sent_at": now, "via": via[:500]},
+                )
+                if not result.rowcount:
                     recorded.append(False)
                     continue
                 recorded.append(True)
-                self._record_article(session, job, article, now)
-                session.add(
-                    Event(
-                        ticket_id=job.ticket_id,
-                        kind="mail_sent",
-                        detail={
+                if article.get("sends_article") is None:
+                    articles.append(_article_row(job, article, now))
+                events.append(
+                    {
+                        "ticket_id": job.ticket_id,
+                        "inbound_id": None,
+                        "kind": "mail_sent",
+                        "actor": "system",
+                        "created_at": now,
+                        "detail": {
                             "kind": job.kind,
                             "step": job.step,
                             "message_id": job.message_id,
@@ -410,46 +433,13 @@ class OutboxStore:
                             "due_at": job.context.get("due_at"),
                             "timezone": job.context.get("timezone"),
                         },
-                    )
+                    }
                 )
+            if articles:
+                conn.execute(_INSERT_ARTICLE, articles)
+            if events:
+                conn.execute(_INSERT_EVENT, events)
         return recorded
-
-    def _record_article(
-        self, session: Session, job: OutboxJob, article: dict[str, Any], now: datetime
-    ) -> None:
-        """The sent mail as an outgoing article. A relayed reply has one already (the
-        agent's, ``sends_article``), left as it is: its key is the agent's Message-ID,
-        which finds a redelivery of the agent's mail; the ``mail_sent`` event records
-        what went out (Message-ID, To, Cc)."""
-        if article.get("sends_article") is not None:
-            return
-        sent = {
-            "recipients": [job.recipient],
-            "cc": list(article.get("cc") or []),
-            "reply_to": [str(article["reply_to"])],
-            "subject": str(article["subject"]),
-            "date": now,
-            "message_key": job.message_id,
-            "message_id": job.message_id,
-            "in_reply_to": list(article.get("in_reply_to") or []),
-            "references": list(article.get("references") or []),
-        }
-        text = str(article["text"])
-        session.add(
-            Article(
-                ticket_id=job.ticket_id,
-                inbound_id=None,
-                direction="out",
-                sender=str(article["sender"]),
-                sender_name=str(article["sender_name"])[:255],
-                content_key=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                text=text,
-                html=article.get("html"),
-                defects=[],
-                internal=bool(article.get("internal")),
-                **sent,
-            )
-        )
 
     def suppressed(self, addresses: Sequence[str], now: datetime) -> frozenset[str]:
         """Those of ``addresses`` (lower-cased) that are suppressed at ``now``."""
@@ -543,6 +533,36 @@ class OutboxStore:
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _article_row(job: OutboxJob, article: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The sent mail as an outgoing article. (A relayed reply has one already, the
+    agent's, ``sends_article``, which the caller leaves as it is: its key is the
+    agent's Message-ID, which finds a redelivery of the agent's mail; the
+    ``mail_sent`` event records what went out: Message-ID, To, Cc.)"""
+    text = str(article["text"])
+    return {
+        "ticket_id": job.ticket_id,
+        "inbound_id": None,
+        "direction": "out",
+        "sender": str(article["sender"]),
+        "sender_name": str(article["sender_name"])[:255],
+        "recipients": [job.recipient],
+        "cc": list(article.get("cc") or []),
+        "reply_to": [str(article["reply_to"])],
+        "subject": str(article["subject"]),
+        "date": now,
+        "message_key": job.message_id,
+        "message_id": job.message_id,
+        "in_reply_to": list(article.get("in_reply_to") or []),
+        "references": list(article.get("references") or []),
+        "content_key": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "text": text,
+        "html": article.get("html"),
+        "defects": [],
+        "internal": bool(article.get("internal")),
+        "created_at": now,
+    }
 
 
 # -- read models for the CLI ---------------------------------------------------------
