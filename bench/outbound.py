@@ -27,6 +27,7 @@ import email
 import os
 import pstats
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -158,9 +159,12 @@ def main() -> None:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 return "250 OK"
 
-        sink = Controller(Sink(), hostname="127.0.0.1", port=0)
+        with socket.socket() as probe:  # a free port on loopback
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        sink = Controller(Sink(), hostname="127.0.0.1", port=port)
         sink.start()
-        relay = f'relay_host = "127.0.0.1"\nrelay_port = {sink.port}\nrelay_security = "none"'
+        relay = f'relay_host = "127.0.0.1"\nrelay_port = {port}\nrelay_security = "none"'
     template = Path(tempfile.mkdtemp(prefix="mt-outbound-"))
     try:
         config = prepare(template, files, relay)
