@@ -9,7 +9,7 @@ Imports the first N messages of the corpus (default: the shared corpus at
 each new ticket has its acknowledgement queued. Then, per round, on a fresh copy of
 that storage directory, it times ``Sender.flush()`` of the real sender as the daemon
 builds it (the app's durable factory; the daemon's default delivery, the Maildir, or
-with --relay an aiosmtpd sink on loopback) and prints the CPU milliseconds (this
+with --relay an aiosmtpd sink on loopback, in its own process) and prints the CPU milliseconds (this
 process: user + system) and wall milliseconds per mail sent. The rate limits are
 raised in the bench's config so every queued acknowledgement goes out.
 
@@ -36,7 +36,6 @@ import time
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MAILTRIAGE = Path(sys.executable).parent / "mailtriage"
@@ -150,20 +149,24 @@ def main() -> None:
     files = sorted(args.corpus.glob("*.eml"))[: args.count]
     if not files:
         sys.exit(f"{args.corpus}: no .eml files (make_corpus.py --count 2400 --seed 11 --out DIR)")
-    sink: Any = None
+    sink: subprocess.Popen[bytes] | None = None
     relay = ""
     if args.relay:
-        from aiosmtpd.controller import Controller
-
-        class Sink:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                return "250 OK"
-
+        # The sink in a process of its own: its CPU is not the sender's.
         with socket.socket() as probe:  # a free port on loopback
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        sink = Controller(Sink(), hostname="127.0.0.1", port=port)
-        sink.start()
+        listen = f"127.0.0.1:{port}"
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink", "-l", listen],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
         relay = f'relay_host = "127.0.0.1"\nrelay_port = {port}\nrelay_security = "none"'
     template = Path(tempfile.mkdtemp(prefix="mt-outbound-"))
     try:
@@ -181,7 +184,8 @@ def main() -> None:
     finally:
         shutil.rmtree(template, ignore_errors=True)
         if sink is not None:
-            sink.stop()
+            sink.terminate()
+            sink.wait()
     sent = rounds[0][0]
     cpu_ms = [r[1] / r[0] * 1000 for r in rounds]
     wall_ms = [r[2] / r[0] * 1000 for r in rounds]
