@@ -9,7 +9,8 @@ that window sends one duplicate, never more per crash, and never a mail with a n
 identity: mail clients and Gmail fold two copies with one Message-ID into one. The
 alternative (mark "sent" before sending) would lose mail on a crash instead. Without
 a relay the Maildir file name derives from the Message-ID, which makes even that
-window exactly-once.
+window exactly-once; so there a claimed batch is written, the directory synced once,
+and the batch recorded in one commit (a crash before it writes the same files again).
 """
 
 from __future__ import annotations
