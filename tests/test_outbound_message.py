@@ -291,3 +291,33 @@ def test_build_message_is_the_same_bytes_read_back() -> None:
     msg = build_message(m)
     assert msg["Subject"] == "Re: [DM-000042] Drucker druckt nicht"
     assert msg["To"].addresses[0].display_name == "Erika Müller"
+
+
+def _clean_per_character(value: str, limit: int) -> str:
+    """clean_header_value's rule written out for every character (its former code)."""
+    import unicodedata
+
+    out = [
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch.isspace() else ch
+        for ch in value
+    ]
+    return " ".join("".join(out).split()).replace("=?", "= ?")[:limit].rstrip()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Re: [DM-000042]  Drucker   druckt nicht ",
+        "=?utf-8?q?x?= a=?b",
+        "tab\there",
+        "x\r\nBcc: evil@attacker.example",
+        "Müller\u00a0Lüdenscheidt\u200b\u2028x",
+        "\x00\x7f\x85 ~!",
+        "",
+        "   ",
+        "a" * 950,
+    ],
+)
+def test_clean_header_value_fast_path_is_the_same_rule(value: str) -> None:
+    for limit in (10, 40, 900):
+        assert clean_header_value(value, limit) == _clean_per_character(value, limit)
