@@ -776,3 +776,23 @@ def test_a_maildir_batch_not_synced_is_not_recorded_and_is_written_once_later(
     assert len(list((app.settings.storage_dir / "outbox-maildir" / "new").iterdir())) == 3
     assert {r.status for r in outbox_rows(app)} == {"sent"}
     assert count(app, Article, Article.direction == "out") == 3
+
+
+def test_a_batch_shares_one_relay_connection_and_errors_do_not_stop_it(
+    open_app: Callable[..., App], relay: Relay
+) -> None:
+    """Through a relay the claimed batch's mails go over one SMTP session; a 5xx or
+    4xx answer to one mail closes that session and the next mail opens another."""
+    app = open_app(relay, batch_size=20)
+    receive(app, *(mail(sender=f"k{i}@kunde.example", subject=f"Frage {i}") for i in range(5)))
+    sender = Sender(app.factory, app.settings)
+    assert sender.run_once().sent == 5
+    assert len(relay.received) == 5 and relay.connections == 1
+    receive(app, *(mail(sender=f"m{i}@kunde.example", subject=f"Frage {i}") for i in range(5)))
+    relay.answer_data("550 5.7.1 rejected", "451 4.3.0 try later")
+    report = sender.run_once()
+    assert (report.sent, report.failed, report.retrying) == (3, 1, 1)
+    assert len(relay.received) == 8
+    assert relay.connections == 1 + 3  # one session per error, and the one after them
+    statuses = sorted(r.status for r in outbox_rows(app))
+    assert statuses == ["failed", "pending"] + ["sent"] * 8

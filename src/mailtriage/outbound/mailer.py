@@ -17,7 +17,8 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -149,11 +150,43 @@ def _is_loopback(host: str) -> bool:
 
 
 class RelayMailer:
-    """One SMTP connection per message (the outbox sends a few mails a minute)."""
+    """One SMTP connection per message, or per batch inside ``batch()`` (the sender's
+    claimed batch: after a flood, hundreds of mails, each one a connection, EHLO and
+    TLS handshake otherwise)."""
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         self.via = f"relay {config.host}:{config.port}"
+        self._keep = False
+        self._kept: smtplib.SMTP | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Deliveries inside share one connection: a kept connection must answer NOOP
+        before each mail (else a new one is opened), any error closes it, and it is
+        closed with QUIT at the end."""
+        self._keep = True
+        try:
+            yield
+        finally:
+            self._keep = False
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                with suppress(smtplib.SMTPException, OSError):
+                    kept.quit()
+                kept.close()
+
+    def _connection(self) -> smtplib.SMTP:
+        """The kept connection if it still answers, else a new session."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            try:
+                if kept.noop()[0] == 250:
+                    return kept
+            except (smtplib.SMTPException, OSError):
+                pass
+            kept.close()
+        return self._session()
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -214,12 +247,22 @@ class RelayMailer:
         some of them are refused, the mail counts as delivered and the refusal is
         logged (sending again would give the others a second copy)."""
         try:
-            with self._session() as smtp:
+            smtp = self._connection()
+            try:
                 refused = smtp.sendmail(sender, [recipient, *cc], message)
-                if recipient in refused:
-                    raise smtplib.SMTPRecipientsRefused({recipient: refused[recipient]})
-                for address, answer in refused.items():
-                    log.warning("relay refused Cc %s of <%s>: %s", address, message_id, answer)
+            except BaseException:
+                smtp.close()  # in whatever state the error left it: never used again
+                raise
+            if self._keep:
+                self._kept = smtp
+            else:
+                with suppress(smtplib.SMTPException, OSError):
+                    smtp.quit()
+                smtp.close()
+            if recipient in refused:
+                raise smtplib.SMTPRecipientsRefused({recipient: refused[recipient]})
+            for address, answer in refused.items():
+                log.warning("relay refused Cc %s of <%s>: %s", address, message_id, answer)
         except Exception as exc:
             raise classify_smtp_error(exc) from exc
 

@@ -24,6 +24,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,7 +52,13 @@ from mailtriage.outbound.headers import (
     message_bytes,
     safe_address,
 )
-from mailtriage.outbound.mailer import DeliveryError, MaildirMailer, Mailer, mailer_from_settings
+from mailtriage.outbound.mailer import (
+    DeliveryError,
+    MaildirMailer,
+    Mailer,
+    RelayMailer,
+    mailer_from_settings,
+)
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
 from mailtriage.outbound.render import RenderError, Templates
 from mailtriage.outbound.sla_mail import CUSTOMER_KINDS, SLA_KINDS
@@ -218,25 +225,28 @@ class Sender:
         per_ticket: Counter[int] = Counter()
         per_address: Counter[str] = Counter()
         delivered: list[tuple[OutboxJob, dict[str, Any]]] = []
-        for job in jobs:
-            known = facts[job.id]
-            outcome = self._send(
-                job,
-                dataclasses.replace(
-                    known,
-                    ticket_sent=known.ticket_sent + per_ticket[job.ticket_id],
-                    address_sent=known.address_sent + per_address[job.recipient],
-                ),
-            )
-            if isinstance(outcome, str):
-                report.add(outcome)
-                continue
-            per_ticket[job.ticket_id] += 1
-            per_address[job.recipient] += 1
-            delivered.append((job, outcome))
-            if not isinstance(self.mailer, MaildirMailer):
-                report.add(self._record(delivered)[0])
-                delivered = []
+        # Through a relay, the batch's mails share one SMTP connection.
+        keep = self.mailer.batch() if isinstance(self.mailer, RelayMailer) else nullcontext()
+        with keep:
+            for job in jobs:
+                known = facts[job.id]
+                outcome = self._send(
+                    job,
+                    dataclasses.replace(
+                        known,
+                        ticket_sent=known.ticket_sent + per_ticket[job.ticket_id],
+                        address_sent=known.address_sent + per_address[job.recipient],
+                    ),
+                )
+                if isinstance(outcome, str):
+                    report.add(outcome)
+                    continue
+                per_ticket[job.ticket_id] += 1
+                per_address[job.recipient] += 1
+                delivered.append((job, outcome))
+                if not isinstance(self.mailer, MaildirMailer):
+                    report.add(self._record(delivered)[0])
+                    delivered = []
         if delivered:
             assert isinstance(self.mailer, MaildirMailer)
             try:
