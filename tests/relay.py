@@ -56,6 +56,15 @@ class _Handler:
     data_replies: list[str] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ehlos: int = 0  # one per connection (no STARTTLS here)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.lock:
+            self.ehlos += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -89,6 +98,12 @@ class Relay:
     def received(self) -> list[Received]:
         with self.handler.lock:
             return list(self.handler.received)
+
+    @property
+    def connections(self) -> int:
+        """SMTP sessions so far (EHLOs)."""
+        with self.handler.lock:
+            return self.handler.ehlos
 
     def answer_data(self, *replies: str) -> None:
         """The next DATA commands get these replies ("451 4.3.0 ...", "550 5.1.1 ...")."""

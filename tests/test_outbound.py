@@ -402,11 +402,13 @@ def test_temporary_errors_give_up_at_the_deadline(open_app: Callable[..., App]) 
 KILL_AFTER_SEND = """
 import os, signal, sys
 from mailtriage.outbound import mailer
-for cls in (mailer.RelayMailer, mailer.MaildirMailer):
-    def deliver(self, *args, _orig=cls.deliver, **kwargs):
-        _orig(self, *args, **kwargs)  # the relay said 250 / the file is in new/
+# The relay's deliver returns after its 250; the Maildir's sync after the batch's files
+# are durable in new/ (the sender records them after that).
+for cls, method in ((mailer.RelayMailer, "deliver"), (mailer.MaildirMailer, "sync")):
+    def delivered(self, *args, _orig=getattr(cls, method), **kwargs):
+        _orig(self, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)  # ... and we die before the commit
-    cls.deliver = deliver
+    setattr(cls, method, delivered)
 from mailtriage.cli import main
 sys.exit(main(["--config", sys.argv[1], "outbox", "send"]))
 """
@@ -694,3 +696,103 @@ def test_automated_mail_gets_no_ack(open_app: Callable[..., App]) -> None:
     )
     assert receive(app, human) == ["created"]
     assert len(outbox_rows(app)) == 1
+
+
+# -- the sender's batch (issue 10's debt: CPU per acknowledgement) --------------------
+
+
+@pytest.mark.parametrize("via", ["relay", "maildir"])
+def test_rate_limits_hold_within_one_batch(
+    open_app: Callable[..., App], relay: Relay, via: str
+) -> None:
+    """The guard's facts are read once per batch: the mail the batch itself sends
+    counts against the limit as it goes."""
+    app = open_app(relay if via == "relay" else None, address_limit=2, batch_size=20)
+    receive(app, *(mail(**GERMAN | {"subject": f"Frage {i}"}) for i in range(4)))
+    report = Sender(app.factory, app.settings).flush()
+    assert (report.sent, report.skipped) == (2, 2)
+    maildir = app.settings.storage_dir / "outbox-maildir" / "new"
+    assert (len(relay.received) if via == "relay" else len(list(maildir.iterdir()))) == 2
+    skipped = [r for r in outbox_rows(app) if r.status == "skipped"]
+    assert len(skipped) == 2
+    assert all("outbound.address_limit" in (r.last_error or "") for r in skipped)
+
+
+def test_a_sent_acknowledgement_carries_verifiable_tokens(open_app: Callable[..., App]) -> None:
+    """Reply-To and Message-ID of the mail in the Maildir carry the recipient's signed
+    token (what a reply to it is matched with)."""
+    from mailtriage.pipeline.reply_token import (
+        REPLY,
+        parse_message_id,
+        parse_reply_address,
+        verify_token,
+    )
+    from mailtriage.server_secret import load_secret
+
+    app = open_app()
+    receive(app, mail(**GERMAN | {"sender": "Jürgen Größe-Übel <juergen@kunde.example>"}))
+    assert Sender(app.factory, app.settings).flush().sent == 1
+    [file] = (app.settings.storage_dir / "outbox-maildir" / "new").iterdir()
+    msg = email.message_from_bytes(file.read_bytes(), policy=policy.default)
+    assert msg["To"].addresses[0].display_name == "Jürgen Größe-Übel"  # type: ignore[attr-defined]
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["X-Auto-Response-Suppress"] == "All"
+    secret = load_secret(app.settings.security, app.settings.storage_dir)
+    reply_to = msg["Reply-To"].addresses[0].addr_spec  # type: ignore[attr-defined]
+    ref = parse_reply_address(reply_to, "support@dataandmore.com")
+    assert ref is not None and ref.ticket_id == 1
+    assert verify_token(secret, ref.token, 1, "juergen@kunde.example", REPLY)
+    assert not verify_token(secret, ref.token, 1, "someone@else.example", REPLY)
+    ours = parse_message_id(msg["Message-ID"], [OWN_DOMAIN])
+    assert ours is not None and (ours.ticket_id, ours.kind, ours.step) == (1, "ack", 0)
+    assert verify_token(secret, ours.token, 1, "juergen@kunde.example", REPLY)
+    # and the loop guard knows it as our own mail when it comes back
+    assert receive(app, file.read_bytes().replace(b"\n", b"\r\n")) == ["ignored"]
+
+
+def test_a_maildir_batch_not_synced_is_not_recorded_and_is_written_once_later(
+    open_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Maildir batch is recorded only after the sync of new/: when it fails,
+    the rows stay leased and nothing is noted as sent; once the leases end the mails
+    go again, and the Maildir still holds one file per Message-ID."""
+    from mailtriage.outbound.mailer import DeliveryError, MaildirMailer
+
+    app = open_app()
+    receive(app, *(mail(sender=f"k{i}@kunde.example", subject=f"Frage {i}") for i in range(3)))
+    sync = MaildirMailer.sync
+
+    def broken(self: MaildirMailer) -> None:
+        raise DeliveryError("maildir: Input/output error", permanent=False)
+
+    monkeypatch.setattr(MaildirMailer, "sync", broken)
+    sender = Sender(app.factory, app.settings)
+    assert sender.flush().retrying == 3
+    assert {r.status for r in outbox_rows(app)} == {"sending"}
+    assert count(app, Article, Article.direction == "out") == 0
+    monkeypatch.setattr(MaildirMailer, "sync", sync)
+    with app.factory() as session, session.begin():
+        session.execute(update(Outbox).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert sender.flush().sent == 3
+    assert len(list((app.settings.storage_dir / "outbox-maildir" / "new").iterdir())) == 3
+    assert {r.status for r in outbox_rows(app)} == {"sent"}
+    assert count(app, Article, Article.direction == "out") == 3
+
+
+def test_a_batch_shares_one_relay_connection_and_errors_do_not_stop_it(
+    open_app: Callable[..., App], relay: Relay
+) -> None:
+    """Through a relay the claimed batch's mails go over one SMTP session; a 5xx or
+    4xx answer to one mail closes that session and the next mail opens another."""
+    app = open_app(relay, batch_size=20)
+    receive(app, *(mail(sender=f"k{i}@kunde.example", subject=f"Frage {i}") for i in range(5)))
+    sender = Sender(app.factory, app.settings)
+    assert sender.run_once().sent == 5
+    assert len(relay.received) == 5 and relay.connections == 1
+    receive(app, *(mail(sender=f"m{i}@kunde.example", subject=f"Frage {i}") for i in range(5)))
+    relay.answer_data("550 5.7.1 rejected", "451 4.3.0 try later")
+    report = sender.run_once()
+    assert (report.sent, report.failed, report.retrying) == (3, 1, 1)
+    assert len(relay.received) == 8
+    assert relay.connections == 1 + 3  # one session per error, and the one after them
+    statuses = sorted(r.status for r in outbox_rows(app))
+    assert statuses == ["failed", "pending"] + ["sent"] * 8

@@ -17,7 +17,8 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -149,11 +150,43 @@ def _is_loopback(host: str) -> bool:
 
 
 class RelayMailer:
-    """One SMTP connection per message (the outbox sends a few mails a minute)."""
+    """One SMTP connection per message, or per batch inside ``batch()`` (the sender's
+    claimed batch: after a flood, hundreds of mails, each one a connection, EHLO and
+    TLS handshake otherwise)."""
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         self.via = f"relay {config.host}:{config.port}"
+        self._keep = False
+        self._kept: smtplib.SMTP | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Deliveries inside share one connection: a kept connection must answer NOOP
+        before each mail (else a new one is opened), any error closes it, and it is
+        closed with QUIT at the end."""
+        self._keep = True
+        try:
+            yield
+        finally:
+            self._keep = False
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                with suppress(smtplib.SMTPException, OSError):
+                    kept.quit()
+                kept.close()
+
+    def _connection(self) -> smtplib.SMTP:
+        """The kept connection if it still answers, else a new session."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            try:
+                if kept.noop()[0] == 250:
+                    return kept
+            except (smtplib.SMTPException, OSError):
+                pass
+            kept.close()
+        return self._session()
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -214,12 +247,22 @@ class RelayMailer:
         some of them are refused, the mail counts as delivered and the refusal is
         logged (sending again would give the others a second copy)."""
         try:
-            with self._session() as smtp:
+            smtp = self._connection()
+            try:
                 refused = smtp.sendmail(sender, [recipient, *cc], message)
-                if recipient in refused:
-                    raise smtplib.SMTPRecipientsRefused({recipient: refused[recipient]})
-                for address, answer in refused.items():
-                    log.warning("relay refused Cc %s of <%s>: %s", address, message_id, answer)
+            except BaseException:
+                smtp.close()  # in whatever state the error left it: never used again
+                raise
+            if self._keep:
+                self._kept = smtp
+            else:
+                with suppress(smtplib.SMTPException, OSError):
+                    smtp.quit()
+                smtp.close()
+            if recipient in refused:
+                raise smtplib.SMTPRecipientsRefused({recipient: refused[recipient]})
+            for address, answer in refused.items():
+                log.warning("relay refused Cc %s of <%s>: %s", address, message_id, answer)
         except Exception as exc:
             raise classify_smtp_error(exc) from exc
 
@@ -228,12 +271,17 @@ class MaildirMailer:
     """Writes each mail into a Maildir's ``new/`` (tmp, fsync, rename).
 
     The file name is derived from the Message-ID, so delivering the same mail twice
-    (a resend after a crash) leaves one file: the Maildir is exactly-once.
+    (a resend after a crash) leaves one file: the Maildir is exactly-once. That lets
+    the sender ``write`` a batch of mails and make their renames durable with one
+    ``sync`` of the directory before it records them as sent: a crash before the
+    record leaves the rows leased, and sending them again finds or rewrites the same
+    files.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.via = f"maildir {self.path}"
+        self._made = False
 
     def file_name(self, message_id: str) -> str:
         return f"{sha256(message_id.encode()).hexdigest()[:32]}.mailtriage"
@@ -246,14 +294,21 @@ class MaildirMailer:
         message_id: str,
         cc: Sequence[str] = (),
     ) -> None:
-        """One file per Message-ID; ``cc`` changes nothing (the headers name them)."""
+        """One file per Message-ID, durable when this returns; ``cc`` changes nothing
+        (the headers name them)."""
+        self.write(sender, message, message_id)
+        self.sync()
+
+    def write(self, sender: str, message: bytes, message_id: str) -> None:
+        """The file, written and fsynced, in ``new/``; its rename is durable after the
+        next ``sync``."""
         try:
-            for sub in ("tmp", "new", "cur"):
-                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            if not self._made:
+                for sub in ("tmp", "new", "cur"):
+                    (self.path / sub).mkdir(parents=True, exist_ok=True)
+                self._made = True
             name = self.file_name(message_id)
-            if (self.path / "new" / name).exists() or any(
-                p.name.split(":")[0] == name for p in (self.path / "cur").glob(f"{name}*")
-            ):
+            if self._has(name):
                 return
             tmp = self.path / "tmp" / f"{name}.{os.getpid()}.{time.monotonic_ns()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -267,6 +322,22 @@ class MaildirMailer:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path / "new" / name)
+        except OSError as exc:
+            self._made = False  # the directory may have gone: make it again next time
+            raise DeliveryError(
+                f"maildir {self.path}: {exc.strerror or exc}", permanent=False
+            ) from exc
+
+    def _has(self, name: str) -> bool:
+        """The file is in ``new/``, or in ``cur/`` (read by a mail client, with flags)."""
+        if (self.path / "new" / name).exists():
+            return True
+        with os.scandir(self.path / "cur") as entries:
+            return any(entry.name.split(":")[0] == name for entry in entries)
+
+    def sync(self) -> None:
+        """Make the renames into ``new/`` durable (one fsync of the directory)."""
+        try:
             dir_fd = os.open(self.path / "new", os.O_RDONLY)
             try:
                 os.fsync(dir_fd)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_ack
@@ -48,6 +48,25 @@ _INSERT_OUTBOX = insert(table(Outbox))
 _INSERT_OUTBOX_IDS = _INSERT_OUTBOX.returning(
     table(Outbox).c.kind, table(Outbox).c.step, table(Outbox).c.id
 )
+# The sender records every delivered mail: Core statements, no unit of work.
+_MARK_SENT = (
+    update(table(Outbox))
+    .where(
+        table(Outbox).c.id == bindparam("job_id"),
+        table(Outbox).c.lease_owner == bindparam("owner"),
+        table(Outbox).c.status == OutboxStatus.SENDING,
+    )
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("sent_at"),
+        sent_via=bindparam("via"),
+        last_error=None,
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+_INSERT_ARTICLE = insert(table(Article))
+_INSERT_EVENT = insert(table(Event))
 
 
 def queue_ack(
@@ -309,119 +328,118 @@ class OutboxStore:
 
     def guard_facts(
         self,
-        job: OutboxJob,
+        jobs: Sequence[OutboxJob],
         now: datetime,
         ticket_window: timedelta,
         address_window: timedelta,
-    ) -> GuardFacts:
+    ) -> dict[int, GuardFacts]:
+        """The send guard's facts of a claimed batch, by job id, in three queries: the
+        recipient's suppression and the mail sent (``sent``, so never a claimed row)
+        to the ticket and to the address in their windows. Mail the batch itself
+        sends is the caller's to count."""
+        if not jobs:
+            return {}
+        sent = Outbox.status == OutboxStatus.SENT
         with self.factory() as session:
-            suppression = session.execute(
-                select(Suppression.until, Suppression.reason).where(
-                    Suppression.address == job.recipient.lower(), Suppression.until > now
+            suppressions = {
+                address: (until, reason)
+                for address, until, reason in session.execute(
+                    select(Suppression.address, Suppression.until, Suppression.reason).where(
+                        Suppression.address.in_({j.recipient.lower() for j in jobs}),
+                        Suppression.until > now,
+                    )
                 )
-            ).first()
-            sent = (Outbox.status == OutboxStatus.SENT) & (Outbox.id != job.id)
-            ticket_sent = session.scalar(
-                select(func.count())
-                .select_from(Outbox)
-                .where(
-                    sent, Outbox.ticket_id == job.ticket_id, Outbox.sent_at >= now - ticket_window
+            }
+            per_ticket: dict[int, int] = {
+                ticket_id: int(n)
+                for ticket_id, n in session.execute(
+                    select(Outbox.ticket_id, func.count())
+                    .where(
+                        sent,
+                        Outbox.ticket_id.in_({j.ticket_id for j in jobs}),
+                        Outbox.sent_at >= now - ticket_window,
+                    )
+                    .group_by(Outbox.ticket_id)
                 )
+            }
+            per_address: dict[str, int] = {
+                recipient: int(n)
+                for recipient, n in session.execute(
+                    select(Outbox.recipient, func.count())
+                    .where(
+                        sent,
+                        Outbox.recipient.in_({j.recipient for j in jobs}),
+                        Outbox.sent_at >= now - address_window,
+                    )
+                    .group_by(Outbox.recipient)
+                )
+            }
+        facts = {}
+        for job in jobs:
+            until, reason = suppressions.get(job.recipient.lower(), (None, ""))
+            facts[job.id] = GuardFacts(
+                until,
+                reason,
+                per_ticket.get(job.ticket_id, 0),
+                per_address.get(job.recipient, 0),
             )
-            address_sent = session.scalar(
-                select(func.count())
-                .select_from(Outbox)
-                .where(
-                    sent, Outbox.recipient == job.recipient, Outbox.sent_at >= now - address_window
-                )
-            )
-        return GuardFacts(
-            suppression[0] if suppression else None,
-            suppression[1] if suppression else "",
-            int(ticket_sent or 0),
-            int(address_sent or 0),
-        )
+        return facts
 
     def mark_sent(
         self,
-        job: OutboxJob,
         owner: str,
+        sent: Sequence[tuple[OutboxJob, dict[str, Any]]],
         *,
         via: str,
-        article: dict[str, Any],
         now: datetime | None = None,
-    ) -> bool:
-        """Record a delivered mail: the row, an outgoing article, an event; one commit."""
+    ) -> list[bool]:
+        """Record delivered mail (job, article): each row, an outgoing article and an
+        event, all in one commit (Core statements: the articles and the events in one
+        statement each); per mail, False when its lease had been taken over."""
         now = now or utcnow()
+        recorded = []
+        articles: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         with self.factory() as session, session.begin():
-            if not self._update_leased(
-                session,
-                job,
-                owner,
-                status=OutboxStatus.SENT,
-                sent_at=now,
-                sent_via=via[:500],
-                last_error=None,
-            ):
-                return False
-            self._record_article(session, job, article, now)
-            session.add(
-                Event(
-                    ticket_id=job.ticket_id,
-                    kind="mail_sent",
-                    detail={
-                        "kind": job.kind,
-                        "step": job.step,
-                        "message_id": job.message_id,
-                        "to": job.recipient,
-                        "cc": list(article.get("cc") or []),
-                        "article": article.get("sends_article"),
-                        "via": via,
-                        "attempts": job.attempts,
-                        "language": job.language,
-                        "due_at": job.context.get("due_at"),
-                        "timezone": job.context.get("timezone"),
-                    },
+            conn = session.connection()
+            for job, article in sent:
+                result = conn.execute(
+                    _MARK_SENT,
+                    {"job_id": job.id, "owner": owner, "sent_at": now, "via": via[:500]},
                 )
-            )
-        return True
-
-    def _record_article(
-        self, session: Session, job: OutboxJob, article: dict[str, Any], now: datetime
-    ) -> None:
-        """The sent mail as an outgoing article. A relayed reply has one already (the
-        agent's, ``sends_article``), left as it is: its key is the agent's Message-ID,
-        which finds a redelivery of the agent's mail; the ``mail_sent`` event records
-        what went out (Message-ID, To, Cc)."""
-        if article.get("sends_article") is not None:
-            return
-        sent = {
-            "recipients": [job.recipient],
-            "cc": list(article.get("cc") or []),
-            "reply_to": [str(article["reply_to"])],
-            "subject": str(article["subject"]),
-            "date": now,
-            "message_key": job.message_id,
-            "message_id": job.message_id,
-            "in_reply_to": list(article.get("in_reply_to") or []),
-            "references": list(article.get("references") or []),
-        }
-        text = str(article["text"])
-        session.add(
-            Article(
-                ticket_id=job.ticket_id,
-                inbound_id=None,
-                direction="out",
-                sender=str(article["sender"]),
-                sender_name=str(article["sender_name"])[:255],
-                content_key=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                text=text,
-                html=article.get("html"),
-                defects=[],
-                internal=bool(article.get("internal")),
-                **sent,
-            )
-        )
+                if not result.rowcount:
+                    recorded.append(False)
+                    continue
+                recorded.append(True)
+                if article.get("sends_article") is None:
+                    articles.append(_article_row(job, article, now))
+                events.append(
+                    {
+                        "ticket_id": job.ticket_id,
+                        "inbound_id": None,
+                        "kind": "mail_sent",
+                        "actor": "system",
+                        "created_at": now,
+                        "detail": {
+                            "kind": job.kind,
+                            "step": job.step,
+                            "message_id": job.message_id,
+                            "to": job.recipient,
+                            "cc": list(article.get("cc") or []),
+                            "article": article.get("sends_article"),
+                            "via": via,
+                            "attempts": job.attempts,
+                            "language": job.language,
+                            "due_at": job.context.get("due_at"),
+                            "timezone": job.context.get("timezone"),
+                        },
+                    }
+                )
+            if articles:
+                conn.execute(_INSERT_ARTICLE, articles)
+            if events:
+                conn.execute(_INSERT_EVENT, events)
+        return recorded
 
     def suppressed(self, addresses: Sequence[str], now: datetime) -> frozenset[str]:
         """Those of ``addresses`` (lower-cased) that are suppressed at ``now``."""
@@ -515,6 +533,36 @@ class OutboxStore:
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _article_row(job: OutboxJob, article: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The sent mail as an outgoing article. (A relayed reply has one already, the
+    agent's, ``sends_article``, which the caller leaves as it is: its key is the
+    agent's Message-ID, which finds a redelivery of the agent's mail; the
+    ``mail_sent`` event records what went out: Message-ID, To, Cc.)"""
+    text = str(article["text"])
+    return {
+        "ticket_id": job.ticket_id,
+        "inbound_id": None,
+        "direction": "out",
+        "sender": str(article["sender"]),
+        "sender_name": str(article["sender_name"])[:255],
+        "recipients": [job.recipient],
+        "cc": list(article.get("cc") or []),
+        "reply_to": [str(article["reply_to"])],
+        "subject": str(article["subject"]),
+        "date": now,
+        "message_key": job.message_id,
+        "message_id": job.message_id,
+        "in_reply_to": list(article.get("in_reply_to") or []),
+        "references": list(article.get("references") or []),
+        "content_key": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "text": text,
+        "html": article.get("html"),
+        "defects": [],
+        "internal": bool(article.get("internal")),
+        "created_at": now,
+    }
 
 
 # -- read models for the CLI ---------------------------------------------------------

@@ -9,21 +9,24 @@ that window sends one duplicate, never more per crash, and never a mail with a n
 identity: mail clients and Gmail fold two copies with one Message-ID into one. The
 alternative (mark "sent" before sending) would lose mail on a crash instead. Without
 a relay the Maildir file name derives from the Message-ID, which makes even that
-window exactly-once.
+window exactly-once; so there a claimed batch is written, the directory synced once,
+and the batch recorded in one commit (a crash before it writes the same files again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -46,10 +49,16 @@ from mailtriage.outbound.headers import (
     MailAttachment,
     OutgoingMail,
     UnsendableAddress,
-    build_message,
+    message_bytes,
     safe_address,
 )
-from mailtriage.outbound.mailer import DeliveryError, Mailer, mailer_from_settings
+from mailtriage.outbound.mailer import (
+    DeliveryError,
+    MaildirMailer,
+    Mailer,
+    RelayMailer,
+    mailer_from_settings,
+)
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
 from mailtriage.outbound.render import RenderError, Templates
 from mailtriage.outbound.sla_mail import CUSTOMER_KINDS, SLA_KINDS
@@ -192,7 +201,14 @@ class Sender:
     # -- loop -----------------------------------------------------------------------
 
     def run_once(self, limit: int | None = None, due_before: datetime | None = None) -> SendReport:
-        """Claim one batch of due mail and send it."""
+        """Claim one batch of due mail and send it.
+
+        The guard's facts are read once for the batch (mail the batch sends is
+        counted as it goes). Into the Maildir, the delivered mails are recorded
+        together after one sync of its directory: it is exactly-once per Message-ID,
+        so a crash before that record only writes the same files again. Through a
+        relay each mail is recorded right after its ``250``, so a crash sends at
+        most one mail twice."""
         report = SendReport()
         jobs = self.store.claim(
             self.owner,
@@ -201,9 +217,71 @@ class Sender:
             self.clock(),
             due_before,
         )
-        for job in jobs:
-            report.add(self._send(job))
+        if not jobs:
+            return report
+        now = self.clock()
+        facts = self.store.guard_facts(
+            jobs, now, self.limits.ticket_window, self.limits.address_window
+        )
+        per_ticket: Counter[int] = Counter()
+        per_address: Counter[str] = Counter()
+        delivered: list[tuple[OutboxJob, dict[str, Any]]] = []
+        # Through a relay, the batch's mails share one SMTP connection.
+        keep = self.mailer.batch() if isinstance(self.mailer, RelayMailer) else nullcontext()
+        with keep:
+            for job in jobs:
+                known = facts[job.id]
+                outcome = self._send(
+                    job,
+                    dataclasses.replace(
+                        known,
+                        ticket_sent=known.ticket_sent + per_ticket[job.ticket_id],
+                        address_sent=known.address_sent + per_address[job.recipient],
+                    ),
+                )
+                if isinstance(outcome, str):
+                    report.add(outcome)
+                    continue
+                per_ticket[job.ticket_id] += 1
+                per_address[job.recipient] += 1
+                delivered.append((job, outcome))
+                if not isinstance(self.mailer, MaildirMailer):
+                    report.add(self._record(delivered)[0])
+                    delivered = []
+        if delivered:
+            assert isinstance(self.mailer, MaildirMailer)
+            try:
+                self.mailer.sync()
+            except DeliveryError as err:  # not recorded: sent again when the leases end
+                log.error("outbox: %s; %d mails are written again later", err, len(delivered))
+                report.retrying += len(delivered)
+                return report
+            for outcome in self._record(delivered):
+                report.add(outcome)
         return report
+
+    def _record(self, delivered: list[tuple[OutboxJob, dict[str, Any]]]) -> list[str]:
+        """Record delivered mail (one commit); "sent" or "lost" for each."""
+        via = self.mailer.via
+        outcomes = []
+        for (job, _), ok in zip(
+            delivered,
+            self.store.mark_sent(self.owner, delivered, via=via, now=self.clock()),
+            strict=True,
+        ):
+            if ok:
+                log.info(
+                    "outbox %s: %s sent via %s", job.id, job.kind, via, extra=self._fields(job)
+                )
+                outcomes.append("sent")
+            else:
+                log.warning(
+                    "outbox %s: sent, but its lease had expired and another sender "
+                    "took it over (it may be sent twice)",
+                    job.id,
+                )
+                outcomes.append("lost")
+        return outcomes
 
     def flush(self, stop: threading.Event | None = None) -> SendReport:
         """Send what is due now, each mail at most once (what fails again waits for
@@ -233,14 +311,14 @@ class Sender:
 
     def render(
         self, job: OutboxJob, exclude: frozenset[str] = frozenset()
-    ) -> tuple[EmailMessage, dict[str, Any]]:
-        """The message as it goes out, and the outgoing article to record.
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The message as it goes out (bytes), and the outgoing article to record.
         ``exclude``: Cc addresses to leave out (suppressed ones)."""
         if job.kind in CONVERSATION_KINDS or job.kind in SLA_KINDS:
             return self._render_conversation(job, exclude)
         return self._render_ack(job)
 
-    def _render_ack(self, job: OutboxJob) -> tuple[EmailMessage, dict[str, Any]]:
+    def _render_ack(self, job: OutboxJob) -> tuple[bytes, dict[str, Any]]:
         ctx = MailContext.from_json(job.context)
         support = self.settings.mail.support_address
         reply = ctx.reply_to or reply_address(
@@ -271,11 +349,11 @@ class Sender:
             ticket_reference=ctx.reference,
             kind=job.kind,
         )
-        return build_message(mail), _article(mail)
+        return message_bytes(mail), _article(mail)
 
     def _render_conversation(
         self, job: OutboxJob, exclude: frozenset[str]
-    ) -> tuple[EmailMessage, dict[str, Any]]:
+    ) -> tuple[bytes, dict[str, Any]]:
         ctx = ConversationContext.from_json(job.context)
         support = self.settings.mail.support_address
         cc = tuple(
@@ -321,7 +399,7 @@ class Sender:
             article["internal"] = False  # a mail to the customer (feedback, reminder, ...)
         else:
             article["internal"] = True  # mail to an agent: never shown to a customer
-        return build_message(mail), article
+        return message_bytes(mail), article
 
     def _attachments(self, ctx: ConversationContext) -> tuple[MailAttachment, ...]:
         """The bytes of the attachments to attach, from the blob store; a missing blob
@@ -337,20 +415,19 @@ class Sender:
             out.append(MailAttachment(str(att["filename"]), str(att["content_type"]), data))
         return tuple(out)
 
-    def _send(self, job: OutboxJob) -> str:
+    def _send(self, job: OutboxJob, facts: GuardFacts) -> str | dict[str, Any]:
+        """Guard, render and deliver one mail: its article once delivered (the
+        caller records it), else the outcome ("skipped", "failed", "retrying")."""
         try:
-            return self._send_one(job)
+            return self._send_one(job, facts)
         except (OperationalError, DBAPIError):
             raise
         except Exception as exc:  # a bug: count it as a try, the deadline ends it
             log.exception("outbox %s: unexpected error", job.id)
             return self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", None)
 
-    def _send_one(self, job: OutboxJob) -> str:
+    def _send_one(self, job: OutboxJob, facts: GuardFacts) -> str | dict[str, Any]:
         now = self.clock()
-        facts = self.store.guard_facts(
-            job, now, self.limits.ticket_window, self.limits.address_window
-        )
         why = guard(facts, self.limits, now)
         if why is not None:
             log.info("outbox %s skipped: %s", job.id, why, extra=self._fields(job))
@@ -365,13 +442,16 @@ class Sender:
             self.store.mark_final(job, self.owner, OutboxStatus.FAILED, str(exc), {})
             return "failed"
         try:
-            self.mailer.deliver(
-                self.envelope_sender,
-                job.recipient,
-                bytes(message),
-                job.message_id,
-                cc=article["cc"],
-            )
+            if isinstance(self.mailer, MaildirMailer):
+                self.mailer.write(self.envelope_sender, message, job.message_id)
+            else:
+                self.mailer.deliver(
+                    self.envelope_sender,
+                    job.recipient,
+                    message,
+                    job.message_id,
+                    cc=article["cc"],
+                )
         except DeliveryError as err:
             if err.permanent:
                 log.warning("outbox %s failed: %s", job.id, err.reason, extra=self._fields(job))
@@ -380,19 +460,7 @@ class Sender:
                 )
                 return "failed"
             return self._retry_or_fail(job, err.reason, err.code)
-        if not self.store.mark_sent(
-            job, self.owner, via=self.mailer.via, article=article, now=self.clock()
-        ):
-            log.warning(
-                "outbox %s: sent, but its lease had expired and another sender "
-                "took it over (it may be sent twice)",
-                job.id,
-            )
-            return "lost"
-        log.info(
-            "outbox %s: %s sent via %s", job.id, job.kind, self.mailer.via, extra=self._fields(job)
-        )
-        return "sent"
+        return article
 
     def _retry_or_fail(self, job: OutboxJob, reason: str, code: int | None) -> str:
         o = self.settings.outbound
