@@ -11,7 +11,7 @@ limits and non-ASCII only in encoded words and transfer encodings.
 from __future__ import annotations
 
 import email
-import random
+import re
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
@@ -275,15 +275,22 @@ def test_attachments_with_non_ascii_names_and_cc() -> None:
     assert all("MIME-Version" not in p for p in msg.walk() if p is not msg)
 
 
-def test_a_boundary_found_in_a_part_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    taken = "=" * 15 + f"{1234:019d}" + "=="
-    tokens = iter([1234, 5678])
-    monkeypatch.setattr(random, "randrange", lambda _n: next(tokens))
-    raw = message_bytes(mail(text=f"quoted mail:\n--{taken}\nend\n"))
+def test_a_text_quoting_our_last_boundary_cannot_break_the_next_message() -> None:
+    """A customer who quotes a mail of ours (its boundary line included) into the text
+    of the next one: the boundary is a fresh 128-bit secret each time, not Python's
+    predictable ``random`` (whose outputs our boundaries would reveal), so the quoted
+    line stays text and the message keeps its two parts."""
+    first = read(message_bytes(mail()))
+    taken = first.get_boundary()
+    assert taken is not None and re.fullmatch(r"=_[0-9a-f]{32}", taken)
+    raw = message_bytes(mail(text=f"quoted mail:\n--{taken}\nend\n--{taken}--\n"))
     msg = read(raw)
-    assert msg.get_boundary() == "=" * 15 + f"{5678:019d}" + "=="
+    assert msg.get_boundary() not in (None, taken)
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     plain = msg.get_body(("plain",))
     assert plain is not None and f"--{taken}" in plain.get_content()  # type: ignore[attr-defined]
+    boundaries = {read(message_bytes(mail())).get_boundary() for _ in range(50)}
+    assert len(boundaries) == 50
 
 
 def test_build_message_is_the_same_bytes_read_back() -> None:

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 from mailtriage.config import Settings
-from mailtriage.outbound.headers import AUTO_GENERATED, OutgoingMail, build_message
+from mailtriage.outbound.headers import AUTO_GENERATED, OutgoingMail, message_bytes
 from mailtriage.outbound.mailer import Mailer, mailer_from_settings
 from mailtriage.outbound.render import Templates
 from mailtriage.portal.app import SendMail
@@ -56,6 +56,6 @@ def link_sender(settings: Settings, mailer: Mailer | None = None) -> SendMail:
             kind=template,
         )
         envelope = settings.outbound.envelope_sender or support
-        chosen.deliver(envelope, recipient, bytes(build_message(mail)), message_id)
+        chosen.deliver(envelope, recipient, message_bytes(mail), message_id)
 
     return send
