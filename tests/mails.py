@@ -10,6 +10,8 @@ from email.utils import format_datetime, make_msgid
 
 from PIL import Image, ImageDraw
 
+from mailtriage.outbound.headers import OutgoingMail
+
 
 def png(width: int, height: int, color: tuple[int, int, int] = (30, 90, 160)) -> bytes:
     """A real PNG of the given size (a screenshot-like picture when large)."""
@@ -78,3 +80,29 @@ def mail(
         maintype, subtype = ctype.split("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return msg.as_bytes()
+
+
+OUTGOING_DATE = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+
+
+def outgoing(**changes: object) -> OutgoingMail:
+    """An acknowledgement as the sender hands it to the message writer (``changes``
+    replace fields)."""
+    base = OutgoingMail(
+        from_name="Data & More Support",
+        from_address="support@dataandmore.com",
+        to_name="Erika Müller",
+        to_address="erika@kunde.example",
+        reply_to="support+dm-000042.abcdefghijklmnop@dataandmore.com",
+        subject="Re: [DM-000042] Drucker druckt nicht",
+        message_id="dm-000042.ack.0.abcdefghijklmnop@mailtriage.dataandmore.com",
+        date=OUTGOING_DATE,
+        text="Guten Tag,\nwir haben Ihre Anfrage erhalten.\n",
+        html="<p>Guten Tag</p>\n",
+        in_reply_to="cust-1@kunde.example",
+        references=("older@kunde.example", "cust-1@kunde.example"),
+        language="de",
+        ticket_reference="DM-000042",
+        kind="ack",
+    )
+    return OutgoingMail(**(base.__dict__ | changes))  # type: ignore[arg-type]

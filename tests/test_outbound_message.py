@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email
 import re
-from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 from email.headerregistry import Address
@@ -29,7 +28,9 @@ from mailtriage.outbound.headers import (
     message_bytes,
 )
 
-NOW = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+from mails import OUTGOING_DATE, outgoing
+
+NOW = OUTGOING_DATE
 
 NAMES = [
     "Erika Müller",
@@ -65,25 +66,7 @@ SUBJECTS = [
 ]
 
 
-def mail(**changes: object) -> OutgoingMail:
-    base = OutgoingMail(
-        from_name="Data & More Support",
-        from_address="support@dataandmore.com",
-        to_name="Erika Müller",
-        to_address="erika@kunde.example",
-        reply_to="support+dm-000042.abcdefghijklmnop@dataandmore.com",
-        subject="Re: [DM-000042] Drucker druckt nicht",
-        message_id="dm-000042.ack.0.abcdefghijklmnop@mailtriage.dataandmore.com",
-        date=NOW,
-        text="Guten Tag,\nwir haben Ihre Anfrage erhalten.\n",
-        html="<p>Guten Tag</p>\n",
-        in_reply_to="cust-1@kunde.example",
-        references=("older@kunde.example", "cust-1@kunde.example"),
-        language="de",
-        ticket_reference="DM-000042",
-        kind="ack",
-    )
-    return OutgoingMail(**(base.__dict__ | changes))  # type: ignore[arg-type]
+mail = outgoing
 
 
 def reference(m: OutgoingMail) -> EmailMessage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import email
 import smtplib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,29 +29,20 @@ from mailtriage.outbound.mailer import MaildirMailer, classify_smtp_error
 from mailtriage.outbound.outbox import GuardFacts
 from mailtriage.outbound.sender import RateLimits, guard, next_attempt
 
+from mails import OUTGOING_DATE, outgoing
+
 ROOT = Path(__file__).parent.parent
-NOW = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
+NOW = OUTGOING_DATE
 
 
 def mail(**changes: object) -> OutgoingMail:
-    base = OutgoingMail(
-        from_name="Data & More Support",
-        from_address="support@dataandmore.com",
-        to_name="Erika Müller",
-        to_address="erika@kunde.example",
-        reply_to="support+dm-000042@dataandmore.com",
-        subject="Re: [DM-000042] Drucker druckt nicht – dringend",
-        message_id="dm-000042.ack.0.abc@mailtriage.dataandmore.com",
-        date=NOW,
-        text="Guten Tag,\nwir haben Ihre Anfrage erhalten.\n",
-        html="<p>Guten Tag</p>",
-        in_reply_to="cust-1@kunde.example",
-        references=("older@kunde.example", "cust-1@kunde.example"),
-        language="de",
-        ticket_reference="DM-000042",
-        kind="ack",
-    )
-    return OutgoingMail(**(base.__dict__ | changes))  # type: ignore[arg-type]
+    defaults: dict[str, object] = {
+        "reply_to": "support+dm-000042@dataandmore.com",
+        "subject": "Re: [DM-000042] Drucker druckt nicht – dringend",
+        "message_id": "dm-000042.ack.0.abc@mailtriage.dataandmore.com",
+        "html": "<p>Guten Tag</p>",
+    }
+    return outgoing(**(defaults | changes))
 
 
 def reparse(msg: EmailMessage) -> EmailMessage:

@@ -65,30 +65,40 @@ def processing_engine(app: App) -> Engine:
     return engine
 
 
-def count_statements(app: App, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """SQL statements of each store_analysis call from now on."""
+def listen_while_storing(
+    app: App, monkeypatch: pytest.MonkeyPatch, seen: Callable[[str, Any], bool]
+) -> list[int]:
+    """``seen(statement, parameters)`` for every SQL statement of each store_analysis
+    call from now on; returns, call by call, how many it said True of."""
     counted: list[int] = []
     real: Callable[..., Any] = worker_module.store_analysis
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
+    def listening(*args: Any, **kwargs: Any) -> Any:
         statements = [0]
 
-        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            # (the transaction, and the savepoints of a group redone message by message,
-            # are not the store's)
-            if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
-                statements[0] += 1
+        def each(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            statements[0] += seen(statement, parameters)
 
         engine = processing_engine(app)
-        event.listen(engine, "before_cursor_execute", count)
+        event.listen(engine, "before_cursor_execute", each)
         try:
             return real(*args, **kwargs)
         finally:
-            event.remove(engine, "before_cursor_execute", count)
+            event.remove(engine, "before_cursor_execute", each)
             counted.append(statements[0])
 
-    monkeypatch.setattr(worker_module, "store_analysis", counting)
+    monkeypatch.setattr(worker_module, "store_analysis", listening)
     return counted
+
+
+def count_statements(app: App, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """SQL statements of each store_analysis call from now on (the transaction, and the
+    savepoints of a group redone message by message, are not the store's)."""
+    return listen_while_storing(
+        app,
+        monkeypatch,
+        lambda statement, _: not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")),
+    )
 
 
 def test_storing_a_mail_takes_a_bounded_number_of_statements(
@@ -263,20 +273,12 @@ def test_storing_a_mail_reads_no_table_whole(
     with App.from_settings(settings) as app:
         app.prepare_database()
         statements: dict[str, Any] = {}
-        real: Callable[..., Any] = worker_module.store_analysis
 
-        def collect(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        def collect(statement: str, parameters: Any) -> bool:
             statements.setdefault(statement, parameters)
+            return True
 
-        def collecting(*args: Any, **kwargs: Any) -> Any:
-            engine = processing_engine(app)
-            event.listen(engine, "before_cursor_execute", collect)
-            try:
-                return real(*args, **kwargs)
-            finally:
-                event.remove(engine, "before_cursor_execute", collect)
-
-        monkeypatch.setattr(worker_module, "store_analysis", collecting)
+        listen_while_storing(app, monkeypatch, collect)
         worker = app.worker()
         app.inbox.accept(mail(message_id="<plan-1@kunde.example>"), "first")
         app.inbox.accept(

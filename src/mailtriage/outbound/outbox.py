@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_ack
 from mailtriage.pipeline.classify import Classification
@@ -350,30 +350,12 @@ class OutboxStore:
                     )
                 )
             }
-            per_ticket: dict[int, int] = {
-                ticket_id: int(n)
-                for ticket_id, n in session.execute(
-                    select(Outbox.ticket_id, func.count())
-                    .where(
-                        sent,
-                        Outbox.ticket_id.in_({j.ticket_id for j in jobs}),
-                        Outbox.sent_at >= now - ticket_window,
-                    )
-                    .group_by(Outbox.ticket_id)
-                )
-            }
-            per_address: dict[str, int] = {
-                recipient: int(n)
-                for recipient, n in session.execute(
-                    select(Outbox.recipient, func.count())
-                    .where(
-                        sent,
-                        Outbox.recipient.in_({j.recipient for j in jobs}),
-                        Outbox.sent_at >= now - address_window,
-                    )
-                    .group_by(Outbox.recipient)
-                )
-            }
+            per_ticket = _sent_since(
+                session, sent, Outbox.ticket_id, {j.ticket_id for j in jobs}, now - ticket_window
+            )
+            per_address = _sent_since(
+                session, sent, Outbox.recipient, {j.recipient for j in jobs}, now - address_window
+            )
         facts = {}
         for job in jobs:
             until, reason = suppressions.get(job.recipient.lower(), (None, ""))
@@ -533,6 +515,25 @@ class OutboxStore:
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _sent_since(
+    session: Session,
+    sent: ColumnElement[bool],
+    column: InstrumentedAttribute[Any],
+    values: set[Any],
+    since: datetime,
+) -> dict[Any, int]:
+    """How many mails were sent since ``since`` per value of ``column`` (a ticket id, a
+    recipient) among ``values``: one grouped count for a whole batch."""
+    return {
+        value: int(n)
+        for value, n in session.execute(
+            select(column, func.count())
+            .where(sent, column.in_(values), Outbox.sent_at >= since)
+            .group_by(column)
+        )
+    }
 
 
 def _article_row(job: OutboxJob, article: dict[str, Any], now: datetime) -> dict[str, Any]:
