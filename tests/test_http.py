@@ -621,3 +621,67 @@ def test_readyz_and_role_states_are_one_view_of_the_roles(tmp_path: Path) -> Non
         "imap-2": "backing off",
         "imap-3": "connecting",
     }
+
+
+def test_an_imap_role_that_dies_is_failed_on_readyz_and_stops_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through a real Service and Dovecot: a poller that was connected and whose thread
+    then ends with an error (a bug in its lease step, the one place an error is not
+    retried) is "failed" in ``role_states`` and on /readyz, and the daemon stops with
+    exit status 1 instead of running on without its intake."""
+    import threading
+
+    from mailtriage.intake.imap import ImapPoller
+    from mailtriage.service import Service, run_service
+
+    from conftest import make_settings
+
+    real_take_lease = ImapPoller.take_lease
+    broken = threading.Event()
+
+    def take_lease(poller: ImapPoller) -> bool:
+        if poller.connected.is_set() or broken.is_set():
+            broken.set()
+            raise RuntimeError("a bug in the lease step")
+        return real_take_lease(poller)
+
+    monkeypatch.setattr(ImapPoller, "take_lease", take_lease)
+    monkeypatch.setattr("mailtriage.service.WATCH_SECONDS", 3.0)  # time to look at it
+    caplog.set_level("INFO")
+    with dovecot_server() as server:
+        account = server.account(server.add_user(), name="box", poll_interval_seconds=1)
+        settings = make_settings(
+            tmp_path,
+            smtp={"enabled": False},
+            imap={"enabled": True, "accounts": [account], "lease_seconds": 1.5},
+            http={"enabled": True, "port": 0},
+            service={"shutdown_grace_seconds": 5},
+        )
+        services: list[Service] = []
+        result: dict[str, int] = {}
+        thread = threading.Thread(
+            target=lambda: result.update(
+                code=run_service(settings, threading.Event(), on_ready=services.append)
+            )
+        )
+        thread.start()
+        try:
+            wait_for(lambda: broken.is_set(), timeout=30, what="the poller connected, then broken")
+            service = services[0]
+            states = wait_for(
+                lambda: (s := service.role_states()).get("imap-0") == "failed" and s,
+                timeout=5,
+                interval=0.05,
+                what="imap-0 failed",
+            )
+            assert states["imap-0"] == "failed"
+            assert service.http is not None
+            status, body = readyz(service.http.address[1])
+            assert status == 503
+            assert body["checks"]["imap:box"] == {"ok": False, "detail": "stopped with an error"}
+        finally:
+            thread.join(30)
+    assert result == {"code": 1}
+    assert "imap-0 stopped with an error" in caplog.text
+    assert "role(s) ended unexpectedly: imap-0; stopping" in caplog.text
