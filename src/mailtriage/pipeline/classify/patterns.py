@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mailtriage.pipeline.classify.fold import FOLD_TABLE
-from mailtriage.pipeline.regex_prefix import PREFIX_CHARS, Unbounded, prefixes
+from mailtriage.pipeline.regex_prefix import PREFIX_CHARS, Unbounded, finditer_at, prefixes
 
 __all__ = ["Scanner", "SignalGroup", "compile_terms"]
 
@@ -337,7 +337,7 @@ class Scanner:
             group = self.groups[i]
             hits: Iterable[re.Match[str]]
             if i in positions:
-                hits = self._matches(group.regex, text, sorted(set(positions[i])))
+                hits = finditer_at(group.regex, text, sorted(set(positions[i])))
             else:
                 hits = group.regex.finditer(text)
             seen: dict[str, None] = {}
@@ -350,19 +350,3 @@ class Scanner:
             if seen:
                 found[i] = tuple(seen)
         return found
-
-    @staticmethod
-    def _matches(
-        regex: re.Pattern[str], text: str, positions: list[int]
-    ) -> Iterator[re.Match[str]]:
-        """What ``regex.finditer(text)`` yields, given every position a match can start
-        at: each match is at least one (prefix) character long, so the next search
-        starts where it ended."""
-        end = 0
-        for pos in positions:
-            if pos < end:
-                continue
-            match = regex.match(text, pos)
-            if match is not None:
-                end = match.end()
-                yield match
