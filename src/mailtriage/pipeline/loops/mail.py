@@ -173,6 +173,16 @@ class Mail:
         return fold(self.text)
 
     @cached_property
+    def bounce_template(self) -> bool:
+        """An MTA's bounce boilerplate in the body (never on forwards)."""
+        return not self.is_forward and bool(p.BOUNCE_TEMPLATE.search(self.body))
+
+    @cached_property
+    def bounce_words(self) -> bool:
+        """Bounce wording in the body (never on forwards)."""
+        return not self.is_forward and bool(p.BOUNCE_WORDS.search(self.body))
+
+    @cached_property
     def fresh(self) -> str:
         """The inline text without quoted history, folded ("" for forwards)."""
         if self.is_forward:
