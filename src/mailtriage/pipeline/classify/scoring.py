@@ -25,9 +25,9 @@ from mailtriage.pipeline.classify.values import (
     RulesCategory,
 )
 from mailtriage.pipeline.language import detect_language, has_letters
-from mailtriage.pipeline.text import split_body
+from mailtriage.pipeline.text import BodyParts, split_body
 
-__all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_text"]
+__all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_parts", "input_from_text"]
 
 # Each part of a message (new text, forwarded, quoted, screenshot text ...) is read up to
 # this many characters: the customer states the problem at the start, and the cost of a
@@ -445,7 +445,16 @@ def input_from_text(
     subject: str, body_text: str, attachment_names: Sequence[str] = (), sender: str = ""
 ) -> ClassifierInput:
     """Build a :class:`ClassifierInput` from a subject and plain-text body."""
-    parts = split_body(body_text, subject=subject)
+    return input_from_parts(
+        subject, split_body(body_text, subject=subject), attachment_names, sender
+    )
+
+
+def input_from_parts(
+    subject: str, parts: BodyParts, attachment_names: Sequence[str] = (), sender: str = ""
+) -> ClassifierInput:
+    """Build a :class:`ClassifierInput` from a subject and its body's
+    ``split_body(text, subject=subject)``."""
     return ClassifierInput(
         subject=subject,
         new_text=parts.new_text,

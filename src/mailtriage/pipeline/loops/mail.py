@@ -15,7 +15,7 @@ from mailtriage.pipeline.facts import PartInfo, field_blocks
 from mailtriage.pipeline.loops import patterns as p
 from mailtriage.pipeline.mime import decode_words, find_message_id, fold
 from mailtriage.pipeline.parse import ParsedMessage
-from mailtriage.pipeline.text import split_body
+from mailtriage.pipeline.text import BodyParts, same_split, split_body
 
 MAX_TEXT = 60_000  # characters of inline body text looked at
 TOP_OF_BODY = 400  # characters that count as "the body opens with"
@@ -64,12 +64,19 @@ def field(block: tuple[tuple[str, str], ...], name: str, default: str = "") -> s
 class Mail:
     """Facts about one message, computed on first use."""
 
-    def __init__(self, parsed: ParsedMessage, envelope_sender: str | None) -> None:
+    def __init__(
+        self,
+        parsed: ParsedMessage,
+        envelope_sender: str | None,
+        body_parts: BodyParts | None = None,
+    ) -> None:
         self.parts: tuple[PartInfo, ...] = parsed.parts or (_NO_PART,)
         self.top = self.parts[0]
         self.headers = self.top.headers
         self.envelope_sender = envelope_sender
         self._parsed_sender = (parsed.sender_name, parsed.sender)
+        self._parsed_text = parsed.text
+        self._body_parts = body_parts  # split_body(parsed.text), when the caller has it
 
     # headers ---------------------------------------------------------------
     @cached_property
@@ -187,7 +194,11 @@ class Mail:
         """The inline text without quoted history, folded ("" for forwards)."""
         if self.is_forward:
             return ""
-        parts = split_body(self.text)
+        # the caller's split of the parser's text serves when the inline text is the
+        # same text (new text and signature do not depend on the subject it was split with)
+        parts = self._body_parts
+        if parts is None or not same_split(self.text, self._parsed_text):
+            parts = split_body(self.text)
         return fold(f"{parts.new_text}\n{parts.signature}")
 
     @property
