@@ -201,6 +201,17 @@ class Mail:
             parts = split_body(self.text)
         return fold(f"{parts.new_text}\n{parts.signature}")
 
+    @cached_property
+    def away_wording(self) -> bool:
+        """Out-of-office wording at the head of the fresh text."""
+        return bool(p.OOO_BODY.search(self.fresh[:HEAD_OF_BODY]))
+
+    @cached_property
+    def auto_wording(self) -> bool:
+        """Auto-responder wording ("this is an automatic reply") at the head of the
+        fresh text."""
+        return bool(p.AUTO_BODY.search(self.fresh[:HEAD_OF_BODY]))
+
     @property
     def opening(self) -> str:
         return self.fresh[:TOP_OF_BODY]
