@@ -21,6 +21,10 @@ from mailtriage.pipeline.loops.mail import (
 from mailtriage.pipeline.loops.verdict import LoopKind, LoopVerdict
 from mailtriage.pipeline.mime import find_message_id, fold
 
+# Every character whose fold (mime.fold) contains "{": "{" and its vertical, small and
+# fullwidth forms (tests/test_loops.py checks every code point).
+FOLDS_TO_BRACE = re.compile("[{\ufe37\ufe5b\uff5b]")
+
 
 @dataclass(frozen=True)
 class _Recipient:
@@ -300,7 +304,10 @@ def non_dsn_bounce(mail: Mail) -> list[str]:
         p.LIST_REJECTION.search(subject) or p.LIST_REJECTION.search(mail.opening)
     ):
         return ["sender:list-manager", "text:rejected"]
-    # Bulk-mail services reporting events as JSON (Amazon SES through SNS).
+    # Bulk-mail services reporting events as JSON (Amazon SES through SNS). Without a
+    # character that folds to "{" the folded body cannot start with one (no fold needed).
+    if not FOLDS_TO_BRACE.search(mail.text):
+        return []
     body = mail.body
     if body.startswith("{") and re.search(
         r'"notificationtype" ?: ?"(?:bounce|complaint|delivery)"', body[:2000]
