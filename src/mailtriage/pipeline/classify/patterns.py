@@ -240,25 +240,30 @@ class _Index:
     One ``finditer`` per prefix length (word starts and anywhere apart) finds every
     occurrence of the prefixes: the regex engine walks the text in C, and Python runs
     only where a prefix is (a loop over every word start and a ``str.find`` per prefix
-    cost more than the rest of the scan)."""
+    cost more than the rest of the scan). The expressions are compiled on first use
+    (some 15 ms; the index for text that is not ASCII is rarely used)."""
 
     def __init__(self, groups: Sequence[tuple[int, _Candidates]]) -> None:
-        by_prefix: dict[str, list[int]] = {}
-        by_anywhere: dict[str, list[int]] = {}
+        self._by_prefix: dict[str, list[int]] = {}
+        self._by_anywhere: dict[str, list[int]] = {}
         for i, candidates in groups:
             for _, starts in candidates.word_start:
                 for prefix in starts:
-                    by_prefix.setdefault(prefix, []).append(i)
+                    self._by_prefix.setdefault(prefix, []).append(i)
             for prefix in candidates.anywhere:
-                by_anywhere.setdefault(prefix, []).append(i)
+                self._by_anywhere.setdefault(prefix, []).append(i)
+
+    @functools.cached_property
+    def _passes(self) -> tuple[tuple[int, re.Pattern[str], dict[str, list[int]]], ...]:
+        """(prefix length, its finder, prefix -> group indices) per pass."""
         passes: list[tuple[int, re.Pattern[str], dict[str, list[int]]]] = []
-        for table, word_start in ((by_prefix, True), (by_anywhere, False)):
+        for table, word_start in ((self._by_prefix, True), (self._by_anywhere, False)):
             by_length: dict[int, list[str]] = {}
             for prefix in table:
                 by_length.setdefault(len(prefix), []).append(prefix)
             for n, literals in sorted(by_length.items()):
                 passes.append((n, _finder(literals, word_start), table))
-        self._passes = tuple(passes)
+        return tuple(passes)
 
     def positions(self, text: str) -> dict[int, list[int]]:
         """Group index -> the positions in ``text`` its matches can start at (unsorted,
