@@ -115,3 +115,37 @@ def test_priority_by_impact_not_by_words(text: str, priority: str) -> None:
 def test_default_when_no_fact_decides() -> None:
     assert priority_from_facts(ImpactFacts(), "low") == ("low", "no impact fact")
     assert priority_from_facts(ImpactFacts(pressure=True), "normal")[0] == "normal"
+
+
+def test_each_fact_pattern_finds_what_its_finditer_finds() -> None:
+    """extract_facts tries each pattern only where the one pass over all of them found a
+    match start: on the labelled mails and on random phrase soup, every pattern yields
+    the very matches (spans, in order) its own finditer yields."""
+    import random
+    from pathlib import Path
+
+    from mailtriage.pipeline.classify import input_from_text
+    from mailtriage.pipeline.classify.impact import _FACT_PATTERNS, _fact_starts
+    from mailtriage.pipeline.classify.scoring import model_text
+    from mailtriage.pipeline.parse import parse_message
+    from mailtriage.pipeline.regex_prefix import finditer_at
+
+    texts = []
+    for path in sorted((Path(__file__).parent / "labeled").rglob("*.eml")):
+        msg = parse_message(path.read_bytes())
+        texts.append(model_text(input_from_text(msg.subject, msg.text, (), msg.sender)))
+    rng = random.Random(3)
+    words = "alle nutzer keiner kann nicht mehr arbeiten we can't work no workaround "
+    words += "dringend asap not urgent 50 users whole team by friday am 28.09. wir die "
+    words += "kollegen daten geloescht typo nur optisch idee bitte - , . 1 22"
+    vocabulary = words.split()
+    texts += [" ".join(rng.choices(vocabulary, k=rng.randint(0, 40))) for _ in range(400)]
+    assert len(texts) > 700
+    matched = 0
+    for text in texts:
+        starts = _fact_starts(text)
+        for pattern in _FACT_PATTERNS:
+            ours = [m.span() for m in finditer_at(pattern, text, starts)]
+            assert ours == [m.span() for m in pattern.finditer(text)], (pattern.pattern, text)
+            matched += len(ours)
+    assert matched > 500  # the patterns did match: the comparison is not of empty lists

@@ -886,3 +886,23 @@ def test_umlauts_match_in_every_spelling(spelling: str) -> None:
     )
     assert result.kind == "out_of_office"
     assert "body:out-of-office" in result.reasons
+
+
+def test_only_the_listed_characters_fold_to_a_brace():
+    """non_dsn_bounce skips folding the body for the JSON notification check when the
+    text has none of FOLDS_TO_BRACE: no other code point folds to text with a "{" (and
+    composition makes no new one: no character decomposes canonically to "{")."""
+    from mailtriage.pipeline.loops.reports import FOLDS_TO_BRACE
+    from mailtriage.pipeline.mime import fold
+
+    folding = [chr(c) for c in range(0x110000) if "{" in fold(chr(c))]
+    assert folding == ["{", "\ufe37", "\ufe5b", "\uff5b"]
+    assert all(FOLDS_TO_BRACE.fullmatch(c) for c in folding)
+    note = '\ufe5b"notificationType":"Bounce","bounce":{}}'
+    mail = (
+        b"From: no-reply@sns.example\r\nTo: support@dataandmore.com\r\n"
+        b"Subject: AWS Notification Message\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"\r\n"
+    ) + note.encode()
+    verdict = detect_loop(parse_message(mail))
+    assert verdict.kind == "bounce" and "body:esp-notification" in verdict.reasons

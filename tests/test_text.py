@@ -233,3 +233,81 @@ def test_a_huge_body_is_searched_only_at_its_top() -> None:
     assert parts.quoted.endswith(f"line {MAX_SPLIT_CHARS // 10 - 1} of a pasted log")
     plain = "".join(f"Zeile {i}\n" for i in range(MAX_SPLIT_CHARS // 5))
     assert split_body(plain).new_text == plain.strip()
+
+
+_EDGE_BODIES = [
+    "Hallo,\n\ndie Suche findet nichts.",
+    "Hallo\n\n-----------",
+    "Danke.\n\nOn Mon, 4 May 2026 at 10:00, Support <s@example.com>\nwrote:",
+    "Danke.\nOn Mon, 4 May 2026 at 10:00, Support <s@example.com> wrote:",
+    "Text\n> quote\n>",
+    "Siehe unten.\n\nVon: a@example.com\nGesendet: Montag\nAn: b@example.com\nBetreff: c",
+    "Geht nicht.\n\nViele Grüße\nJan Muster\nMuster AG",
+    "  eingerückt\n    mehr\n\n-- \nSig",
+    "---------- Forwarded message ---------\nFrom: x@example.com\nSubject: y\n\nbody",
+    "",
+]
+
+
+def _bodies() -> list[str]:
+    from pathlib import Path
+
+    from mailtriage.pipeline.parse import ParseError, parse_message
+
+    texts = list(_EDGE_BODIES)
+    root = Path(__file__).parent
+    for path in sorted(root.glob("corpus/**/*.eml"))[::4] + sorted(root.glob("labeled/**/*.eml")):
+        try:
+            texts.append(parse_message(path.read_bytes()).text)
+        except ParseError:
+            continue
+    return texts
+
+
+def test_texts_that_differ_in_line_endings_split_alike():
+    """same_split's claim, on corpus and labelled bodies and edge cases: CRLF or CR line
+    endings and blank lines at the end change no part of the split, whatever the
+    subject; other differences are not claimed."""
+    from mailtriage.pipeline.text import MAX_SPLIT_CHARS, same_split
+
+    texts = _bodies()
+    assert len(texts) > 600
+    for text in texts:
+        variants = [
+            text + "\n",
+            text + "\n\n\n",
+            text.replace("\n", "\r\n") + "\r\n",
+            text.replace("\n", "\r") + "\r",
+        ]
+        for subject in ("", "WG: Anfrage"):
+            expected = split_body(text, subject=subject)
+            for variant in variants:
+                assert same_split(variant, text)
+                assert split_body(variant, subject=subject) == expected, (variant, subject)
+    assert not same_split("Hallo \nText", "Hallo\nText")
+    assert not same_split("\nHallo", "Hallo")
+    assert not same_split("x" * (MAX_SPLIT_CHARS + 1), "x" * (MAX_SPLIT_CHARS + 1) + "\n")
+
+
+def test_the_loop_guard_reads_the_same_fresh_text_from_a_shared_split():
+    """analyse() splits the body once and hands the split to the loop guard; the guard's
+    view of the new text is the one its own split gives (shared for most real mails)."""
+    from pathlib import Path
+
+    from mailtriage.pipeline.loops.mail import Mail
+    from mailtriage.pipeline.parse import ParseError, parse_message
+    from mailtriage.pipeline.text import same_split
+
+    shared = total = 0
+    root = Path(__file__).parent
+    for path in sorted(root.glob("corpus/**/*.eml")) + sorted(root.glob("labeled/**/*.eml")):
+        try:
+            parsed = parse_message(path.read_bytes())
+        except ParseError:
+            continue
+        own = Mail(parsed, None)
+        given = Mail(parsed, None, split_body(parsed.text, subject=parsed.subject))
+        assert given.fresh == own.fresh, path
+        total += 1
+        shared += same_split(own.text, parsed.text)
+    assert shared > total // 2  # the shared split was exercised, not only the own one

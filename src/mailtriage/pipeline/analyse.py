@@ -17,10 +17,11 @@ from mailtriage.pipeline.classify import (
     ClassifierInput,
     Rules,
     classify,
-    input_from_text,
+    input_from_parts,
 )
 from mailtriage.pipeline.loops import LoopVerdict, detect_loop
 from mailtriage.pipeline.parse import ParsedAttachment, ParsedMessage, ParseLimits, parse_message
+from mailtriage.pipeline.text import split_body
 
 if TYPE_CHECKING:
     from mailtriage.triage.model import TriageModel
@@ -51,12 +52,19 @@ class Analysis:
 def analyse(raw: bytes, analyser: Analyser, envelope_sender: str | None = None) -> Analysis:
     """Parse once, tell automated mail from human mail, classify. Raises ParseError."""
     parsed = parse_message(raw, analyser.limits)
-    verdict = detect_loop(parsed, own_domains=analyser.own_domains, envelope_sender=envelope_sender)
+    # one split of the body for the loop guard and the classifier
+    parts = split_body(parsed.text, subject=parsed.subject)
+    verdict = detect_loop(
+        parsed,
+        own_domains=analyser.own_domains,
+        envelope_sender=envelope_sender,
+        body_parts=parts,
+    )
     classification = None
     ocr: tuple[tuple[str, str], ...] = ()
     if not verdict.automated:
         names = tuple(a.filename for a in parsed.attachments)
-        inp = input_from_text(parsed.subject, parsed.text, names, parsed.sender)
+        inp = input_from_parts(parsed.subject, parts, names, parsed.sender)
         if analyser.ocr is not None:
             ocr = analyser.ocr(parsed.attachments)
             if ocr:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["PREFIX_CHARS", "LeftmostSearch", "Unbounded", "prefixes"]
+__all__ = ["PREFIX_CHARS", "LeftmostSearch", "Unbounded", "finditer_at", "prefixes"]
 
 PREFIX_CHARS = 4  # characters of a prefix at most
 _MAX_PREFIXES = 4000  # more than this: not worth it, scan as usual
@@ -171,3 +172,20 @@ def occurrences(text: str, literal: str) -> list[int]:
         found.append(pos)
         pos = text.find(literal, pos + 1)
     return found
+
+
+def finditer_at(
+    regex: re.Pattern[str], text: str, positions: Iterable[int]
+) -> Iterator[re.Match[str]]:
+    """What ``regex.finditer(text)`` yields, for an expression that never matches empty
+    text, given (in ascending order, each once) every position a match can start at:
+    the leftmost match from where the last one ended is the first of those positions
+    where the expression matches."""
+    end = 0
+    for pos in positions:
+        if pos < end:
+            continue
+        match = regex.match(text, pos)
+        if match is not None:
+            end = match.end()
+            yield match

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["BodyParts", "split_body"]
+__all__ = ["BodyParts", "same_split", "split_body"]
 
 
 @dataclass(frozen=True)
@@ -433,3 +433,21 @@ def _split_body(text: str, subject: str) -> BodyParts:
 
     quoted = _join(_unquote(quoted_lines)).strip()
     return BodyParts(new_text.strip(), quoted, _join(sig_lines).strip(), forwarded)
+
+
+def _line_breaks(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def same_split(text: str, other: str) -> bool:
+    """Whether :func:`split_body` splits ``text`` and ``other`` alike (for the same
+    subject), told without splitting either: they differ at most in line endings
+    (``\r\n`` and ``\r`` are read as ``\n``) and in line breaks at the end (blank last
+    lines end no header block, start no marker or signature and are stripped from every
+    part), and neither is longer than MAX_SPLIT_CHARS (both are split whole).
+
+    The loop guard reads the message's inline text, the classifier the parser's
+    normalised text: nearly always the same text, split once."""
+    if len(text) > MAX_SPLIT_CHARS or len(other) > MAX_SPLIT_CHARS:
+        return False
+    return _line_breaks(text) == _line_breaks(other)

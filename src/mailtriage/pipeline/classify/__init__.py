@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from mailtriage.pipeline.classify.fold import fold
 from mailtriage.pipeline.classify.rules import Rules, RulesError, parse_rules, rules_from_toml
-from mailtriage.pipeline.classify.scoring import MAX_ZONE_CHARS, classify, input_from_text
+from mailtriage.pipeline.classify.scoring import (
+    MAX_ZONE_CHARS,
+    classify,
+    input_from_parts,
+    input_from_text,
+)
 from mailtriage.pipeline.classify.values import (
     LEVELS,
     PRIORITIES,
@@ -43,6 +48,7 @@ __all__ = [
     "RulesError",
     "classify",
     "fold",
+    "input_from_parts",
     "input_from_text",
     "parse_rules",
     "rules_from_toml",

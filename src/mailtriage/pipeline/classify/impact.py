@@ -15,8 +15,12 @@ Pure; the patterns are written for text folded by :func:`..fold.fold` (ä = ae, 
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+
+from mailtriage.pipeline.regex_prefix import finditer_at
 
 __all__ = ["FACT_NAMES", "ImpactFacts", "extract_facts", "priority_from_facts"]
 
@@ -29,8 +33,11 @@ _NEG_WINDOW = 30  # characters before the phrase (about four words)
 _CLAUSE_END = re.compile(r"[.;:!?\n]|\b(?:aber|but|jedoch|however|sondern)\b")
 
 
+_WORD_START = r"(?<!\w)"
+
+
 def _p(*alternatives: str) -> re.Pattern[str]:
-    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + ")")
+    return re.compile(_WORD_START + "(?:" + "|".join(alternatives) + ")")
 
 
 _MANY = _p(
@@ -313,6 +320,13 @@ _GROUP = _p(
 )
 _PRESSURE = _p(r"dringend\w*", r"eilt", r"sofort\w*", r"asap", r"urgent\w*", r"immediately")
 
+# every pattern extract_facts runs over the whole text (all start with _WORD_START)
+_FACT_PATTERNS = (
+    _MANY, _SINGLE, _BLOCKED, _DOWN, _DATA_LOSS, _SECURITY, _DEADLINE, _WORKAROUND,
+    _NO_WORKAROUND, _ONLY_ONE, _DATED, _NOT_URGENT, _COSMETIC, _WORKS_ANYWAY, _WISH,
+    _UNABLE, _PRESSURE,
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ImpactFacts:
@@ -350,8 +364,28 @@ def _negated(text: str, start: int) -> bool:
     return _NEGATION.search(window) is not None
 
 
-def _found(pattern: re.Pattern[str], text: str, negatable: bool = True) -> bool:
-    return any(not negatable or not _negated(text, m.start()) for m in pattern.finditer(text))
+@functools.cache
+def _any_fact() -> re.Pattern[str]:
+    """Where a match of any fact's pattern starts: one zero-width alternation of them
+    all behind one word-start test (built on first use, not at import)."""
+    bodies = [pattern.pattern.removeprefix(_WORD_START) for pattern in _FACT_PATTERNS]
+    return re.compile(f"{_WORD_START}(?={'|'.join(bodies)})")
+
+
+def _fact_starts(text: str) -> list[int]:
+    """Every position in ``text`` where some fact's pattern matches. A mail has a few;
+    finding them in one pass costs about what one pattern's ``finditer`` did (the regex
+    engine's cost is mostly the walk over every position), and each pattern then only
+    tries those (:func:`finditer_at`: the very matches its ``finditer`` gives)."""
+    return [m.start() for m in _any_fact().finditer(text)]
+
+
+def _found(
+    pattern: re.Pattern[str], text: str, starts: Sequence[int], negatable: bool = True
+) -> bool:
+    return any(
+        not negatable or not _negated(text, m.start()) for m in finditer_at(pattern, text, starts)
+    )
 
 
 def _clause(text: str, start: int, end: int) -> str:
@@ -362,33 +396,39 @@ def _clause(text: str, start: int, end: int) -> str:
     return text[first : after.start() if after else end + 200]
 
 
-def _together(pattern: re.Pattern[str], company: re.Pattern[str], text: str) -> bool:
+def _together(
+    pattern: re.Pattern[str], company: re.Pattern[str], text: str, starts: Sequence[int]
+) -> bool:
     """``pattern`` with ``company`` in the same clause."""
-    return any(company.search(_clause(text, m.start(), m.end())) for m in pattern.finditer(text))
+    return any(
+        company.search(_clause(text, m.start(), m.end()))
+        for m in finditer_at(pattern, text, starts)
+    )
 
 
 def extract_facts(text: str) -> ImpactFacts:
     """The impact facts stated in ``text`` (folded: lower case, ä = ae)."""
-    no_workaround = _found(_NO_WORKAROUND, text, negatable=False)
-    not_urgent = _found(_NOT_URGENT, text, negatable=False)
+    starts = _fact_starts(text)
+    no_workaround = _found(_NO_WORKAROUND, text, starts, negatable=False)
+    not_urgent = _found(_NOT_URGENT, text, starts, negatable=False)
     return ImpactFacts(
-        many_users=_found(_MANY, text),
-        single_user=_found(_SINGLE, text),
-        blocked=_found(_BLOCKED, text),
-        down=_found(_DOWN, text),
-        data_loss=_found(_DATA_LOSS, text),
-        security=_found(_SECURITY, text),
-        deadline=_found(_DEADLINE, text),
-        workaround=not no_workaround and _found(_WORKAROUND, text),
+        many_users=_found(_MANY, text, starts),
+        single_user=_found(_SINGLE, text, starts),
+        blocked=_found(_BLOCKED, text, starts),
+        down=_found(_DOWN, text, starts),
+        data_loss=_found(_DATA_LOSS, text, starts),
+        security=_found(_SECURITY, text, starts),
+        deadline=_found(_DEADLINE, text, starts),
+        workaround=not no_workaround and _found(_WORKAROUND, text, starts),
         no_workaround=no_workaround,
         not_urgent=not_urgent,
-        cosmetic=_found(_COSMETIC, text),
-        wish=_found(_WISH, text),
-        pressure=not not_urgent and _found(_PRESSURE, text),
-        team_unable=_together(_UNABLE, _GROUP, text),
-        only_one=_found(_ONLY_ONE, text),
-        works_anyway=_found(_WORKS_ANYWAY, text, negatable=False),
-        dated=_found(_DATED, text),
+        cosmetic=_found(_COSMETIC, text, starts),
+        wish=_found(_WISH, text, starts),
+        pressure=not not_urgent and _found(_PRESSURE, text, starts),
+        team_unable=_together(_UNABLE, _GROUP, text, starts),
+        only_one=_found(_ONLY_ONE, text, starts),
+        works_anyway=_found(_WORKS_ANYWAY, text, starts, negatable=False),
+        dated=_found(_DATED, text, starts),
     )
 
 

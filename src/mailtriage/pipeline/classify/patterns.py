@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mailtriage.pipeline.classify.fold import FOLD_TABLE
-from mailtriage.pipeline.regex_prefix import PREFIX_CHARS, Unbounded, occurrences, prefixes
+from mailtriage.pipeline.regex_prefix import PREFIX_CHARS, Unbounded, finditer_at, prefixes
 
 __all__ = ["Scanner", "SignalGroup", "compile_terms"]
 
@@ -150,7 +150,6 @@ def compile_terms(terms: Sequence[str]) -> str:
 
 
 _WORD_CHAR = re.compile(r"\w")
-_RUN_START = re.compile(rf"(?<!\w)(?=(\w[\s\S]{{0,{PREFIX_CHARS - 1}}}))")
 
 
 @dataclass(frozen=True)
@@ -206,48 +205,85 @@ def _candidates(group: SignalGroup, ascii_text: bool = False) -> _Candidates | N
     )
 
 
+def _trie(words: Iterable[str]) -> str:
+    """A regular expression (source) matching exactly the given literals (non-empty, all
+    of one length), nested by their characters ("pass", "pasw", "ptr":
+    ``p(?:as(?:s|w)|tr)``), so that the engine compares each character once instead of
+    trying every literal in turn."""
+    by_first: dict[str, set[str]] = {}
+    for word in words:
+        by_first.setdefault(word[:1], set()).add(word[1:])
+    alternatives = []
+    for first, rests in sorted(by_first.items()):
+        rests.discard("")  # all of one length: a word ends where the others end
+        alternatives.append(re.escape(first) + (_trie(rests) if rests else ""))
+    return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+
+
+def _finder(literals: Iterable[str], word_start: bool) -> re.Pattern[str]:
+    """One expression whose matches start exactly where one of ``literals`` (all of one
+    length) starts in a text (after a non-word character with ``word_start``). It is
+    zero-width, so ``finditer`` yields overlapping occurrences, too."""
+    return re.compile((r"(?<!\w)" if word_start else "") + f"(?={_trie(literals)})")
+
+
+def _any_word(candidates: _Candidates) -> bool:
+    """Whether a single letter is among the word-start prefixes: nearly every word is a
+    candidate then, and one ``finditer`` of the group's expression costs less than trying
+    it word by word."""
+    return any(n == 1 and any(p.isalpha() for p in starts) for n, starts in candidates.word_start)
+
+
 class _Index:
-    """Where in a text the matches of a set of groups can start."""
+    """Where in a text the matches of a set of groups can start.
+
+    One ``finditer`` per prefix length (word starts and anywhere apart) finds every
+    occurrence of the prefixes: the regex engine walks the text in C, and Python runs
+    only where a prefix is (a loop over every word start and a ``str.find`` per prefix
+    cost more than the rest of the scan). The expressions are compiled on first use
+    (some 15 ms; the index for text that is not ASCII is rarely used)."""
 
     def __init__(self, groups: Sequence[tuple[int, _Candidates]]) -> None:
-        self.by_prefix: dict[str, list[int]] = {}
-        by_anywhere: dict[str, list[int]] = {}
-        lengths: set[int] = set()
+        self._by_prefix: dict[str, list[int]] = {}
+        self._by_anywhere: dict[str, list[int]] = {}
         for i, candidates in groups:
-            for n, starts in candidates.word_start:
-                lengths.add(n)
+            for _, starts in candidates.word_start:
                 for prefix in starts:
-                    self.by_prefix.setdefault(prefix, []).append(i)
+                    self._by_prefix.setdefault(prefix, []).append(i)
             for prefix in candidates.anywhere:
-                by_anywhere.setdefault(prefix, []).append(i)
-        self.anywhere = tuple(by_anywhere.items())
-        self.lengths = tuple(sorted(lengths))
+                self._by_anywhere.setdefault(prefix, []).append(i)
+
+    @functools.cached_property
+    def _passes(self) -> tuple[tuple[int, re.Pattern[str], dict[str, list[int]]], ...]:
+        """(prefix length, its finder, prefix -> group indices) per pass."""
+        passes: list[tuple[int, re.Pattern[str], dict[str, list[int]]]] = []
+        for table, word_start in ((self._by_prefix, True), (self._by_anywhere, False)):
+            by_length: dict[int, list[str]] = {}
+            for prefix in table:
+                by_length.setdefault(len(prefix), []).append(prefix)
+            for n, literals in sorted(by_length.items()):
+                passes.append((n, _finder(literals, word_start), table))
+        return tuple(passes)
 
     def positions(self, text: str) -> dict[int, list[int]]:
         """Group index -> the positions in ``text`` its matches can start at (unsorted,
         possibly repeated)."""
-        at: dict[str, list[int]] = {}
-        lengths = self.lengths
-        for match in _RUN_START.finditer(text):
-            pos, head = match.start(), match.group(1)
-            for n in lengths:
-                if n > len(head):
-                    break
-                at.setdefault(head[:n], []).append(pos)
-        by_prefix = self.by_prefix
         positions: dict[int, list[int]] = {}
-        for prefix, where in at.items():
-            for i in by_prefix.get(prefix, ()):
-                if i in positions:
-                    positions[i] += where
+        for n, finder, table in self._passes:
+            at: dict[str, list[int]] = {}
+            for match in finder.finditer(text):
+                pos = match.start()
+                prefix = text[pos : pos + n]
+                if prefix in at:
+                    at[prefix].append(pos)
                 else:
-                    positions[i] = list(where)
-        for prefix, indices in self.anywhere:
-            found = occurrences(text, prefix)
-            if not found:
-                continue
-            for i in indices:
-                positions.setdefault(i, []).extend(found)
+                    at[prefix] = [pos]
+            for prefix, where in at.items():
+                for i in table[prefix]:
+                    if i in positions:
+                        positions[i] += where
+                    else:
+                        positions[i] = list(where)
         return positions
 
 
@@ -258,13 +294,15 @@ class Scanner:
     :func:`compile_terms`). Running each over the whole text costs a regex pass per
     group, most of which find nothing. So the scanner first reads, from the stdlib's
     parse of each group, the prefixes (up to PREFIX_CHARS characters) every match
-    starts with, indexes the text's word starts by their first characters once, and
+    starts with, finds where those prefixes are in the text (one ``finditer`` per
+    prefix length, see :class:`_Index`), and
     tries a group's expression only at the positions where one of its prefixes is,
     in order and skipping what a match covered: the matches ``finditer`` would find,
     at a fraction of the cost. Groups whose matches start with a class (``\\d+ users``)
     have prefixes in ASCII text (its digits, its word characters) and are scanned whole
-    in other text; a group whose matches may start with anything is always scanned
-    whole. (A single alternation of all ~1,800 patterns gave the same results but was
+    in other text, and in ASCII text too when a single letter is among them (every
+    word would be a candidate); a group whose matches may start with anything is always
+    scanned whole. (A single alternation of all ~1,800 patterns gave the same results but was
     4-5x slower in CPython's backtracking ``re``.)
     """
 
@@ -281,7 +319,9 @@ class Scanner:
             candidates = _candidates(group)
             if candidates is not None:
                 any_text.append((i, candidates))
-            elif (candidates := _candidates(group, ascii_text=True)) is not None:
+            elif (candidates := _candidates(group, ascii_text=True)) is not None and not (
+                _any_word(candidates)
+            ):
                 ascii_only.append((i, candidates))
             else:
                 whole.add(i)
@@ -302,7 +342,7 @@ class Scanner:
             group = self.groups[i]
             hits: Iterable[re.Match[str]]
             if i in positions:
-                hits = self._matches(group.regex, text, sorted(set(positions[i])))
+                hits = finditer_at(group.regex, text, sorted(set(positions[i])))
             else:
                 hits = group.regex.finditer(text)
             seen: dict[str, None] = {}
@@ -315,19 +355,3 @@ class Scanner:
             if seen:
                 found[i] = tuple(seen)
         return found
-
-    @staticmethod
-    def _matches(
-        regex: re.Pattern[str], text: str, positions: list[int]
-    ) -> Iterator[re.Match[str]]:
-        """What ``regex.finditer(text)`` yields, given every position a match can start
-        at: each match is at least one (prefix) character long, so the next search
-        starts where it ended."""
-        end = 0
-        for pos in positions:
-            if pos < end:
-                continue
-            match = regex.match(text, pos)
-            if match is not None:
-                end = match.end()
-                yield match

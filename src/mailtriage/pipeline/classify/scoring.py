@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 
 from mailtriage.pipeline.classify.fold import fold
@@ -25,9 +25,9 @@ from mailtriage.pipeline.classify.values import (
     RulesCategory,
 )
 from mailtriage.pipeline.language import detect_language, has_letters
-from mailtriage.pipeline.text import split_body
+from mailtriage.pipeline.text import BodyParts, split_body
 
-__all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_text"]
+__all__ = ["MAX_ZONE_CHARS", "bounded", "classify", "input_from_parts", "input_from_text"]
 
 # Each part of a message (new text, forwarded, quoted, screenshot text ...) is read up to
 # this many characters: the customer states the problem at the start, and the cost of a
@@ -98,12 +98,22 @@ def _score_group(
     return total, hits
 
 
+def _unscored(group: SignalGroup, matched: Set[int]) -> bool:
+    """Whether ``group`` matched in no zone, so that it scores 0.0 with no hits (unless
+    a negative cap would make that a negative score)."""
+    return group.index not in matched and (group.cap is None or group.cap >= 0)
+
+
 def _score_groups(
-    groups: Sequence[SignalGroup], zones: Sequence[_Zone], decay: float
+    groups: Sequence[SignalGroup], zones: Sequence[_Zone], decay: float, matched: Set[int]
 ) -> tuple[float, list[_Hit]]:
+    """The groups' summed scores and their hits; ``matched``: the indices of the groups
+    that matched in some zone (most of the rules' groups match nowhere in a mail)."""
     total = 0.0
     hits: list[_Hit] = []
     for g in groups:
+        if _unscored(g, matched):
+            continue
         s, h = _score_group(g, zones, decay)
         total += s
         hits += h
@@ -310,18 +320,19 @@ def decide_by_rules(
         zones = scan_zones(inp, rules)
     decay = rules.repeat_decay
     reasons: list[str] = []
+    matched = set().union(*(zone.matches for zone in zones))
 
     # features (cross-category evidence)
     feat: dict[str, float] = {}
     feat_hits: dict[str, list[_Hit]] = {}
     for fname, groups in rules.features.items():
-        feat[fname], feat_hits[fname] = _score_groups(groups, zones, decay)
+        feat[fname], feat_hits[fname] = _score_groups(groups, zones, decay, matched)
 
     # category
     scores: dict[str, float] = {}
     cat_hits: dict[str, list[_Hit]] = {}
     for cname, cat in rules.categories.items():
-        s, h = _score_groups(cat.groups, zones, decay)
+        s, h = _score_groups(cat.groups, zones, decay, matched)
         for fname, w in cat.feature_weights.items():
             s += w * min(feat[fname], FEATURE_CAP)
         scores[cname] = s
@@ -392,6 +403,8 @@ def decide_by_rules(
     prio_hits: dict[str, list[_Hit]] = {k: [] for k in prio_scores}
     override = 0.0
     for ps in rules.priority_signals:
+        if _unscored(ps.group, matched):
+            continue
         s, h = _score_group(ps.group, zones, decay)
         if s <= 0 and not h:
             continue
@@ -432,7 +445,16 @@ def input_from_text(
     subject: str, body_text: str, attachment_names: Sequence[str] = (), sender: str = ""
 ) -> ClassifierInput:
     """Build a :class:`ClassifierInput` from a subject and plain-text body."""
-    parts = split_body(body_text, subject=subject)
+    return input_from_parts(
+        subject, split_body(body_text, subject=subject), attachment_names, sender
+    )
+
+
+def input_from_parts(
+    subject: str, parts: BodyParts, attachment_names: Sequence[str] = (), sender: str = ""
+) -> ClassifierInput:
+    """Build a :class:`ClassifierInput` from a subject and its body's
+    ``split_body(text, subject=subject)``."""
     return ClassifierInput(
         subject=subject,
         new_text=parts.new_text,

@@ -62,6 +62,7 @@ from mailtriage.pipeline.loops.reports import (
 from mailtriage.pipeline.loops.verdict import LoopKind, LoopVerdict
 from mailtriage.pipeline.mime import find_message_id
 from mailtriage.pipeline.parse import ParsedMessage
+from mailtriage.pipeline.text import BodyParts
 
 __all__ = ["LoopKind", "LoopVerdict", "detect_loop"]
 
@@ -88,15 +89,17 @@ def detect_loop(
     *,
     own_domains: Sequence[str] = (),
     envelope_sender: str | None = None,
+    body_parts: BodyParts | None = None,
 ) -> LoopVerdict:
     """Classify ``parsed`` as human mail or as one kind of automated mail.
 
     ``own_domains``: the domains of our own Message-IDs.  A message whose Message-ID is
     in one of them (exact match), or that carries an ``X-Mailtriage-*`` header, is our own
     mail coming back (``own``).  ``envelope_sender``: the SMTP MAIL FROM when known, ``""``
-    for the null return path ``<>``.
+    for the null return path ``<>``. ``body_parts``: ``split_body(parsed.text)`` when the
+    caller has it (the guard then need not split the same text again).
     """
-    mail = Mail(parsed, envelope_sender)
+    mail = Mail(parsed, envelope_sender, body_parts)
     own = domains(own_domains)
 
     marker = _own_marker(mail)

@@ -126,7 +126,7 @@ def _ooo_cue(mail: Mail) -> str | None:
             return "subject:out-of-office"
         if any(p.AUTO_SUBJECT_WEAK.match(h) for h in heads):
             return "subject:out-of-office"
-    if p.OOO_BODY.search(mail.fresh[:HEAD_OF_BODY]):
+    if mail.away_wording:
         return "body:out-of-office"
     return None
 
@@ -152,8 +152,6 @@ def weak_evidence(mail: Mail) -> LoopVerdict | None:
 
     weak_headers = weak_auto_headers(mail)
     head = mail.fresh[:HEAD_OF_BODY]
-    body_ooo = bool(p.OOO_BODY.search(head))
-    body_auto = bool(p.AUTO_BODY.search(head))
     help_wanted, greeting, question = mail.human_cues
     asks = help_wanted or (greeting and question)
 
@@ -171,9 +169,9 @@ def weak_evidence(mail: Mail) -> LoopVerdict | None:
             # only backs the subject of an Exchange out-of-office reply.
             if strong and mail.has("x-auto-response-suppress"):
                 support.append("header:X-Auto-Response-Suppress")
-            if body_auto:
+            if mail.auto_wording:
                 support.append("body:automatic")
-            if body_ooo and (strong or mail.has("in-reply-to")):
+            if mail.away_wording and (strong or mail.has("in-reply-to")):
                 support.append("body:out-of-office")
         if support:
             return auto_verdict(mail, [reason, *support])
@@ -182,10 +180,9 @@ def weak_evidence(mail: Mail) -> LoopVerdict | None:
     ack_subject = bool(mail.heuristic_subject) and bool(
         p.ACK_SUBJECT.search(mail.heuristic_subject)
     )
-    body_ack = bool(p.ACK_BODY.search(head))
-    if ack_subject or body_ack:
+    if ack_subject or p.ACK_BODY.search(head):
         support = list(weak_headers)
-        if body_auto and not asks:
+        if not asks and mail.auto_wording:
             support.append("body:automatic")
         if support:
             cue = "subject:acknowledgement" if ack_subject else "body:acknowledgement"
@@ -207,7 +204,7 @@ def weak_evidence(mail: Mail) -> LoopVerdict | None:
     # Precedence: bulk/junk on its own is bulk mail, except from a ticket system.
     precedence = mail.folded("precedence")
     if precedence in ("bulk", "junk") and not from_ticket_system(mail):
-        if precedence == "junk" or body_ooo or body_auto:
+        if precedence == "junk" or mail.away_wording or mail.auto_wording:
             return auto_verdict(mail, [f"header:Precedence={precedence}"])
         return LoopVerdict(kind="list", reasons=(f"header:Precedence={precedence}",))
     return None

@@ -15,7 +15,7 @@ from mailtriage.pipeline.facts import PartInfo, field_blocks
 from mailtriage.pipeline.loops import patterns as p
 from mailtriage.pipeline.mime import decode_words, find_message_id, fold
 from mailtriage.pipeline.parse import ParsedMessage
-from mailtriage.pipeline.text import split_body
+from mailtriage.pipeline.text import BodyParts, same_split, split_body
 
 MAX_TEXT = 60_000  # characters of inline body text looked at
 TOP_OF_BODY = 400  # characters that count as "the body opens with"
@@ -64,12 +64,19 @@ def field(block: tuple[tuple[str, str], ...], name: str, default: str = "") -> s
 class Mail:
     """Facts about one message, computed on first use."""
 
-    def __init__(self, parsed: ParsedMessage, envelope_sender: str | None) -> None:
+    def __init__(
+        self,
+        parsed: ParsedMessage,
+        envelope_sender: str | None,
+        body_parts: BodyParts | None = None,
+    ) -> None:
         self.parts: tuple[PartInfo, ...] = parsed.parts or (_NO_PART,)
         self.top = self.parts[0]
         self.headers = self.top.headers
         self.envelope_sender = envelope_sender
         self._parsed_sender = (parsed.sender_name, parsed.sender)
+        self._parsed_text = parsed.text
+        self._body_parts = body_parts  # split_body(parsed.text), when the caller has it
 
     # headers ---------------------------------------------------------------
     @cached_property
@@ -173,12 +180,37 @@ class Mail:
         return fold(self.text)
 
     @cached_property
+    def bounce_template(self) -> bool:
+        """An MTA's bounce boilerplate in the body (never on forwards)."""
+        return not self.is_forward and bool(p.BOUNCE_TEMPLATE.search(self.body))
+
+    @cached_property
+    def bounce_words(self) -> bool:
+        """Bounce wording in the body (never on forwards)."""
+        return not self.is_forward and bool(p.BOUNCE_WORDS.search(self.body))
+
+    @cached_property
     def fresh(self) -> str:
         """The inline text without quoted history, folded ("" for forwards)."""
         if self.is_forward:
             return ""
-        parts = split_body(self.text)
+        # the caller's split of the parser's text serves when the inline text is the
+        # same text (new text and signature do not depend on the subject it was split with)
+        parts = self._body_parts
+        if parts is None or not same_split(self.text, self._parsed_text):
+            parts = split_body(self.text)
         return fold(f"{parts.new_text}\n{parts.signature}")
+
+    @cached_property
+    def away_wording(self) -> bool:
+        """Out-of-office wording at the head of the fresh text."""
+        return bool(p.OOO_BODY.search(self.fresh[:HEAD_OF_BODY]))
+
+    @cached_property
+    def auto_wording(self) -> bool:
+        """Auto-responder wording ("this is an automatic reply") at the head of the
+        fresh text."""
+        return bool(p.AUTO_BODY.search(self.fresh[:HEAD_OF_BODY]))
 
     @property
     def opening(self) -> str:

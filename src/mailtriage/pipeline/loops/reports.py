@@ -21,6 +21,10 @@ from mailtriage.pipeline.loops.mail import (
 from mailtriage.pipeline.loops.verdict import LoopKind, LoopVerdict
 from mailtriage.pipeline.mime import find_message_id, fold
 
+# Every character whose fold (mime.fold) contains "{": "{" and its vertical, small and
+# fullwidth forms (tests/test_loops.py checks every code point).
+FOLDS_TO_BRACE = re.compile("[{\ufe37\ufe5b\uff5b]")
+
 
 @dataclass(frozen=True)
 class _Recipient:
@@ -224,36 +228,44 @@ def tnef_verdict(mail: Mail) -> LoopVerdict | None:
     )
 
 
+def _bounce_cues(mail: Mail, bounce_subject: bool) -> list[str]:
+    """The bounce wording of the subject and the body (and a returned message with it);
+    worked out only where a rule needs it (two searches of the whole body)."""
+    cues: list[str] = []
+    if bounce_subject:
+        cues.append("subject:bounce")
+    if mail.bounce_template:
+        cues.append("body:bounce-template")
+    elif mail.bounce_words:
+        cues.append("body:bounce")
+    if mail.returned_parts and cues:
+        cues.append("part:returned-message")
+    return cues
+
+
 def non_dsn_bounce(mail: Mail) -> list[str]:
-    """Reasons when the message is a bounce without a delivery-status part."""
+    """Reasons when the message is a bounce without a delivery-status part.
+
+    The body's bounce wording (``_bounce_cues``) is looked for only where a rule
+    needs it: on ordinary mail from a person none does, and no rule fires."""
     if mail.get("x-failed-recipients"):
         return ["header:X-Failed-Recipients"]
     name, addr, local = mail.sender
     subject = mail.heuristic_subject
     bounce_subject = bool(subject) and bool(p.BOUNCE_SUBJECT.search(subject))
-    template = not mail.is_forward and bool(p.BOUNCE_TEMPLATE.search(mail.body))
-    words = not mail.is_forward and bool(p.BOUNCE_WORDS.search(mail.body))
     returned = bool(mail.returned_parts)
     subject_cue = auto_subject(mail)
     strong_auto_subject = subject_cue is not None and subject_cue[1]
 
     daemon = bool(addr or name) and bool(p.DAEMON_LOCAL.match(local) or p.DAEMON_NAME.match(name))
-    if daemon and (not strong_auto_subject or bounce_subject or template):
+    if daemon and (not strong_auto_subject or bounce_subject or mail.bounce_template):
         return ["sender:mailer-daemon"]
 
-    cues: list[str] = []
-    if bounce_subject:
-        cues.append("subject:bounce")
-    if template:
-        cues.append("body:bounce-template")
-    elif words:
-        cues.append("body:bounce")
-    if returned and cues:
-        cues.append("part:returned-message")
-
     null = mail.null_sender
-    if null and cues and (bounce_subject or not subject_cue):
-        return [null, *cues]
+    if null and (bounce_subject or not subject_cue):
+        cues = _bounce_cues(mail, bounce_subject)
+        if cues:
+            return [null, *cues]
     # A person (postmasters are people, too) who greets or asks is not an MTA.  Bounce
     # subjects often say "error", so for senders that look like systems only the body
     # counts.
@@ -264,26 +276,27 @@ def non_dsn_bounce(mail: Mail) -> list[str]:
         or (not addr and bool(p.SYSTEM_NAME.search(name)))
         or "postmaster" in name
     )
-    if (
-        postmaster
-        and (cues or (null and not subject_cue))
-        and (null or template or returned or not personal_note)
-    ):
-        return ["sender:postmaster", *([null] if null else []), *cues]
+    if postmaster:
+        cues = _bounce_cues(mail, bounce_subject)
+        if (cues or (null and not subject_cue)) and (
+            null or mail.bounce_template or returned or not personal_note
+        ):
+            return ["sender:postmaster", *([null] if null else []), *cues]
 
     # Without a sender signal: only an MTA's own wording, and only when nobody writes
     # in their own words before it or asks for help.
     if not (personal_note or asks):
-        match = p.BOUNCE_TEMPLATE.search(mail.fresh)
-        personal = match is not None and bool(p.PERSONAL.search(mail.fresh[: match.start()]))
-        if bounce_subject and (returned or (match is not None and not personal)):
-            return cues
+        if bounce_subject:
+            match = p.BOUNCE_TEMPLATE.search(mail.fresh)
+            personal = match is not None and bool(p.PERSONAL.search(mail.fresh[: match.start()]))
+            if returned or (match is not None and not personal):
+                return _bounce_cues(mail, bounce_subject)
         if p.BOUNCE_OPENING.search(mail.opening):
-            return ["body:bounce-opening", *cues]
+            return ["body:bounce-opening", *_bounce_cues(mail, bounce_subject)]
     if (
         (p.NOREPLY_LOCAL.match(local) or p.SYSTEM_NAME.search(name))
-        and len(cues) >= 2
         and not personal_note
+        and len(cues := _bounce_cues(mail, bounce_subject)) >= 2
     ):
         return ["sender:system", *cues]
     # List managers rejecting a post ("you are not a member", "loop alert").
@@ -291,7 +304,10 @@ def non_dsn_bounce(mail: Mail) -> list[str]:
         p.LIST_REJECTION.search(subject) or p.LIST_REJECTION.search(mail.opening)
     ):
         return ["sender:list-manager", "text:rejected"]
-    # Bulk-mail services reporting events as JSON (Amazon SES through SNS).
+    # Bulk-mail services reporting events as JSON (Amazon SES through SNS). Without a
+    # character that folds to "{" the folded body cannot start with one (no fold needed).
+    if not FOLDS_TO_BRACE.search(mail.text):
+        return []
     body = mail.body
     if body.startswith("{") and re.search(
         r'"notificationtype" ?: ?"(?:bounce|complaint|delivery)"', body[:2000]
