@@ -26,6 +26,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 
 _local = threading.local()
@@ -117,17 +119,48 @@ class WriteGate:
         try:
             waiting = self._open(self.waiting_path)
             try:
-                # a deadline, like SQLite's busy timeout: a holder that never ends (a
-                # stopped process) is an error, not a hang
                 deadline = time.monotonic() + WAIT_SECONDS
-                _lock(waiting, fcntl.LOCK_EX, WAIT_SECONDS, deadline)  # none waiting
-                _lock(fd, fcntl.LOCK_EX, WAIT_SECONDS, deadline)  # none inside
+                _lock_exclusive(waiting, deadline)  # no intake waiting for the gate
+                _lock_exclusive(fd, deadline)  # none inside
             finally:
                 os.close(waiting)
         except BaseException:
             os.close(fd)
             raise
         connection._gate_fd = fd
+
+
+# Where a writer's flock blocks while its thread waits with a deadline (a few: one per
+# writer blocked at once; more wait in the queue, and time out the same). One per
+# process: a forked child must not inherit the parent's threads in it.
+_blocked: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _blocking_threads() -> ThreadPoolExecutor:
+    global _blocked
+    if _blocked is None or _blocked[0] != os.getpid():
+        _blocked = (os.getpid(), ThreadPoolExecutor(4, thread_name_prefix="write-gate"))
+    return _blocked[1]
+
+
+def _lock_exclusive(fd: int, deadline: float) -> None:
+    """flock(LOCK_EX) by the monotonic ``deadline``, like SQLite's busy timeout: a
+    holder that never lets go (a process stopped in its transaction) is an error, not
+    a hang. A writer waits for intake, which is over in moments; the kernel wakes a
+    blocked flock the instant the lock is free, where polling would wake late on a
+    busy machine (it made an import a second slower). So the flock blocks in a helper
+    thread and this one waits for it; given up, the descriptor is closed by the caller
+    and the lock the helper may still get goes with it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    job = _blocking_threads().submit(fcntl.flock, fd, fcntl.LOCK_EX)
+    try:
+        job.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FuturesTimeout:
+        raise GateTimeout(f"the database stayed busy for {WAIT_SECONDS:g} s (write gate)") from None
 
 
 def _lock(fd: int, kind: int, seconds: float, deadline: float) -> None:
