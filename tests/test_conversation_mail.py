@@ -5,6 +5,7 @@ relay, on SQLite and PostgreSQL. And the signed tokens in every mail we send."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,15 @@ from mailtriage.outbound.sender import Sender
 from mailtriage.pipeline import reply_token
 from mailtriage.pipeline.reply_token import AGENT, REPLY
 from mailtriage.portal import links
-from mailtriage.store.models import Article, Attachment, Event, Participant, Ticket, utcnow
+from mailtriage.store.models import (
+    Article,
+    Attachment,
+    Event,
+    Inbound,
+    Participant,
+    Ticket,
+    utcnow,
+)
 from mailtriage.store.outbound_models import Outbox, Suppression
 from relay import Received, Relay
 
@@ -228,6 +237,46 @@ def test_notice_to_the_l2_agent_with_the_screenshot_and_the_agent_token(
         assert b"PNG" not in str(row.context).encode()  # the bytes stay in the blob store
         sent = session.scalar(select(Article).where(Article.message_id == row.message_id))
         assert sent is not None and sent.internal  # never shown to a customer
+
+
+def test_a_screenshot_lost_from_the_blob_store_is_cut_out_of_its_mail_again(
+    app: App, relay: Relay
+) -> None:
+    """Attachments are written without an fsync (the raw message is the durable record):
+    a power cut can leave the file empty, or gone. The notice still carries the very
+    screenshot, cut out of the customer's raw message again, and the blob is whole
+    afterwards; once no kept message carries it either, the notice is not sent without
+    it (it waits for ``outbox retry``)."""
+    inbound_id, article_id = new_ticket(app, "L2")
+    sha = hashlib.sha256(SCREENSHOT).hexdigest()
+    app.blobs.path(sha).write_bytes(b"")  # what a power cut may leave of a new file
+    with app.factory() as session, session.begin():
+        ticket = session.get(Ticket, 1)
+        assert ticket is not None
+        queue_agent_notices(session, ticket, inbound_id, article_id, None, policy(app))
+    assert send(app)["sent"] == 2  # the ack and the notice
+    [notice] = by_kind(relay, "notice")
+    [png_part] = [p for p in notice.message.iter_attachments() if p.get_filename() == "fehler.png"]
+    assert png_part.get_content() == SCREENSHOT
+    assert app.blobs.get(sha) == SCREENSHOT
+    # gone from the blob store and from the inbox (the raw message purged)
+    app.blobs.path(sha).unlink()
+    with app.factory() as session, session.begin():
+        session.execute(delete(Outbox).where(Outbox.kind == "notice"))
+        inbound = session.get(Inbound, inbound_id)
+        assert inbound is not None
+        if inbound.raw is None:
+            app.blobs.path(inbound.raw_sha256).unlink()
+        inbound.raw, inbound.purged_at = None, utcnow()
+        ticket = session.get(Ticket, 1)
+        assert ticket is not None
+        queue_agent_notices(session, ticket, inbound_id, article_id, None, policy(app))
+    report = send(app)
+    assert report["sent"] == 0 and report["sent"] + report["retrying"] + report["failed"] == 1
+    with app.factory() as session:
+        row = session.scalar(select(Outbox).where(Outbox.kind == "notice"))
+        assert row is not None and "fehler.png" in (row.last_error or "")
+        assert "no kept message carries it" in (row.last_error or "")
 
 
 def test_notice_attachment_over_the_cap_is_listed_not_attached(app: App, relay: Relay) -> None:

@@ -4,6 +4,7 @@ organisation view, and every way a stranger might read someone else's ticket."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -225,6 +226,12 @@ def test_screenshots_are_shown_as_thumbnails_and_nothing_else_is_served(site: Si
     assert Image.open(BytesIO(thumb.content)).size[0] <= 320
     attachment_id = int(re.search(r"/files/(\d+)", src).group(1))  # type: ignore[union-attr]
     assert site.get(f"{link}/files/{attachment_id + 1}").status_code == 404
+    # the file lost from the blob store (written without an fsync): cut out of the
+    # customer's message again
+    sha = hashlib.sha256(image.getvalue()).hexdigest()
+    site.desk.app.blobs.path(sha).unlink()
+    again = site.get(f"{link}/files/{attachment_id}")
+    assert again.status_code == 200 and again.content == image.getvalue()
 
 
 # -- feedback -------------------------------------------------------------------------

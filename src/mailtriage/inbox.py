@@ -124,8 +124,7 @@ class Inbox:
 
     def raw(self, row: Inbound) -> bytes:
         """The raw bytes of a recorded message, from its row or the blob store."""
-        kept = row.raw
-        return kept if kept is not None else self.blobs.get(row.raw_sha256)
+        return stored_raw(self.blobs, row.raw, row.raw_sha256)
 
     def record(self, stored: Sequence[Stored]) -> list[Accepted]:
         """Second half of accept_many: one committed inbound row per new blob."""
@@ -326,3 +325,8 @@ def _fsync_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="blob-fsync")
         return _POOL
+
+
+def stored_raw(blobs: BlobStore, kept: bytes | None, raw_sha256: str) -> bytes:
+    """A recorded message's raw bytes: ``kept`` in its row, else from the blob store."""
+    return kept if kept is not None else blobs.get(raw_sha256)

@@ -102,8 +102,9 @@ class _Analysed:
 
 
 def store_attachments(blobs: BlobStore, analysis: Analysis) -> Analysis:
-    """Attachment bytes -> blob store (idempotent; derived from the raw message, so
-    not fsynced); the analysis is returned without them."""
+    """Attachment bytes -> blob store (idempotent; not fsynced: the raw message is the
+    durable record, and ``attachment_data`` cuts a lost one out of it again); the
+    analysis is returned without them."""
     stored = []
     for att in analysis.parsed.attachments:
         blobs.put(att.data, durable=False, sha256=att.sha256)

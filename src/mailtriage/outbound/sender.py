@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailtriage.attachment_data import AttachmentMissing, attachment_data
 from mailtriage.backoff import exponential_delay
 from mailtriage.blobs import BlobStore
 from mailtriage.config import Settings
@@ -171,6 +172,7 @@ class Sender:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
+        self.factory = factory
         self.store = OutboxStore(factory)
         self.mailer = mailer or mailer_from_settings(settings)
         self.templates = templates or Templates(settings.outbound.templates_dir or None)
@@ -402,17 +404,20 @@ class Sender:
         return message_bytes(mail), article
 
     def _attachments(self, ctx: ConversationContext) -> tuple[MailAttachment, ...]:
-        """The bytes of the attachments to attach, from the blob store; a missing blob
-        fails the mail (``outbox retry`` once it is back) rather than drop a file."""
+        """The bytes of the attachments to attach (``attachment_data``: from the blob
+        store, or cut out of their message again); bytes no kept message has any more
+        fail the mail (``outbox retry``) rather than drop a file."""
+        wanted = [att for att in ctx.attachments if att.get("attached")]
+        if not wanted:
+            return ()
         out = []
-        for att in ctx.attachments:
-            if not att.get("attached"):
-                continue
-            try:
-                data = self.blobs.get(str(att["sha256"]))
-            except (OSError, ValueError) as exc:
-                raise RenderError(f"attachment {att['filename']!r}: {exc}") from exc
-            out.append(MailAttachment(str(att["filename"]), str(att["content_type"]), data))
+        with self.factory() as session:
+            for att in wanted:
+                try:
+                    data = attachment_data(session, self.blobs, str(att["sha256"]))
+                except (OSError, ValueError, AttachmentMissing) as exc:
+                    raise RenderError(f"attachment {att['filename']!r}: {exc}") from exc
+                out.append(MailAttachment(str(att["filename"]), str(att["content_type"]), data))
         return tuple(out)
 
     def _send(self, job: OutboxJob, facts: GuardFacts) -> str | dict[str, Any]:

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from mailtriage.attachment_data import AttachmentMissing, attachment_data
 from mailtriage.blobs import BlobStore
 from mailtriage.config import PortalOrganisation, Settings
 from mailtriage.outbound.sla import format_due
@@ -310,11 +311,11 @@ class PortalPages:
             att = store.public_attachment(session, int(claim.subject), attachment_id)
             if att is None:
                 return self.invalid(request)
-            sha, content_type, filename = att.sha256, att.content_type, att.filename
-        try:
-            data = self.blobs.get(sha)
-        except (OSError, ValueError):
-            return self.invalid(request)
+            content_type, filename = att.content_type, att.filename
+            try:
+                data = attachment_data(session, self.blobs, att.sha256)
+            except (OSError, ValueError, AttachmentMissing):
+                return self.invalid(request)
         headers = dict(SECURITY_HEADERS)
         if content_type in store.INLINE_IMAGE_TYPES:
             if thumb:
