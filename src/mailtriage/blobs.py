@@ -40,8 +40,9 @@ class BlobStore:
         """Store ``data``; return its sha256. ``durable`` fsyncs file and directory.
 
         Raw messages are durable; derived blobs (attachments, which
-        ``attachment_data`` cuts out of the raw message again when lost) skip the fsync. ``sha256``: the digest of ``data``
-        when the caller has it already (the parser hashes every attachment).
+        ``attachment_data`` cuts out of the raw message again when lost) skip the
+        fsync. ``sha256``: the digest of ``data`` when the caller has it already (the
+        parser hashes every attachment).
         """
         sha = sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
         target = self.path(sha)

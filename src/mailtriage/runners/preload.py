@@ -1,8 +1,7 @@
 """Imported by the worker pool's fork server before it forks the pool processes:
-import the pipeline and compile the default rules once, so the pool processes share
-these pages copy-on-write instead of each spending time on them. (The language model
-is not loaded here: each pool process maps its cache, see runners.language_model,
-which the page cache shares.) Importing this module is its effect.
+import the pipeline, compile the default rules and map the language model's cache
+(runners.language_model) once, so the pool processes share these pages copy-on-write
+instead of each spending time on them. Importing this module is its effect.
 
 What is loaded here is then frozen for the garbage collector: the pool processes'
 collections do not walk it (nor touch, and so copy, its pages), and the fork server
@@ -16,8 +15,10 @@ import gc
 from mailtriage.pipeline import analyse as _analyse  # noqa: F401  (imported for its effect)
 from mailtriage.pipeline.classify import ClassifierInput, classify
 from mailtriage.runners.analysis import process_rules
+from mailtriage.runners.language_model import prepare_language_model
 
 _rules = process_rules(None)
+prepare_language_model()  # the mapped cache, not the packaged model's decompression
 # What the classifier compiles on first use (the scanner's prefix finders for ASCII and
 # for other text, the impact facts' union): once here rather than about 36 ms in every
 # pool process.
