@@ -55,7 +55,6 @@ def _cut_out(session: Session, blobs: BlobStore, sha256: str) -> bytes:
             Attachment.purged_at.is_(None),
             Inbound.purged_at.is_(None),
         )
-        .distinct()
         .limit(MAX_SOURCES)
     ).all()
     for kept, raw_sha256 in rows:

@@ -426,10 +426,8 @@ class Processor:
         try:
             with self.factory() as session, session.begin():
                 for item, analysis in ready:
+                    # (each message's lookups flush the ones before: lookup_message)
                     out[item.id] = self._store_one(session, item, analysis, conversation)
-                    # what releasing a savepoint did: the next message's lookups (Core
-                    # statements, which do not autoflush) see this one's ORM writes
-                    session.flush()
         except IntegrityError as exc:
             failure = exc
         except (OperationalError, DBAPIError):

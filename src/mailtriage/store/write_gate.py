@@ -94,10 +94,10 @@ class WriteGate:
         try:
             waiting = self._open(self.waiting_path)
             try:
-                # (a writer holds this only for the instant it takes the gate)
-                fcntl.flock(waiting, fcntl.LOCK_SH)
                 deadline = time.monotonic() + wait_seconds
-                _lock(fd, fcntl.LOCK_SH, wait_seconds, deadline)
+                # (a writer holds this while it waits for intake inside to finish)
+                _poll_shared(waiting, wait_seconds, deadline)
+                _poll_shared(fd, wait_seconds, deadline)
             finally:
                 os.close(waiting)
             _local.intake = getattr(_local, "intake", 0) + 1
@@ -156,28 +156,41 @@ def _lock_exclusive(fd: int, deadline: float) -> None:
         return
     except BlockingIOError:
         pass
-    job = _blocking_threads().submit(fcntl.flock, fd, fcntl.LOCK_EX)
+    # The helper locks through its own duplicate of the descriptor (one open file, one
+    # lock): the caller may close ``fd`` when it gives up, and its number may be reused
+    # before the helper even starts.
+    job = _blocking_threads().submit(_flock_and_close, os.dup(fd))
     try:
         job.result(timeout=max(0.0, deadline - time.monotonic()))
     except FuturesTimeout:
-        raise GateTimeout(f"the database stayed busy for {WAIT_SECONDS:g} s (write gate)") from None
+        raise _timeout(WAIT_SECONDS) from None
 
 
-def _lock(fd: int, kind: int, seconds: float, deadline: float) -> None:
-    """flock(``kind``) by the monotonic ``deadline`` (``seconds`` after the wait began):
-    poll in steps of 0.1 ms growing to _MAX_STEP; GateTimeout after it."""
+def _flock_and_close(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)  # the lock stays with the caller's descriptor, if it is still open
+
+
+def _poll_shared(fd: int, seconds: float, deadline: float) -> None:
+    """flock(LOCK_SH) by the monotonic ``deadline`` (``seconds`` after the wait began):
+    poll in steps of 0.1 ms growing to _MAX_STEP (intake is in right after a writer's
+    commit); GateTimeout after it."""
     step = 0.0001
     while True:
         try:
-            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise GateTimeout(
-                    f"the database stayed busy for {seconds:g} s (write gate)"
-                ) from None
+                raise _timeout(seconds) from None
             time.sleep(step)
             step = min(step * 2, _MAX_STEP)
+
+
+def _timeout(seconds: float) -> GateTimeout:
+    return GateTimeout(f"the database stayed busy for {seconds:g} s (write gate)")
 
 
 def gate_for(database: Path) -> WriteGate:
