@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import email
 import io
 import struct
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from PIL import Image, ImageDraw
 
-from mailtriage.outbound.headers import OutgoingMail
+from mailtriage.outbound.headers import OutgoingMail, message_bytes
 
 
 def png(width: int, height: int, color: tuple[int, int, int] = (30, 90, 160)) -> bytes:
@@ -106,3 +108,10 @@ def outgoing(**changes: object) -> OutgoingMail:
         kind="ack",
     )
     return OutgoingMail(**(base.__dict__ | changes))  # type: ignore[arg-type]
+
+
+def read_mail(mail: OutgoingMail) -> EmailMessage:
+    """The message the writer makes of ``mail``, as the email package reads it back."""
+    message = email.message_from_bytes(message_bytes(mail), policy=policy.SMTP)
+    assert isinstance(message, EmailMessage)
+    return message

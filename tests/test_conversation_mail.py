@@ -42,7 +42,7 @@ from mailtriage.store.outbound_models import Outbox, Suppression
 from relay import Received, Relay
 
 from conftest import CLI, make_settings
-from mails import mail, png
+from mails import mail, png, read_mail
 
 SUPPORT = "support@dataandmore.com"
 OWN_DOMAIN = "mailtriage.dataandmore.com"
@@ -522,10 +522,10 @@ def test_tickets_show_has_the_conversation_participants_and_links(
 def test_no_header_injection_from_cc_names_or_attachment_names() -> None:
     from datetime import UTC, datetime
 
-    from mailtriage.outbound.headers import MailAttachment, OutgoingMail, build_message
+    from mailtriage.outbound.headers import MailAttachment, OutgoingMail
 
     evil = "Chef\r\nBcc: spy@attacker.example"
-    message = build_message(
+    message = read_mail(
         OutgoingMail(
             from_name="Bernd (Data & More Support)\r\nBcc: spy@attacker.example",
             from_address=SUPPORT,

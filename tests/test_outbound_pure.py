@@ -17,9 +17,9 @@ from mailtriage.outbound.headers import (
     AUTO_GENERATED,
     OutgoingMail,
     UnsendableAddress,
-    build_message,
     clean_header_value,
     make_message_id,
+    message_bytes,
     plus_address,
     safe_address,
     safe_message_id,
@@ -29,7 +29,7 @@ from mailtriage.outbound.mailer import MaildirMailer, classify_smtp_error
 from mailtriage.outbound.outbox import GuardFacts
 from mailtriage.outbound.sender import RateLimits, guard, next_attempt
 
-from mails import OUTGOING_DATE, outgoing
+from mails import OUTGOING_DATE, outgoing, read_mail
 
 ROOT = Path(__file__).parent.parent
 NOW = OUTGOING_DATE
@@ -71,11 +71,11 @@ EXPECTED_HEADERS = {
 
 
 def test_headers_of_an_acknowledgement() -> None:
-    raw = bytes(build_message(mail()))
+    raw = message_bytes(mail())
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     assert raw.isascii()  # non-ASCII only as encoded words and transfer encodings
-    msg = reparse(build_message(mail()))
+    msg = reparse(read_mail(mail()))
     assert {k.lower() for k in msg} == EXPECTED_HEADERS
     assert msg["From"] == "Data & More Support <support@dataandmore.com>"
     assert msg["To"] == "Erika Müller <erika@kunde.example>"
@@ -95,9 +95,7 @@ def test_headers_of_an_acknowledgement() -> None:
 
 
 def test_notices_are_auto_generated_and_threading_is_optional() -> None:
-    msg = reparse(
-        build_message(mail(auto_submitted=AUTO_GENERATED, in_reply_to=None, references=()))
-    )
+    msg = reparse(read_mail(mail(auto_submitted=AUTO_GENERATED, in_reply_to=None, references=())))
     assert msg["Auto-Submitted"] == "auto-generated"
     assert "In-Reply-To" not in msg and "References" not in msg
 
@@ -118,7 +116,7 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("value", INJECTIONS)
 def test_customer_values_cannot_inject_headers(value: str) -> None:
-    msg = build_message(
+    msg = read_mail(
         mail(
             subject=f"Re: [DM-000042] {value}",
             to_name=value,
@@ -160,7 +158,7 @@ def test_customer_values_cannot_inject_headers(value: str) -> None:
 def test_a_recipient_address_must_be_plain(address: str) -> None:
     assert safe_address(address) is None
     with pytest.raises(UnsendableAddress):
-        build_message(mail(to_address=address))
+        read_mail(mail(to_address=address))
 
 
 def test_safe_address_and_message_id() -> None:
@@ -425,7 +423,7 @@ def test_smtp_errors_temporary_or_permanent(
 
 def test_maildir_delivery_is_exactly_once_per_message_id(tmp_path: Path) -> None:
     box = MaildirMailer(tmp_path / "md")
-    raw = bytes(build_message(mail()))
+    raw = message_bytes(mail())
     box.deliver("support@dataandmore.com", "erika@kunde.example", raw, "id-1@x")
     box.deliver("support@dataandmore.com", "erika@kunde.example", raw, "id-1@x")
     files = list((tmp_path / "md" / "new").iterdir())

@@ -46,8 +46,8 @@ def attachment_data(session: Session, blobs: BlobStore, sha256: str) -> bytes:
 
 
 def _cut_out(session: Session, blobs: BlobStore, sha256: str) -> bytes:
-    rows = session.execute(
-        select(Inbound.raw, Inbound.raw_sha256)
+    sources = session.execute(
+        select(Inbound.id, Inbound.raw_sha256)
         .join(Article, Article.inbound_id == Inbound.id)
         .join(Attachment, Attachment.article_id == Article.id)
         .where(
@@ -57,7 +57,8 @@ def _cut_out(session: Session, blobs: BlobStore, sha256: str) -> bytes:
         )
         .limit(MAX_SOURCES)
     ).all()
-    for kept, raw_sha256 in rows:
+    for inbound_id, raw_sha256 in sources:  # usually the first one has it
+        kept = session.scalar(select(Inbound.raw).where(Inbound.id == inbound_id))
         try:
             raw = stored_raw(blobs, kept, raw_sha256)
             # it was filed within the limits of its day: none but its own size now

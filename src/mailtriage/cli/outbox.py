@@ -138,7 +138,7 @@ def cmd_outbox_show(args: argparse.Namespace, settings: Settings, out: Console) 
         )
         try:
             message, _ = _sender(app).render(job)
-            raw = bytes(message).decode("utf-8", "replace")
+            raw = message.decode("utf-8", "replace")
         except Exception as exc:  # shown, not raised: this is how ops find a broken template
             raw = ""
             data["render_error"] = f"{type(exc).__name__}: {exc}"

@@ -15,11 +15,11 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from email import message_from_bytes, policy
+from email import policy
 from email.contentmanager import raw_data_manager
 from email.encoders import encode_base64
 from email.header import Header
-from email.message import EmailMessage, Message, MIMEPart
+from email.message import Message, MIMEPart
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.utils import format_datetime, formataddr
@@ -27,7 +27,6 @@ from email.utils import format_datetime, formataddr
 __all__ = [
     "MailAttachment",
     "OutgoingMail",
-    "build_message",
     "clean_header_value",
     "make_message_id",
     "message_bytes",
@@ -139,14 +138,6 @@ class MailAttachment:
 class UnsendableAddress(ValueError):
     """A recipient or sender address (or another value) that cannot go into a header
     safely."""
-
-
-def build_message(mail: OutgoingMail) -> EmailMessage:
-    """The complete message as the email package reads it back (``outbox show``, the
-    portal's mail, tests); the sender sends ``message_bytes(mail)`` itself."""
-    message = message_from_bytes(message_bytes(mail), policy=policy.SMTP)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def message_bytes(mail: OutgoingMail) -> bytes:

@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -50,6 +50,11 @@ class DeliveryError(Exception):
 class Mailer(Protocol):
     #: where mail goes, for the record ("relay mx.example:587", "maildir /var/...")
     via: str
+    #: False: a mail is delivered once ``deliver`` returns, also inside ``batch()``
+    #: (the relay: the sender records each mail at once). True: inside ``batch()`` a
+    #: mail is delivered only after the next ``sync()`` (the Maildir, which a repeated
+    #: delivery cannot duplicate: the sender records the batch after one sync).
+    synced_per_batch: bool
 
     def deliver(
         self,
@@ -59,6 +64,14 @@ class Mailer(Protocol):
         message_id: str,
         cc: Sequence[str] = (),
     ) -> None: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Deliveries inside share what they can (a connection, a sync)."""
+        ...
+
+    def sync(self) -> None:
+        """Make the deliveries of the batch so far durable."""
+        ...
 
 
 def classify_smtp_error(exc: BaseException) -> DeliveryError:
@@ -154,6 +167,8 @@ class RelayMailer:
     claimed batch: after a flood, hundreds of mails, each one a connection, EHLO and
     TLS handshake otherwise)."""
 
+    synced_per_batch = False
+
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         self.via = f"relay {config.host}:{config.port}"
@@ -175,6 +190,9 @@ class RelayMailer:
                 with suppress(smtplib.SMTPException, OSError):
                     kept.quit()
                 kept.close()
+
+    def sync(self) -> None:
+        """Nothing to do: each mail was delivered at its 250."""
 
     def _connection(self) -> smtplib.SMTP:
         """The kept connection if it still answers, else a new session."""
@@ -278,10 +296,22 @@ class MaildirMailer:
     files.
     """
 
+    synced_per_batch = True
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.via = f"maildir {self.path}"
         self._made = False
+        self._batching = False
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Deliveries inside write their files; one ``sync`` makes them durable."""
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
 
     def file_name(self, message_id: str) -> str:
         return f"{sha256(message_id.encode()).hexdigest()[:32]}.mailtriage"
@@ -294,10 +324,11 @@ class MaildirMailer:
         message_id: str,
         cc: Sequence[str] = (),
     ) -> None:
-        """One file per Message-ID, durable when this returns; ``cc`` changes nothing
-        (the headers name them)."""
+        """One file per Message-ID, durable when this returns (inside ``batch()``: after
+        the next ``sync``); ``cc`` changes nothing (the headers name them)."""
         self.write(sender, message, message_id)
-        self.sync()
+        if not self._batching:
+            self.sync()
 
     def write(self, sender: str, message: bytes, message_id: str) -> None:
         """The file, written and fsynced, in ``new/``; its rename is durable after the

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from mailtriage.outbound.ack import Customer, OutboundPolicy, OutboxPlan, plan_ack
@@ -24,7 +24,7 @@ from mailtriage.pipeline.conversation import OurMail
 from mailtriage.pipeline.loops import LoopVerdict
 from mailtriage.pipeline.parse import ParsedMessage
 from mailtriage.pipeline.subject_tag import ticket_reference
-from mailtriage.store.apply import NewTicket, add_event
+from mailtriage.store.apply import INSERT_EVENT, NewTicket, add_event, event_row
 from mailtriage.store.leases import release_all, take_due
 from mailtriage.store.models import Article, Event, utcnow
 from mailtriage.store.outbound_models import Outbox, OutboxStatus, Suppression
@@ -66,7 +66,6 @@ _MARK_SENT = (
     )
 )
 _INSERT_ARTICLE = insert(table(Article))
-_INSERT_EVENT = insert(table(Event))
 
 
 def queue_ack(
@@ -339,7 +338,6 @@ class OutboxStore:
         sends is the caller's to count."""
         if not jobs:
             return {}
-        sent = Outbox.status == OutboxStatus.SENT
         with self.factory() as session:
             suppressions = {
                 address: (until, reason)
@@ -351,10 +349,10 @@ class OutboxStore:
                 )
             }
             per_ticket = _sent_since(
-                session, sent, Outbox.ticket_id, {j.ticket_id for j in jobs}, now - ticket_window
+                session, Outbox.ticket_id, {j.ticket_id for j in jobs}, now - ticket_window
             )
             per_address = _sent_since(
-                session, sent, Outbox.recipient, {j.recipient for j in jobs}, now - address_window
+                session, Outbox.recipient, {j.recipient for j in jobs}, now - address_window
             )
         facts = {}
         for job in jobs:
@@ -395,32 +393,24 @@ class OutboxStore:
                 recorded.append(True)
                 if article.get("sends_article") is None:
                     articles.append(_article_row(job, article, now))
-                events.append(
-                    {
-                        "ticket_id": job.ticket_id,
-                        "inbound_id": None,
-                        "kind": "mail_sent",
-                        "actor": "system",
-                        "created_at": now,
-                        "detail": {
-                            "kind": job.kind,
-                            "step": job.step,
-                            "message_id": job.message_id,
-                            "to": job.recipient,
-                            "cc": list(article.get("cc") or []),
-                            "article": article.get("sends_article"),
-                            "via": via,
-                            "attempts": job.attempts,
-                            "language": job.language,
-                            "due_at": job.context.get("due_at"),
-                            "timezone": job.context.get("timezone"),
-                        },
-                    }
-                )
+                detail = {
+                    "kind": job.kind,
+                    "step": job.step,
+                    "message_id": job.message_id,
+                    "to": job.recipient,
+                    "cc": list(article.get("cc") or []),
+                    "article": article.get("sends_article"),
+                    "via": via,
+                    "attempts": job.attempts,
+                    "language": job.language,
+                    "due_at": job.context.get("due_at"),
+                    "timezone": job.context.get("timezone"),
+                }
+                events.append(event_row(job.ticket_id, None, "mail_sent", detail, now))
             if articles:
                 conn.execute(_INSERT_ARTICLE, articles)
             if events:
-                conn.execute(_INSERT_EVENT, events)
+                conn.execute(INSERT_EVENT, events)
         return recorded
 
     def suppressed(self, addresses: Sequence[str], now: datetime) -> frozenset[str]:
@@ -518,11 +508,7 @@ class OutboxStore:
 
 
 def _sent_since(
-    session: Session,
-    sent: ColumnElement[bool],
-    column: InstrumentedAttribute[Any],
-    values: set[Any],
-    since: datetime,
+    session: Session, column: InstrumentedAttribute[Any], values: set[Any], since: datetime
 ) -> dict[Any, int]:
     """How many mails were sent since ``since`` per value of ``column`` (a ticket id, a
     recipient) among ``values``: one grouped count for a whole batch."""
@@ -530,7 +516,7 @@ def _sent_since(
         value: int(n)
         for value, n in session.execute(
             select(column, func.count())
-            .where(sent, column.in_(values), Outbox.sent_at >= since)
+            .where(Outbox.status == OutboxStatus.SENT, column.in_(values), Outbox.sent_at >= since)
             .group_by(column)
         )
     }

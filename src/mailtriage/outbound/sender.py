@@ -24,7 +24,6 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,9 +54,7 @@ from mailtriage.outbound.headers import (
 )
 from mailtriage.outbound.mailer import (
     DeliveryError,
-    MaildirMailer,
     Mailer,
-    RelayMailer,
     mailer_from_settings,
 )
 from mailtriage.outbound.outbox import GuardFacts, OutboxJob, OutboxStore
@@ -172,7 +169,6 @@ class Sender:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
-        self.factory = factory
         self.store = OutboxStore(factory)
         self.mailer = mailer or mailer_from_settings(settings)
         self.templates = templates or Templates(settings.outbound.templates_dir or None)
@@ -228,9 +224,7 @@ class Sender:
         per_ticket: Counter[int] = Counter()
         per_address: Counter[str] = Counter()
         delivered: list[tuple[OutboxJob, dict[str, Any]]] = []
-        # Through a relay, the batch's mails share one SMTP connection.
-        keep = self.mailer.batch() if isinstance(self.mailer, RelayMailer) else nullcontext()
-        with keep:
+        with self.mailer.batch():
             for job in jobs:
                 known = facts[job.id]
                 outcome = self._send(
@@ -247,11 +241,10 @@ class Sender:
                 per_ticket[job.ticket_id] += 1
                 per_address[job.recipient] += 1
                 delivered.append((job, outcome))
-                if not isinstance(self.mailer, MaildirMailer):
+                if not self.mailer.synced_per_batch:
                     report.add(self._record(delivered)[0])
                     delivered = []
         if delivered:
-            assert isinstance(self.mailer, MaildirMailer)
             try:
                 self.mailer.sync()
             except DeliveryError as err:  # not recorded: sent again when the leases end
@@ -411,7 +404,7 @@ class Sender:
         if not wanted:
             return ()
         out = []
-        with self.factory() as session:
+        with self.store.factory() as session:
             for att in wanted:
                 try:
                     data = attachment_data(session, self.blobs, str(att["sha256"]))
@@ -447,16 +440,9 @@ class Sender:
             self.store.mark_final(job, self.owner, OutboxStatus.FAILED, str(exc), {})
             return "failed"
         try:
-            if isinstance(self.mailer, MaildirMailer):
-                self.mailer.write(self.envelope_sender, message, job.message_id)
-            else:
-                self.mailer.deliver(
-                    self.envelope_sender,
-                    job.recipient,
-                    message,
-                    job.message_id,
-                    cc=article["cc"],
-                )
+            self.mailer.deliver(
+                self.envelope_sender, job.recipient, message, job.message_id, cc=article["cc"]
+            )
         except DeliveryError as err:
             if err.permanent:
                 log.warning("outbox %s failed: %s", job.id, err.reason, extra=self._fields(job))

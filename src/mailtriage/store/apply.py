@@ -62,7 +62,7 @@ _INBOUND = table(Inbound)
 _INSERT_TICKET = insert(_TICKET)
 _INSERT_ARTICLE = insert(_ARTICLE)
 _INSERT_ATTACHMENT = insert(_ATTACHMENT)
-_INSERT_EVENT = insert(_EVENT)
+INSERT_EVENT = insert(_EVENT)
 _INSERT_PARTICIPANT = insert(_PARTICIPANT)
 _INSERT_CONTACT = insert(_CONTACT)
 _INSERT_ORGANISATION = insert(_ORGANISATION)
@@ -208,7 +208,7 @@ def apply_decision(
             events.append(
                 _link(conn, ticket.id, decision.link_ticket_id, decision.link_reason, inbound_id)
             )
-        conn.execute(_INSERT_EVENT, events)
+        conn.execute(INSERT_EVENT, events)
         _add_participants(conn, ticket.id, decision.participants, inbound_id, new=True)
         _merge(session, decision, ticket.id, inbound_id)
     elif decision.action == "append" and decision.role == "agent":
@@ -220,7 +220,7 @@ def apply_decision(
         ticket_id = _touch_live_ticket(session, decision.ticket_id)
         _add_article(conn, ticket_id, inbound_id, parsed, dict(analysis.ocr_text), reply=True)
         conn.execute(
-            _INSERT_EVENT,
+            INSERT_EVENT,
             _event(ticket_id, inbound_id, "article_added", parsed, decision, analysis),
         )
         if decision.status_change is not None:
@@ -424,7 +424,7 @@ def _link(
             "inbound_id": inbound_id,
         },
     )
-    return _event_row(ticket_id, inbound_id, "linked", {"linked_ticket": linked, "reason": reason})
+    return event_row(ticket_id, inbound_id, "linked", {"linked_ticket": linked, "reason": reason})
 
 
 def _add_participants(
@@ -664,20 +664,25 @@ def add_event(
     session: Session, ticket_id: int, inbound_id: int | None, kind: str, detail: dict[str, Any]
 ) -> None:
     """One system event on the ticket, in the caller's transaction."""
-    session.connection().execute(_INSERT_EVENT, _event_row(ticket_id, inbound_id, kind, detail))
+    session.connection().execute(INSERT_EVENT, event_row(ticket_id, inbound_id, kind, detail))
 
 
-def _event_row(
-    ticket_id: int, inbound_id: int | None, kind: str, detail: dict[str, Any]
+def event_row(
+    ticket_id: int,
+    inbound_id: int | None,
+    kind: str,
+    detail: dict[str, Any],
+    created_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """An event for ``_INSERT_EVENT`` (every key given: one statement for several)."""
+    """A system event for ``INSERT_EVENT`` (every key given: one statement for several);
+    ``created_at`` by default now."""
     return {
         "ticket_id": ticket_id,
         "inbound_id": inbound_id,
         "kind": kind,
         "actor": "system",
         "detail": detail,
-        "created_at": utcnow(),
+        "created_at": created_at or utcnow(),
     }
 
 
@@ -698,7 +703,7 @@ def _event(
         detail["warnings"] = list(decision.warnings)
     if analysis.classification is not None and kind == "created":
         detail["classification"] = analysis.classification.to_dict()
-    return _event_row(ticket_id, inbound_id, kind, detail)
+    return event_row(ticket_id, inbound_id, kind, detail)
 
 
 def _finish(
