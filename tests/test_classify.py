@@ -429,6 +429,7 @@ def test_minimal_rules_file(tmp_path: Path):
             r"scoring\.fallback_category: 'nope'",
         ),
         (('any = ["hallo"]', 'any = ["x?"]'), r"matches the empty string"),
+        (("weight = 1.0", "weight = 1.0\ncap = -0.5"), r"signals\[0\]\.cap: must not be negative"),
         # invalid alone, valid together: each is still checked on its own
         (('any = ["hallo"]', 'any = ["hal(lo", "x)y"]'), r"pattern 'hal\(lo'"),
         (('any = ["hallo"]', 'any = ["(a)b", "x\\\\1"]'), r"pattern 'x\\\\1'"),

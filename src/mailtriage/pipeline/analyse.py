@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache, partial
 from typing import TYPE_CHECKING
 
 from mailtriage.pipeline.classify import (
@@ -52,19 +53,20 @@ class Analysis:
 def analyse(raw: bytes, analyser: Analyser, envelope_sender: str | None = None) -> Analysis:
     """Parse once, tell automated mail from human mail, classify. Raises ParseError."""
     parsed = parse_message(raw, analyser.limits)
-    # one split of the body for the loop guard and the classifier
-    parts = split_body(parsed.text, subject=parsed.subject)
+    # one split of the body for the loop guard and the classifier, made when the first
+    # of them asks (most automated mail is told by its headers: no split at all)
+    split = cache(partial(split_body, parsed.text, subject=parsed.subject))
     verdict = detect_loop(
         parsed,
         own_domains=analyser.own_domains,
         envelope_sender=envelope_sender,
-        body_parts=parts,
+        body_parts=split,
     )
     classification = None
     ocr: tuple[tuple[str, str], ...] = ()
     if not verdict.automated:
         names = tuple(a.filename for a in parsed.attachments)
-        inp = input_from_parts(parsed.subject, parts, names, parsed.sender)
+        inp = input_from_parts(parsed.subject, split(), names, parsed.sender)
         if analyser.ocr is not None:
             ocr = analyser.ocr(parsed.attachments)
             if ocr:

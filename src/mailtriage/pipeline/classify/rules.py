@@ -257,6 +257,8 @@ def _group(r: _Reader, data: Any, path: str, default_name: str) -> SignalGroup:
     cap = data.get("cap")
     if cap is not None:
         cap = r.number(data, "cap", path + ".")
+        if cap < 0:  # it bounds the size of the group's total, either sign
+            raise r.fail(f"{path}.cap", "must not be negative")
     group = SignalGroup(
         name=r.string(data, "name", path + ".", default=default_name),
         weight=r.number(data, "weight", path + "."),

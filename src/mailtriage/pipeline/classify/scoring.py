@@ -94,14 +94,8 @@ def _score_group(
         for phrase in seen:
             hits.append(_Hit(group.weight * zone.weight, phrase, zone.name))
     if group.cap is not None:
-        total = min(total, group.cap) if total >= 0 else max(total, -abs(group.cap))
+        total = min(total, group.cap) if total >= 0 else max(total, -group.cap)
     return total, hits
-
-
-def _unscored(group: SignalGroup, matched: Set[int]) -> bool:
-    """Whether ``group`` matched in no zone, so that it scores 0.0 with no hits (unless
-    a negative cap would make that a negative score)."""
-    return group.index not in matched and (group.cap is None or group.cap >= 0)
 
 
 def _score_groups(
@@ -112,7 +106,7 @@ def _score_groups(
     total = 0.0
     hits: list[_Hit] = []
     for g in groups:
-        if _unscored(g, matched):
+        if g.index not in matched:  # no zone: it scores 0.0 with no hits
             continue
         s, h = _score_group(g, zones, decay)
         total += s
@@ -403,7 +397,7 @@ def decide_by_rules(
     prio_hits: dict[str, list[_Hit]] = {k: [] for k in prio_scores}
     override = 0.0
     for ps in rules.priority_signals:
-        if _unscored(ps.group, matched):
+        if ps.group.index not in matched:
             continue
         s, h = _score_group(ps.group, zones, decay)
         if s <= 0 and not h:

@@ -40,7 +40,7 @@ asks a question vetoes the phrase-only rules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailtriage.pipeline.loops.auto import (
     auto_submitted,
@@ -89,15 +89,15 @@ def detect_loop(
     *,
     own_domains: Sequence[str] = (),
     envelope_sender: str | None = None,
-    body_parts: BodyParts | None = None,
+    body_parts: Callable[[], BodyParts] | None = None,
 ) -> LoopVerdict:
     """Classify ``parsed`` as human mail or as one kind of automated mail.
 
     ``own_domains``: the domains of our own Message-IDs.  A message whose Message-ID is
     in one of them (exact match), or that carries an ``X-Mailtriage-*`` header, is our own
     mail coming back (``own``).  ``envelope_sender``: the SMTP MAIL FROM when known, ``""``
-    for the null return path ``<>``. ``body_parts``: ``split_body(parsed.text)`` when the
-    caller has it (the guard then need not split the same text again).
+    for the null return path ``<>``. ``body_parts``: gives ``split_body(parsed.text)`` when
+    the caller has or will want it (the guard then need not split the same text again).
     """
     mail = Mail(parsed, envelope_sender, body_parts)
     own = domains(own_domains)

@@ -7,7 +7,7 @@ record the message's own MIME tree); nothing here walks a ``Message`` again.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from functools import cached_property
 
@@ -68,7 +68,7 @@ class Mail:
         self,
         parsed: ParsedMessage,
         envelope_sender: str | None,
-        body_parts: BodyParts | None = None,
+        body_parts: Callable[[], BodyParts] | None = None,
     ) -> None:
         self.parts: tuple[PartInfo, ...] = parsed.parts or (_NO_PART,)
         self.top = self.parts[0]
@@ -76,7 +76,7 @@ class Mail:
         self.envelope_sender = envelope_sender
         self._parsed_sender = (parsed.sender_name, parsed.sender)
         self._parsed_text = parsed.text
-        self._body_parts = body_parts  # split_body(parsed.text), when the caller has it
+        self._body_parts = body_parts  # gives split_body(parsed.text): the caller's
 
     # headers ---------------------------------------------------------------
     @cached_property
@@ -196,8 +196,10 @@ class Mail:
             return ""
         # the caller's split of the parser's text serves when the inline text is the
         # same text (new text and signature do not depend on the subject it was split with)
-        parts = self._body_parts
-        if parts is None or not same_split(self.text, self._parsed_text):
+        shared = self._body_parts
+        if shared is not None and same_split(self.text, self._parsed_text):
+            parts = shared()
+        else:
             parts = split_body(self.text)
         return fold(f"{parts.new_text}\n{parts.signature}")
 
