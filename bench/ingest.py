@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from email.utils import make_msgid
 from pathlib import Path
 
 import mailparser
+from startup import child_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE_CORPUS = ROOT.parent / "shared" / "bench" / "make_corpus.py"
@@ -61,10 +61,8 @@ def _env(work: Path) -> dict[str, str]:
     work.mkdir(parents=True, exist_ok=True)
     config = work / "bench.toml"
     config.write_text("[triage]\nocr = false\n", encoding="utf-8")
-    # with Python's bytecode cache, as an installed package has it (this machine's shell
-    # sets PYTHONDONTWRITEBYTECODE: every start would compile the code, about 0.2 s)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return env | {
+    # with Python's bytecode cache, as an installed package has it (see bench/startup.py)
+    return child_environment(no_bytecode=False) | {
         "MAILTRIAGE_STORAGE_DIR": str(work),
         "MAILTRIAGE_DATABASE_URL": "",
         "MAILTRIAGE_CONFIG": str(config),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import uuid
@@ -131,3 +133,18 @@ def stored_raw(app: App, inbound_id: int) -> bytes:
         row = session.get(Inbound, inbound_id)
         assert row is not None
         return app.inbox.raw(row)
+
+
+@contextlib.contextmanager
+def stuck_writer(database: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A writer that never ends its transaction holds the SQLite database's write gate
+    (as a process stopped inside one would); the gate's wait is 0.3 s meanwhile."""
+    from mailtriage.store import write_gate
+
+    monkeypatch.setattr(write_gate, "WAIT_SECONDS", 0.3)
+    fd = os.open(write_gate.gate_for(database).path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -11,6 +11,8 @@ from mailtriage.pipeline.classify.impact import (
     priority_from_facts,
 )
 
+from conftest import LABELED
+
 
 def facts(text: str) -> set[str]:
     return set(extract_facts(fold(text)).names())
@@ -122,7 +124,6 @@ def test_each_fact_pattern_finds_what_its_finditer_finds() -> None:
     match start: on the labelled mails and on random phrase soup, every pattern yields
     the very matches (spans, in order) its own finditer yields."""
     import random
-    from pathlib import Path
 
     from mailtriage.pipeline.classify import input_from_text
     from mailtriage.pipeline.classify.impact import _FACT_PATTERNS, _fact_starts
@@ -131,7 +132,7 @@ def test_each_fact_pattern_finds_what_its_finditer_finds() -> None:
     from mailtriage.pipeline.regex_prefix import finditer_at
 
     texts = []
-    for path in sorted((Path(__file__).parent / "labeled").rglob("*.eml")):
+    for path in sorted(LABELED.rglob("*.eml")):
         msg = parse_message(path.read_bytes())
         texts.append(model_text(input_from_text(msg.subject, msg.text, (), msg.sender)))
     rng = random.Random(3)

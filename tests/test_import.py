@@ -168,9 +168,9 @@ def test_replies_in_later_chunks_find_their_tickets(
     at once; the thirty replies, read after the messages they answer and in other
     chunks, must each be filed on their ticket (stored in claim order)."""
     # a pool of two (the fixture's config parses in the worker itself)
-    config_file.write_text(
-        config_file.read_text().replace("processes = 1", "processes = 2"), encoding="utf-8"
-    )
+    text = config_file.read_text()
+    assert "processes = 1" in text
+    config_file.write_text(text.replace("processes = 1", "processes = 2"), encoding="utf-8")
     src = tmp_path / "in"
     for n in range(30):
         first = mail(
@@ -253,11 +253,9 @@ def test_a_database_held_past_the_wait_is_one_line_and_loses_nothing(
     gate), intake waits WAIT_SECONDS (30 s; 0.3 s here), then the command ends
     with one line naming the cause, no traceback; the file is imported once the
     database is free again."""
-    import fcntl
-    import os
-
     from mailtriage.cli import main
-    from mailtriage.store import write_gate
+
+    from conftest import stuck_writer
 
     config = tmp_path / "sqlite.toml"
     config.write_text(
@@ -267,16 +265,10 @@ def test_a_database_held_past_the_wait_is_one_line_and_loses_nothing(
     )
     source = write(tmp_path / "in" / "one.eml", mail(subject="Drucker", body="Geht nicht."))
     assert main(["--config", str(config), "db", "upgrade"]) == 0
-    monkeypatch.setattr(write_gate, "WAIT_SECONDS", 0.3)
-    gate = write_gate.gate_for(tmp_path / "mt.db")
-    fd = os.open(gate.path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # what a writer in the middle of its transaction holds
+    with stuck_writer(tmp_path / "mt.db", monkeypatch):
         capsys.readouterr()
         code = main(["--config", str(config), "import", str(source)])
         out, err = capsys.readouterr()
-    finally:
-        os.close(fd)
     assert code == 2
     assert (
         err

@@ -82,10 +82,13 @@ def listen_while_storing(
         engine = processing_engine(app)
         event.listen(engine, "before_cursor_execute", each)
         try:
-            return real(*args, **kwargs)
+            result = real(*args, **kwargs)
         finally:
             event.remove(engine, "before_cursor_execute", each)
             counted.append(statements[0])
+        # (nothing seen: the listener is on an engine the store does not use)
+        assert statements[0] > 0, "no statement of the store step was seen"
+        return result
 
     monkeypatch.setattr(worker_module, "store_analysis", listening)
     return counted
@@ -247,8 +250,7 @@ def test_a_group_of_mails_is_stored_without_a_savepoint_per_mail(
         statements.append(statement)
 
     claimed = app.inbox.claim(worker.owner, 10, 60)
-    # the worker's own engine (on SQLite, processing commits are not synced)
-    engine = worker.processor.factory.kw["bind"]
+    engine = processing_engine(app)
     event.listen(engine, "before_cursor_execute", record)
     try:
         processed = worker.processor.process(claimed)
@@ -259,7 +261,7 @@ def test_a_group_of_mails_is_stored_without_a_savepoint_per_mail(
     # Per mail as in the first test (a new ticket: 10 at most, here without
     # attachment: 9) and, on SQLite, BEGIN IMMEDIATE once for the group. With a
     # savepoint each it took 2 more a mail (67).
-    assert len(statements) <= 6 * 9 + 1, len(statements)
+    assert 6 * 5 <= len(statements) <= 6 * 9 + 1, len(statements)
 
 
 def test_storing_a_mail_reads_no_table_whole(

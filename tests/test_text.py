@@ -6,6 +6,8 @@ import pytest
 
 from mailtriage.pipeline.text import BodyParts, split_body
 
+from conftest import CORPUS, LABELED
+
 
 def test_plain_message_has_no_history():
     parts = split_body("Hallo,\n\ndie Suche findet nichts.\n")
@@ -250,13 +252,11 @@ _EDGE_BODIES = [
 
 
 def _bodies() -> list[str]:
-    from pathlib import Path
 
     from mailtriage.pipeline.parse import ParseError, parse_message
 
     texts = list(_EDGE_BODIES)
-    root = Path(__file__).parent
-    for path in sorted(root.glob("corpus/**/*.eml"))[::4] + sorted(root.glob("labeled/**/*.eml")):
+    for path in sorted(CORPUS.rglob("*.eml"))[::4] + sorted(LABELED.rglob("*.eml")):
         try:
             texts.append(parse_message(path.read_bytes()).text)
         except ParseError:
@@ -293,15 +293,13 @@ def test_the_loop_guard_reads_the_same_fresh_text_from_a_shared_split():
     """analyse() splits the body once and hands the split to the loop guard; the guard's
     view of the new text is the one its own split gives (shared for most real mails)."""
     from functools import partial
-    from pathlib import Path
 
     from mailtriage.pipeline.loops.mail import Mail
     from mailtriage.pipeline.parse import ParseError, parse_message
     from mailtriage.pipeline.text import same_split
 
     shared = total = 0
-    root = Path(__file__).parent
-    for path in sorted(root.glob("corpus/**/*.eml")) + sorted(root.glob("labeled/**/*.eml")):
+    for path in sorted(CORPUS.rglob("*.eml")) + sorted(LABELED.rglob("*.eml")):
         try:
             parsed = parse_message(path.read_bytes())
         except ParseError:

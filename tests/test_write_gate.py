@@ -118,15 +118,12 @@ def test_no_gate_for_postgresql_or_memory() -> None:
 
 
 def test_intake_waits_for_a_transaction_in_progress_and_gets_in_right_after(
-    tmp_path: Path,
+    gated: Gated, tmp_path: Path
 ) -> None:
     """A transaction that is not intake keeps the gate until its commit: intake waits
     for the gate (in steps of at most a millisecond), not in SQLite's lock wait (sleeps
     of up to 100 ms), and is in right after the commit."""
-    engine = _engine(tmp_path)
-    gate = db.write_gate(engine)
-    assert gate is not None
-    factory = db.session_factory(engine)
+    factory = gated.factory
     inbox = Inbox(factory, BlobStore(tmp_path / "blobs"), fsync=False)
     began = threading.Event()
     committed: list[float] = []
@@ -148,7 +145,6 @@ def test_intake_waits_for_a_transaction_in_progress_and_gets_in_right_after(
     assert accepted.created
     assert committed and accepted_at[0] >= committed[0]
     assert accepted_at[0] - committed[0] < 0.05, "intake did not get in right after the commit"
-    engine.dispose()
 
 
 def test_a_rollback_or_a_failed_transaction_lets_go_of_the_gate(gated: Gated) -> None:
@@ -184,19 +180,14 @@ def test_a_writer_gives_up_like_a_locked_database_when_the_gate_is_never_let_go(
     after the wait, not a hang: the writer's BEGIN raises SQLAlchemy's OperationalError,
     which the worker loop, the sender and the CLI already treat as the database being
     unavailable for now; then the worker files the message once the gate is free."""
-    import fcntl
-    import os
-
     from sqlalchemy.exc import OperationalError
 
     from mailtriage.config import settings_from_dict
-    from mailtriage.store import write_gate
     from mailtriage.worker import Worker
 
-    monkeypatch.setattr(write_gate, "WAIT_SECONDS", 0.3)
-    fd = os.open(gated.gate.path, os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
+    from conftest import stuck_writer
+
+    with stuck_writer(tmp_path / "gate.db", monkeypatch):
         started = time.monotonic()
         with (
             pytest.raises(OperationalError, match=r"stayed busy for 0\.3 s") as raised,
@@ -206,8 +197,6 @@ def test_a_writer_gives_up_like_a_locked_database_when_the_gate_is_never_let_go(
             session.execute(text("select 1"))
         assert isinstance(raised.value.orig, GateTimeout)
         assert 0.3 <= time.monotonic() - started < 2
-    finally:
-        os.close(fd)
     # free again: intake and the worker go on
     settings = settings_from_dict(
         {"storage": {"dir": str(tmp_path / "var")}, "worker": {"processes": 1}}
